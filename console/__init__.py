@@ -1,0 +1,1 @@
+"""Warmline: a real-time warm-transfer console for call centers on Twilio Voice."""

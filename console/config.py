@@ -1,0 +1,185 @@
+"""Settings read once from the environment (12-factor), as a frozen dataclass.
+
+Every problem with the environment is reported as one line naming the variable,
+so that a deployment that fails to start says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+DEFAULT_HOLD_MUSIC_URL = "https://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
+DEFAULT_WELCOME_MESSAGE = (
+    "Thank you for calling. All of our agents are busy right now. "
+    "Please stay on the line and the next available agent will be with you shortly."
+)
+
+# Required outside demo mode; demo mode fills them with local stand-ins.
+REQUIRED = (
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY",
+    "TWILIO_API_SECRET",
+    "TWILIO_CALLER_ID",
+    "PUBLIC_BASE_URL",
+    "SECRET_KEY",
+)
+
+
+class ConfigError(Exception):
+    """The environment cannot run Warmline; ``problems`` holds one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Warmline reads from its environment."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    api_key: str
+    api_secret: str = field(repr=False)
+    caller_id: str
+    public_base_url: str
+    secret_key: str = field(repr=False)
+    api_base_url: str = DEFAULT_API_BASE_URL
+    redis_url: str | None = None
+    port: int = 5000
+    hold_music_url: str = DEFAULT_HOLD_MUSIC_URL
+    welcome_message: str = DEFAULT_WELCOME_MESSAGE
+    agent_grace_seconds: int = 30
+    wrap_up_seconds: int = 0
+    event_log_maxlen: int = 100_000
+    metrics_token: str | None = field(default=None, repr=False)
+    twiml_app_sid: str | None = None
+    rest_timeout_seconds: float = 5.0
+    ring_timeout_seconds: int = 20
+    service_level_seconds: int = 20
+    demo: bool = False
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are marked Secure when the public URL is https."""
+        return self.public_base_url.startswith("https://")
+
+    @property
+    def public_origin(self) -> str:
+        """Scheme and host of PUBLIC_BASE_URL, as browsers send it in ``Origin``."""
+        parts = urlsplit(self.public_base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def url(self, path: str) -> str:
+        """Absolute URL Twilio uses to reach ``path`` on this deployment."""
+        return self.public_base_url + path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); raise ConfigError listing
+        every missing or malformed variable at once."""
+        return _Reader(os.environ if env is None else env).settings()
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            self.problems.append(f"{name} is required but not set")
+            return ""
+        return value
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, got {raw!r}")
+            return default
+        if value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+            return default
+        return value
+
+    def base_url(self, name: str, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problems.append(f"{name} must be an http(s) URL like https://example.com, got {value!r}")
+        elif parts.query or parts.fragment:
+            self.problems.append(f"{name} must not carry a query or fragment, got {value!r}")
+        return value.rstrip("/")
+
+    def pattern(self, name: str, value: str, regex: str, what: str) -> str:
+        if value and not re.fullmatch(regex, value):
+            self.problems.append(f"{name} must be {what}, got {_redact(name, value)}")
+        return value
+
+    def settings(self) -> Settings:
+        account_sid = self.pattern(
+            "TWILIO_ACCOUNT_SID",
+            self.required("TWILIO_ACCOUNT_SID"),
+            r"AC[0-9a-fA-F]{32}",
+            "an Account SID (AC followed by 32 hex digits)",
+        )
+        api_key = self.pattern(
+            "TWILIO_API_KEY",
+            self.required("TWILIO_API_KEY"),
+            r"SK[0-9a-fA-F]{32}",
+            "an API Key SID (SK followed by 32 hex digits)",
+        )
+        redis_url = self.text("REDIS_URL")
+        if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            self.problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+        settings = Settings(
+            account_sid=account_sid,
+            auth_token=self.required("TWILIO_AUTH_TOKEN"),
+            api_key=api_key,
+            api_secret=self.required("TWILIO_API_SECRET"),
+            caller_id=self.required("TWILIO_CALLER_ID"),
+            public_base_url=self.base_url("PUBLIC_BASE_URL", self.required("PUBLIC_BASE_URL")),
+            secret_key=self.required("SECRET_KEY"),
+            api_base_url=self.base_url(
+                "TWILIO_API_BASE_URL", self.text("TWILIO_API_BASE_URL", DEFAULT_API_BASE_URL)
+            ),
+            redis_url=redis_url,
+            port=self.integer("PORT", 5000, minimum=1),
+            hold_music_url=self.text("HOLD_MUSIC_URL", DEFAULT_HOLD_MUSIC_URL),
+            welcome_message=self.text("WELCOME_MESSAGE", DEFAULT_WELCOME_MESSAGE),
+            agent_grace_seconds=self.integer("AGENT_GRACE_SECONDS", 30),
+            wrap_up_seconds=self.integer("WRAP_UP_SECONDS", 0),
+            event_log_maxlen=self.integer("EVENT_LOG_MAXLEN", 100_000, minimum=100),
+            metrics_token=self.text("METRICS_TOKEN"),
+            twiml_app_sid=self.text("TWILIO_TWIML_APP_SID"),
+            ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),
+            service_level_seconds=self.integer("SERVICE_LEVEL_SECONDS", 20, minimum=1),
+        )
+        if settings.port > 65535:
+            self.problems.append(f"PORT must be at most 65535, got {settings.port}")
+        if self.problems:
+            raise ConfigError(self.problems)
+        return settings
+
+
+def _redact(name: str, value: str) -> str:
+    """Never echo a secret back into a log line."""
+    return "(hidden)" if "SECRET" in name or "TOKEN" in name else repr(value)

@@ -1,0 +1,68 @@
+"""Errors the domain raises on purpose, and their one JSON shape on the API."""
+
+from __future__ import annotations
+
+from quart import Quart, Response, jsonify, request
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+
+class DomainError(Exception):
+    """A request the current state does not allow; ``status`` is its HTTP status."""
+
+    status = 409
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class BadRequest(DomainError):
+    status = 400
+
+
+def error_response(message: str, status: int) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Quart) -> None:
+    """JSON errors under /api, plain text for Twilio and pages; never a traceback."""
+
+    @app.errorhandler(DomainError)
+    async def domain_error(error: DomainError) -> Response:
+        return error_response(error.message, error.status)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(error: RequestSchemaValidationError) -> Response:
+        return error_response(f"invalid body: {_describe(error)}", 400)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if request.path.startswith("/api/"):
+            return error_response(error.description or error.name, status)
+        return Response(f"{status} {error.name}: {error.description}\n", status, mimetype="text/plain")
+
+
+def _describe(error: RequestSchemaValidationError) -> str:
+    cause = error.validation_error
+    errors = getattr(cause, "errors", None)
+    if callable(errors):
+        parts = []
+        for item in errors():
+            where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+            parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        return "; ".join(parts)
+    return str(cause)

@@ -1,0 +1,43 @@
+"""Every Redis key Warmline uses, under one prefix, so a shared Redis stays tidy
+and a test or an operator can find (or flush) exactly what belongs to us."""
+
+PREFIX = "wl:"
+
+EVENTS = PREFIX + "events"
+"""Stream: the durable event log every dashboard reads."""
+
+AGENTS = PREFIX + "agents"
+"""Hash: username -> agent presence record (JSON)."""
+
+QUEUE = PREFIX + "queue"
+"""List: conference names of waiting customers, head = next to route."""
+
+QUEUE_INFO = PREFIX + "queue:info"
+"""Hash: conference name -> queued record (JSON) of each waiting customer."""
+
+LIVE = PREFIX + "live"
+"""Set: names of conferences not yet ended."""
+
+TRANSFERS = PREFIX + "transfers"
+"""Hash: transfer id -> conference name, to find a transfer's aggregate."""
+
+USERS = PREFIX + "users"
+"""Hash: username -> user record (JSON: role and password hash)."""
+
+WEBHOOK_HEALTH = PREFIX + "webhooks"
+"""Hash: route -> last request time and recent signature failures (JSON)."""
+
+
+def conference(name: str) -> str:
+    """String: one conference aggregate (JSON), with its participants, dials and transfers."""
+    return f"{PREFIX}conf:{name}"
+
+
+def session(token_digest: str) -> str:
+    """String: a login session, keyed by a digest of the cookie token."""
+    return f"{PREFIX}session:{token_digest}"
+
+
+def login_attempts(subject: str) -> str:
+    """Counter of recent failed logins for a username or an address."""
+    return f"{PREFIX}login-fail:{subject}"

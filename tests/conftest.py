@@ -1,0 +1,73 @@
+"""Shared fixtures: one real redis-server per test session (flushed per test), the
+Twilio REST double, and a configured app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from console.app import create_app
+from console.config import Settings
+from console.embedded_redis import EmbeddedRedis, start_redis
+from tests.twilio_double import TwilioDouble
+
+ACCOUNT_SID = "AC" + "a1" * 16
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+API_KEY = "SK" + "b2" * 16
+PUBLIC_BASE_URL = "https://warmline.example.com"
+
+# The twilio client rewrites hosts when these are set; tests must never inherit them.
+for _name in ("TWILIO_REGION", "TWILIO_EDGE"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioDouble]:
+    async with TwilioDouble(ACCOUNT_SID, AUTH_TOKEN) as double:
+        yield double
+
+
+def make_settings(api_base_url: str = "http://127.0.0.1:9", **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "api_key": API_KEY,
+        "api_secret": "test-api-secret",
+        "caller_id": "+15550001111",
+        "public_base_url": PUBLIC_BASE_URL,
+        "secret_key": "test-secret-key",
+        "api_base_url": api_base_url,
+        "rest_timeout_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(twilio: TwilioDouble) -> Settings:
+    return make_settings(api_base_url=twilio.base_url)
+
+
+@pytest.fixture
+async def app(settings: Settings, redis: Redis, redis_server: EmbeddedRedis):  # noqa: ANN201
+    app = create_app(settings, redis_url=redis_server.url)
+    async with app.test_app() as test_app:
+        yield test_app

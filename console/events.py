@@ -1,0 +1,63 @@
+"""Events of the durable log (a Redis Stream) and how they are written.
+
+Each entry carries its type, the time the app received what caused it, its JSON
+data and its audience: ``*`` for what every user may see (the queue, presence),
+else the agents involved in the conference it concerns (supervisors see all).
+The WebSocket hub filters on the audience without reading any other state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from console import keys
+
+EVERYONE = "*"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Event:
+    """One entry of the event log, before Redis gives it its id."""
+
+    type: str
+    data: dict[str, Any]
+    ts: int
+    audience: frozenset[str] | None = None  # None: everyone
+    conference: str | None = field(default=None)
+
+    def fields(self) -> dict[str, str]:
+        audience = EVERYONE if self.audience is None else ",".join(sorted(self.audience))
+        return {
+            "type": self.type,
+            "ts": str(self.ts),
+            "data": json.dumps(self.data, separators=(",", ":")),
+            "audience": audience,
+            "conference": self.conference or "",
+        }
+
+
+def append_events(pipe: Pipeline, events: list[Event], maxlen: int) -> None:
+    """Queue XADDs on a MULTI pipeline, so they commit with the state they announce."""
+    for event in events:
+        pipe.xadd(keys.EVENTS, event.fields(), maxlen=maxlen, approximate=True)
+
+
+def parse_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A stream entry as the WebSocket message of SPEC §5 (plus its audience)."""
+    return {
+        "id": entry_id,
+        "type": fields["type"],
+        "ts": int(fields["ts"]),
+        "data": json.loads(fields["data"]),
+        "audience": fields.get("audience", EVERYONE),
+        "conference": fields.get("conference") or None,
+    }

@@ -1,0 +1,44 @@
+"""Routing: the next waiting customer goes to the longest-idle available agent.
+
+Assignment happens inside a unit of work (see ``console.unit``), so the choice of
+agent and the agent's move to ``ringing`` commit together or not at all: no two
+processes can offer one customer twice or one agent two customers.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from console.derive import derive
+from console.effects import PlaceCall
+from console.records import AgentStatus, Dial, DialKind
+from console.unit import Unit
+
+
+def new_dial_id() -> str:
+    """A participant label that can never look like a CallSid (error 16024)."""
+    return "dial-" + secrets.token_hex(8)
+
+
+async def assign(unit: Unit) -> int:
+    """Offer waiting customers to available agents; returns how many were offered."""
+    engaged = {a.conference for a in unit.agents.values() if a.dial}
+    waiting = [
+        name
+        for name in unit.queue
+        if name not in engaged and unit.queued[name].not_before <= unit.now
+    ]
+    offered = 0
+    for name, agent in zip(waiting, unit.routable(), strict=False):
+        record = await unit.conference(name)
+        if record is None or derive(record).customer_gone:
+            continue
+        dial = Dial(
+            id=new_dial_id(), kind=DialKind.AGENT, agent=agent.username, created_at=unit.now
+        )
+        record.dials[dial.id] = dial
+        agent.status, agent.since = AgentStatus.RINGING, unit.now
+        agent.conference, agent.dial = name, dial.id
+        unit.effects.append(PlaceCall(name, dial.id, agent.username, DialKind.AGENT))
+        offered += 1
+    return offered

@@ -1,0 +1,440 @@
+"""A unit of work: read, change and commit Warmline's state in one atomic step.
+
+Every state change runs as a unit: it WATCHes the agents, the queue and each
+conference it loads, changes them in memory, *settles* the consequences (an agent
+released when their call ends, a customer requeued when nobody is with them, the
+endConferenceOnExit flags SPEC §1.8 asks for), derives the events from the
+difference between before and after, and commits state and events in one MULTI.
+If anything it read changed meanwhile, the unit runs again from scratch, so two
+processes can never both dial one agent or give one customer to two agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from console import keys
+from console.config import Settings
+from console.derive import (
+    ConferenceView,
+    Participant,
+    derive,
+    dial_active,
+    dial_finished,
+)
+from console.effects import Effect, HangUp, Route, UpdateParticipant
+from console.events import Event, append_events, now_ms
+from console.records import (
+    CALL_UNANSWERED,
+    Agent,
+    AgentStatus,
+    ConferenceRecord,
+    DialKind,
+    Queued,
+    TransferStatus,
+)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 64
+ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
+
+
+class Contended(Exception):
+    """The unit kept losing optimistic races; the caller answers 503 so Twilio retries."""
+
+
+@dataclass
+class _Loaded:
+    raw: str | None
+    record: ConferenceRecord | None
+    view: ConferenceView | None
+
+
+class Unit:
+    """One attempt at an atomic change; see the module docstring."""
+
+    def __init__(self, pipe: Pipeline, settings: Settings, now: int) -> None:
+        self.pipe = pipe
+        self.settings = settings
+        self.now = now
+        self.agents: dict[str, Agent] = {}
+        self.queue: list[str] = []
+        self.queued: dict[str, Queued] = {}
+        self.events: list[Event] = []
+        self.effects: list[Effect] = []
+        self._conferences: dict[str, ConferenceRecord | None] = {}
+        self._before: dict[str, _Loaded] = {}
+        self._agents_raw: dict[str, str] = {}
+        self._queue_before: list[str] = []
+        self._dequeued: dict[str, str] = {}
+        self._new_transfers: dict[str, str] = {}
+
+    async def load(self) -> None:
+        await self.pipe.watch(keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO)
+        self._agents_raw = await self.pipe.hgetall(keys.AGENTS)
+        self.agents = {name: Agent.from_json(raw) for name, raw in self._agents_raw.items()}
+        self.queue = list(await self.pipe.lrange(keys.QUEUE, 0, -1))
+        self._queue_before = list(self.queue)
+        info = await self.pipe.hgetall(keys.QUEUE_INFO)
+        self.queued = {name: Queued.from_dict(json.loads(raw)) for name, raw in info.items()}
+
+    async def conference(self, name: str) -> ConferenceRecord | None:
+        """Load (and WATCH) one conference aggregate; cached for the unit."""
+        if name not in self._conferences:
+            key = keys.conference(name)
+            await self.pipe.watch(key)
+            raw = await self.pipe.get(key)
+            record = ConferenceRecord.from_json(raw) if raw else None
+            before = ConferenceRecord.from_json(raw) if raw else None
+            self._before[name] = _Loaded(raw, before, derive(before) if before else None)
+            self._conferences[name] = record
+        return self._conferences[name]
+
+    def create_conference(self, name: str, from_number: str | None) -> ConferenceRecord:
+        record = ConferenceRecord(name=name, created_at=self.now, from_number=from_number)
+        self._conferences[name] = record
+        return record
+
+    def agent(self, username: str) -> Agent:
+        """The agent's record, created offline on first sight."""
+        if username not in self.agents:
+            self.agents[username] = Agent(username=username, since=self.now)
+        return self.agents[username]
+
+    def enqueue(self, name: str, from_number: str | None, front: bool = False) -> None:
+        if name in self.queue:
+            return
+        self.queued[name] = Queued(call_sid=name, from_number=from_number, queued_at=self.now)
+        if front:
+            self.queue.insert(0, name)
+        else:
+            self.queue.append(name)
+
+    def dequeue(self, name: str, reason: str) -> None:
+        if name in self.queue:
+            self.queue.remove(name)
+            self.queued.pop(name, None)
+            self._dequeued[name] = reason
+
+    def register_transfer(self, transfer_id: str, conference: str) -> None:
+        self._new_transfers[transfer_id] = conference
+
+    def routable(self) -> list[Agent]:
+        """Available agents, longest idle first."""
+        ready = [
+            a
+            for a in self.agents.values()
+            if a.status == AgentStatus.AVAILABLE and a.dial is None and a.idle_since <= self.now
+        ]
+        return sorted(ready, key=lambda a: (a.idle_since, a.username))
+
+    def release(self, agent: Agent, missed: bool, back_of_line: bool = False) -> None:
+        """End an agent's engagement: available again (after wrap-up) or missed."""
+        agent.dial = None
+        agent.conference = None
+        agent.since = self.now
+        if missed:
+            agent.status = AgentStatus.MISSED
+            return
+        agent.status = AgentStatus.AVAILABLE
+        wrap_up = 0 if back_of_line else self.settings.wrap_up_seconds * 1000
+        agent.idle_since = self.now + wrap_up
+
+    def set_status(self, agent: Agent, status: AgentStatus) -> None:
+        if agent.status != status:
+            agent.status = status
+            agent.since = self.now
+        if status == AgentStatus.AVAILABLE:
+            agent.idle_since = max(agent.idle_since, self.now) if agent.idle_since else self.now
+
+    # -- settling -------------------------------------------------------------
+
+    def settle(self) -> None:
+        for record in self._conferences.values():
+            if record is not None:
+                _Settler(self, record).run()
+        if self.queue and self.routable():
+            self.effects.append(Route())
+        self._announce_agents()
+        self._announce_queue()
+
+    def _announce_agents(self) -> None:
+        for name, agent in self.agents.items():
+            before = self._agents_raw.get(name)
+            old = Agent.from_json(before).public() if before else None
+            if old != agent.public():
+                self.events.append(Event("agent.updated", agent.public(), self.now))
+
+    def _announce_queue(self) -> None:
+        if self.queue == self._queue_before:
+            return
+        for name, reason in self._dequeued.items():
+            if name not in self.queue:
+                self.events.append(
+                    Event("call.dequeued", {"call_sid": name, "reason": reason}, self.now)
+                )
+        for position, name in enumerate(self.queue, 1):
+            if name not in self._queue_before:
+                self.events.append(
+                    Event("call.queued", self.queued[name].public(position), self.now)
+                )
+        self.events.append(Event("queue.updated", {"queue": self.public_queue()}, self.now))
+
+    def public_queue(self) -> list[dict[str, object]]:
+        return [self.queued[n].public(i) for i, n in enumerate(self.queue, 1) if n in self.queued]
+
+    # -- committing -----------------------------------------------------------
+
+    def write(self) -> bool:
+        """Queue every changed key and the events on MULTI; False when nothing changed."""
+        pipe = self.pipe
+        pipe.multi()
+        changed = False
+        for name, record in self._conferences.items():
+            if record is None:
+                continue
+            raw = record.to_json()
+            if raw == self._before.get(name, _Loaded(None, None, None)).raw:
+                continue
+            changed = True
+            key = keys.conference(name)
+            pipe.set(key, raw)
+            if derive(record).status == "ended":
+                pipe.expire(key, ENDED_RETENTION_SECONDS)
+                pipe.srem(keys.LIVE, name)
+            else:
+                pipe.sadd(keys.LIVE, name)
+        changed = self._write_agents() or changed
+        changed = self._write_queue() or changed
+        if self._new_transfers:
+            pipe.hset(keys.TRANSFERS, mapping=self._new_transfers)
+            changed = True
+        if self.events:
+            append_events(pipe, self.events, self.settings.event_log_maxlen)
+            changed = True
+        return changed
+
+    def _write_agents(self) -> bool:
+        updates = {
+            name: agent.to_json()
+            for name, agent in self.agents.items()
+            if agent.to_json() != self._agents_raw.get(name)
+        }
+        if updates:
+            self.pipe.hset(keys.AGENTS, mapping=updates)
+        return bool(updates)
+
+    def _write_queue(self) -> bool:
+        if self.queue == self._queue_before and not self._dequeued:
+            return False
+        self.pipe.delete(keys.QUEUE, keys.QUEUE_INFO)
+        if self.queue:
+            self.pipe.rpush(keys.QUEUE, *self.queue)
+            self.pipe.hset(
+                keys.QUEUE_INFO,
+                mapping={
+                    n: json.dumps(self.queued[n].to_dict(), separators=(",", ":"))
+                    for n in self.queue
+                },
+            )
+        return True
+
+
+class _Settler:
+    """The consequences of a change to one conference (see the module docstring)."""
+
+    def __init__(self, unit: Unit, record: ConferenceRecord) -> None:
+        self.unit = unit
+        self.record = record
+        self.before = unit._before.get(record.name, _Loaded(None, None, None))
+
+    def run(self) -> None:
+        view = derive(self.record)
+        self._customer_gone(view)
+        self._release_agents(view)
+        self._serve_customer(view)
+        self._manage_participants(view)
+        view = derive(self.record)
+        self._announce_transfers(view)
+        self._announce_conference(view)
+
+    def _customer_gone(self, view: ConferenceView) -> None:
+        """The customer hung up: leave the queue, stop every ring meant for them."""
+        if not view.customer_gone:
+            return
+        self.unit.dequeue(self.record.name, "hung-up")
+        for dial in self.record.dials.values():
+            if not dial_active(view, dial) or dial.cancel_reason:
+                continue
+            if dial.call_sid and dial.call_sid in view.milestones.joined:
+                continue  # in the conference: Twilio ends it with the conference
+            dial.cancel_reason = "customer-hung-up"
+            if dial.call_sid:
+                status = "completed" if dial.answered else "canceled"
+                self.unit.effects.append(HangUp(self.record.name, dial.call_sid, status))
+
+    def _release_agents(self, view: ConferenceView) -> None:
+        """An agent whose dial is over is routable again, or missed if they let it ring."""
+        for dial in self.record.dials.values():
+            agent = self.unit.agents.get(dial.agent)
+            if agent is None or agent.dial != dial.id:
+                continue
+            if not (dial_finished(view, dial) or dial.cancel_reason):
+                continue
+            missed = (
+                dial.kind != DialKind.SUPERVISOR
+                and not dial.answered
+                and dial.cancel_reason is None
+                and dial.status in CALL_UNANSWERED
+                and dial.call_sid not in view.milestones.joined
+            )
+            self.unit.release(agent, missed, back_of_line=dial.status == "api-error")
+
+    def _serve_customer(self, view: ConferenceView) -> None:
+        """Nobody is with (or coming to) a customer still on the line: queue them again,
+        at the front, so a transfer never ends with a customer in silence."""
+        name = self.record.name
+        if view.customer_gone or view.status == "ended" or name in self.unit.queue:
+            return
+        if view.milestones.left_ending:
+            return  # someone with endConferenceOnExit left: Twilio is ending it
+        if view.agents_present():
+            return
+        if any(
+            dial_active(view, d) and not d.cancel_reason
+            for d in self.record.dials.values()
+            if d.kind != DialKind.SUPERVISOR
+        ):
+            return
+        self.unit.enqueue(name, self.record.from_number, front=bool(self.record.dials))
+
+    def _manage_participants(self, view: ConferenceView) -> None:
+        if view.status != "in-progress" or view.customer_gone:
+            return
+        customer = next((p for p in view.participants.values() if p.role == "customer"), None)
+        if customer is not None:
+            self._hold_music(view, customer)
+        self._end_on_exit_flags(view)
+
+    def _hold_music(self, view: ConferenceView, customer: Participant) -> None:
+        """A customer left alone in a started conference hears the wait music."""
+        record = self.record
+        alone = not view.agents_present()
+        if alone and not record.customer_auto_held and not view.milestones.left_ending:
+            record.customer_auto_held = True
+            params = {
+                "hold": True,
+                "hold_url": self.unit.settings.url("/conference/wait"),
+                "hold_method": "POST",
+            }
+            self._update(view, customer.call_sid, params)
+        elif not alone and record.customer_auto_held:
+            record.customer_auto_held = False
+            self._update(view, customer.call_sid, {"hold": False})
+
+    def _end_on_exit_flags(self, view: ConferenceView) -> None:
+        """The one agent alone with the customer ends the call by hanging up; while a
+        transfer is under way nobody does, so nobody drops the customer."""
+        agents = view.agents_present()
+        in_flight = any(
+            not TransferStatus(status).terminal for status, _ in view.transfers.values()
+        )
+        desired = len(agents) == 1 and not in_flight
+        for participant in agents:
+            if participant.hold:
+                continue  # Twilio ignores this flag while on hold; settled again on unhold
+            current = self.record.end_on_exit_requested.get(
+                participant.call_sid, participant.end_on_exit
+            )
+            if current != desired:
+                self.record.end_on_exit_requested[participant.call_sid] = desired
+                self._update(view, participant.call_sid, {"end_conference_on_exit": desired})
+
+    def _update(self, view: ConferenceView, call_sid: str, params: dict[str, object]) -> None:
+        sid = view.sid or self.record.name
+        self.unit.effects.append(UpdateParticipant(self.record.name, sid, call_sid, params))
+
+    def _announce_transfers(self, view: ConferenceView) -> None:
+        for transfer in self.record.transfers.values():
+            status, reason = view.transfers[transfer.id]
+            before = self.before.record.transfers.get(transfer.id) if self.before.record else None
+            if (status, reason) != (transfer.status, transfer.reason):
+                transfer.status, transfer.reason = status, reason
+                transfer.updated_at = self.unit.now
+            if before is None or before.to_dict() != transfer.to_dict():
+                audience = {transfer.from_agent} | ({transfer.to_agent} - {None})
+                self._emit("transfer.updated", transfer.public(self.record.name), audience)
+
+    def _announce_conference(self, view: ConferenceView) -> None:
+        old = self.before.view
+        old_started = old.started_at if old else None
+        if view.started_at is not None and old_started is None:
+            self._emit("conference.started", {**view.summary(), "status": "in-progress"})
+        if view.status == "ended" and (old is None or old.status != "ended"):
+            self._emit("conference.ended", {**view.summary(), "reason": view.end_reason})
+        old_people = old.participants if old else {}
+        for call_sid, person in view.participants.items():
+            previous = old_people.get(call_sid)
+            if previous is None:
+                self._emit("participant.joined", person.public(view.name))
+            elif previous.public(view.name) != person.public(view.name):
+                self._emit("participant.updated", person.public(view.name))
+        for call_sid, person in old_people.items():
+            if call_sid not in view.participants:
+                self._emit("participant.left", person.public(view.name))
+
+    def _emit(self, kind: str, data: dict[str, object], extra: set[str] | None = None) -> None:
+        audience = involved_agents(self.record) | (extra or set())
+        if self.before.record is not None:
+            audience |= involved_agents(self.before.record)
+        self.unit.events.append(
+            Event(kind, data, self.unit.now, frozenset(audience), self.record.name)
+        )
+
+
+def involved_agents(record: ConferenceRecord) -> set[str]:
+    """Agents who may see this conference: dialed into it, in it, or transferring from it."""
+    view = derive(record)
+    people = {p.agent for p in view.participants.values() if p.agent and p.role == "agent"}
+    ringing = {
+        d.agent
+        for d in record.dials.values()
+        if d.kind != DialKind.SUPERVISOR and dial_active(view, d) and not d.cancel_reason
+    }
+    transferring = {
+        t.from_agent
+        for t in record.transfers.values()
+        if not TransferStatus(view.transfers[t.id][0]).terminal
+    }
+    return people | ringing | transferring
+
+
+async def run_unit(
+    redis: Redis, settings: Settings, change: Callable[[Unit], Awaitable[T]]
+) -> tuple[T, list[Effect]]:
+    """Run ``change`` as one atomic unit, retrying it when it lost a race."""
+    for attempt in range(MAX_ATTEMPTS):
+        async with redis.pipeline(transaction=True) as pipe:
+            unit = Unit(pipe, settings, now_ms())
+            try:
+                await unit.load()
+                result = await change(unit)
+                unit.settle()
+                if unit.write():
+                    await pipe.execute()
+                else:
+                    await pipe.reset()
+                return result, unit.effects
+            except WatchError:
+                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+    raise Contended("state kept changing under this request; try again")

@@ -1,0 +1,37 @@
+"""The callback URLs Warmline hands to Twilio.
+
+Query values are limited to ``[A-Za-z0-9_-]`` (CallSids, dial ids): Twilio has
+been inconsistent in escaping anything else, and the signature covers the query.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from console.config import Settings
+from console.gateway import RETRY_FRAGMENT
+
+VOICE_PATH = "/conference/connect/client"
+WAIT_PATH = "/conference/wait"
+AGENT_CONNECT_PATH = "/conference/connect/agent"
+CONFERENCE_STATUS_PATH = "/conference/status"
+CALL_STATUS_PATH = "/call/status"
+
+
+def agent_connect_url(settings: Settings, conference: str, dial: str) -> str:
+    return settings.url(
+        f"{AGENT_CONNECT_PATH}?{urlencode({'conference': conference, 'dial': dial})}"
+    )
+
+
+def call_status_url(settings: Settings, conference: str, dial: str) -> str:
+    query = urlencode({"conference": conference, "dial": dial})
+    return settings.url(f"{CALL_STATUS_PATH}?{query}") + RETRY_FRAGMENT
+
+
+def conference_status_url(settings: Settings) -> str:
+    return settings.url(CONFERENCE_STATUS_PATH) + RETRY_FRAGMENT
+
+
+def wait_url(settings: Settings) -> str:
+    return settings.url(WAIT_PATH)

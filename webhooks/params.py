@@ -1,0 +1,161 @@
+"""Twilio's form parameters, parsed into typed values or rejected with a clear 400.
+
+Twilio may add parameters at any time; only the ones Warmline relies on are read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from console.events import now_ms
+from console.records import Callback
+
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+CALL_STATUSES = frozenset(
+    {
+        "queued",
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+        "busy",
+        "failed",
+        "no-answer",
+        "canceled",
+    }
+)
+CONFERENCE_EVENTS = frozenset(
+    {
+        "conference-start",
+        "conference-end",
+        "participant-join",
+        "participant-leave",
+        "participant-mute",
+        "participant-unmute",
+        "participant-hold",
+        "participant-unhold",
+        "participant-modify",
+    }
+)
+PARTICIPANT_EVENTS = CONFERENCE_EVENTS - {"conference-start", "conference-end"}
+
+
+class BadParams(ValueError):
+    """A required parameter is missing or malformed; the message names it."""
+
+
+def required(form: Mapping[str, str], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = form.get(name)
+    if value is None or value == "":
+        raise BadParams(f"missing parameter {name}")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise BadParams(f"malformed parameter {name}")
+    return value
+
+
+def flag(form: Mapping[str, str], name: str) -> bool | None:
+    value = form.get(name)
+    if value is None or value == "":
+        return None
+    if value.lower() not in ("true", "false"):
+        raise BadParams(f"parameter {name} must be true or false")
+    return value.lower() == "true"
+
+
+def timestamp_ms(form: Mapping[str, str]) -> int:
+    """Twilio's RFC 2822 Timestamp, so times do not depend on delivery order."""
+    raw = form.get("Timestamp")
+    if not raw:
+        return now_ms()
+    try:
+        return int(parsedate_to_datetime(raw).timestamp() * 1000)
+    except (TypeError, ValueError, IndexError):
+        raise BadParams("malformed parameter Timestamp") from None
+
+
+def sequence(form: Mapping[str, str], needed: bool) -> int | None:
+    raw = form.get("SequenceNumber")
+    if raw is None or raw == "":
+        if needed:
+            raise BadParams("missing parameter SequenceNumber")
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadParams("malformed parameter SequenceNumber")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    call_sid: str
+    from_number: str | None
+
+
+def incoming_call(form: Mapping[str, str]) -> IncomingCall:
+    return IncomingCall(required(form, "CallSid", CALL_SID), form.get("From") or None)
+
+
+@dataclass(frozen=True)
+class ConferenceEvent:
+    name: str
+    callback: Callback | None  # None: an event Warmline does not track
+
+
+def conference_event(form: Mapping[str, str]) -> ConferenceEvent:
+    sid = required(form, "ConferenceSid", CONFERENCE_SID)
+    name = required(form, "FriendlyName", TOKEN)
+    event = required(form, "StatusCallbackEvent")
+    seq = sequence(form, needed=True)
+    assert seq is not None
+    if event not in CONFERENCE_EVENTS:
+        return ConferenceEvent(name, None)
+    call_sid = None
+    if event in PARTICIPANT_EVENTS:
+        call_sid = required(form, "CallSid", CALL_SID)
+    return ConferenceEvent(
+        name,
+        Callback(
+            seq=seq,
+            event=event,
+            at=timestamp_ms(form),
+            conference_sid=sid,
+            call_sid=call_sid,
+            label=form.get("ParticipantLabel") or None,
+            muted=flag(form, "Muted"),
+            hold=flag(form, "Hold"),
+            coaching=flag(form, "Coaching"),
+            end_on_exit=flag(form, "EndConferenceOnExit"),
+            participant_status=form.get("ParticipantCallStatus") or None,
+            reason=form.get("ReasonConferenceEnded") or None,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CallProgress:
+    call_sid: str
+    status: str
+    seq: int | None
+
+
+def call_progress(form: Mapping[str, str]) -> CallProgress:
+    status = required(form, "CallStatus")
+    if status not in CALL_STATUSES:
+        raise BadParams("unknown CallStatus")
+    return CallProgress(required(form, "CallSid", CALL_SID), status, sequence(form, needed=False))
+
+
+@dataclass(frozen=True)
+class DialRef:
+    """The conference and dial our callback URL names (set by us, signed by Twilio)."""
+
+    conference: str
+    dial: str
+
+
+def dial_ref(query: Mapping[str, str]) -> DialRef:
+    return DialRef(required(query, "conference", TOKEN), required(query, "dial", TOKEN))

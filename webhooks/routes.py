@@ -1,0 +1,144 @@
+"""The routes Twilio calls (SPEC §2).
+
+Handlers parse, run one unit of work, and answer at once; any Twilio REST action
+the change needs runs afterwards in the background. Status callbacks answer 204,
+duplicates and stale ones included, and 503 when the change could not be
+recorded, so that Twilio retries (their URLs ask for retries on 5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from quart import Blueprint, Response, current_app, request
+from redis.exceptions import RedisError
+from werkzeug.datastructures import MultiDict
+
+from console.flow import (
+    accept_answer,
+    apply_call_status,
+    apply_conference_callback,
+    enqueue_call,
+)
+from console.runner import get_runner
+from console.unit import Contended, Unit
+from console.urls import (
+    AGENT_CONNECT_PATH,
+    CALL_STATUS_PATH,
+    CONFERENCE_STATUS_PATH,
+    VOICE_PATH,
+    WAIT_PATH,
+)
+from webhooks import params as p
+from webhooks import twiml
+from webhooks.signature import twilio_webhook
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("webhooks", __name__)
+
+# A caller must never hear "an application error has occurred": the Voice URL
+# gives up on Redis after this long and answers the conference TwiML anyway.
+VOICE_RECORD_BUDGET_SECONDS = 2.0
+
+
+def xml(body: str) -> Response:
+    return Response(body, 200, mimetype="text/xml")
+
+
+def bad_request(error: p.BadParams) -> Response:
+    return Response(f"400 Bad Request: {error}\n", 400, mimetype="text/plain")
+
+
+def unavailable(reason: str) -> Response:
+    return Response(f"503 Service Unavailable: {reason}\n", 503, mimetype="text/plain")
+
+
+def settings():
+    return current_app.config["WARMLINE"]
+
+
+async def record(change: Callable[[Unit], Awaitable[object]]) -> object:
+    return await get_runner().unit(change)
+
+
+@blueprint.post(VOICE_PATH)
+@twilio_webhook
+async def post_incoming_call(form: MultiDict[str, str]) -> Response:
+    try:
+        call = p.incoming_call(form)
+    except p.BadParams as error:
+        return bad_request(error)
+    try:
+        async with asyncio.timeout(VOICE_RECORD_BUDGET_SECONDS):
+            await record(lambda unit: enqueue_call(unit, call.call_sid, call.from_number))
+    except (TimeoutError, RedisError, OSError, Contended) as exc:
+        # The caller still waits on hold music; the conference callbacks (retried)
+        # or `warmline reconcile` record the call once Redis answers again.
+        log.warning("incoming call %s not recorded yet: %s", call.call_sid, exc)
+    return xml(twiml.customer_conference(settings(), call.call_sid))
+
+
+@blueprint.route(WAIT_PATH, methods=["GET", "POST"])
+@twilio_webhook
+async def wait_music(form: MultiDict[str, str]) -> Response:
+    return xml(twiml.wait_music(settings()))
+
+
+@blueprint.post(AGENT_CONNECT_PATH)
+@twilio_webhook
+async def post_agent_connect(form: MultiDict[str, str]) -> Response:
+    try:
+        ref = p.dial_ref(request.args)
+        call_sid = p.required(form, "CallSid", p.CALL_SID)
+    except p.BadParams as error:
+        return bad_request(error)
+    try:
+        answer = await record(lambda unit: accept_answer(unit, ref.conference, ref.dial, call_sid))
+    except (RedisError, OSError, Contended) as exc:
+        log.warning("agent answer on %s not recorded: %s", ref.dial, exc)
+        return xml(twiml.hang_up("Sorry, the call could not be connected. Please try again."))
+    if not answer.join:
+        return xml(twiml.hang_up(answer.message))
+    return xml(twiml.agent_conference(settings(), ref.conference, answer.label, answer.end_on_exit))
+
+
+@blueprint.post(CONFERENCE_STATUS_PATH)
+@twilio_webhook
+async def post_conference_status(form: MultiDict[str, str]) -> Response:
+    try:
+        event = p.conference_event(form)
+    except p.BadParams as error:
+        return bad_request(error)
+    if event.callback is None:
+        return Response(status=204)
+    callback = event.callback
+    return await _recorded(
+        lambda unit: apply_conference_callback(unit, event.name, callback), "conference callback"
+    )
+
+
+@blueprint.post(CALL_STATUS_PATH)
+@twilio_webhook
+async def post_call_status(form: MultiDict[str, str]) -> Response:
+    try:
+        ref = p.dial_ref(request.args)
+        progress = p.call_progress(form)
+    except p.BadParams as error:
+        return bad_request(error)
+    return await _recorded(
+        lambda unit: apply_call_status(
+            unit, ref.conference, ref.dial, progress.call_sid, progress.status, progress.seq
+        ),
+        "call status",
+    )
+
+
+async def _recorded(change: Callable[[Unit], Awaitable[object]], what: str) -> Response:
+    try:
+        await record(change)
+    except (RedisError, OSError, Contended) as exc:
+        log.warning("%s not recorded, asking Twilio to retry: %s", what, exc)
+        return unavailable("state could not be recorded; retry")
+    return Response(status=204)

@@ -1,0 +1,60 @@
+"""The X-Twilio-Signature check every webhook route goes through.
+
+The URL is rebuilt from PUBLIC_BASE_URL, the path and the *raw* query string,
+never from the Host or X-Forwarded-* headers (an attacker controls those) and
+never from Quart's ``request.url`` (it re-encodes the query, breaking signatures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from quart import Response, current_app, request
+from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
+
+from console.redis_ext import get_redis
+from console.webhook_health import note_request, note_signature_failure
+
+View = Callable[..., Awaitable[Any]]
+
+
+def checked_url() -> str:
+    """The URL Twilio signed, as this deployment is reached publicly."""
+    settings = current_app.config["WARMLINE"]
+    query = request.query_string.decode("latin-1")
+    return settings.public_base_url + request.path + (f"?{query}" if query else "")
+
+
+async def signed_params() -> MultiDict[str, str] | None:
+    """The request's parameters when its signature is valid and from our account."""
+    settings = current_app.config["WARMLINE"]
+    params: MultiDict[str, str] = await request.form if request.method == "POST" else MultiDict()
+    signature = request.headers.get("X-Twilio-Signature", "")
+    url = checked_url()
+    validator = RequestValidator(settings.auth_token)
+    if not signature or not validator.validate(url, params, signature):
+        await note_signature_failure(get_redis(), request.path, url)
+        return None
+    account = params.get("AccountSid") or request.args.get("AccountSid")
+    if account != settings.account_sid:
+        return None
+    return params
+
+
+def twilio_webhook(view: View) -> View:
+    """Run ``view(params)`` only for a correctly signed request from our account;
+    anything else gets 403 and changes nothing."""
+
+    @wraps(view)
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        params = await signed_params()
+        if params is None:
+            return Response("403 Forbidden: invalid Twilio signature\n", 403, mimetype="text/plain")
+        note_request(get_redis(), request.path)
+        return await view(params, *args, **kwargs)
+
+    checked.__warmline_webhook__ = True  # type: ignore[attr-defined]
+    return checked

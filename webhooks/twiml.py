@@ -1,0 +1,77 @@
+"""Pure TwiML builders: values in, XML text out, built with the twilio package.
+
+Every ``<Conference>`` carries the same statusCallback and event list, whoever
+joins first, because Twilio takes those settings from the first participant only.
+"""
+
+from __future__ import annotations
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from console.config import Settings
+from console.derive import CUSTOMER_LABEL
+from console.gateway import CONFERENCE_EVENTS
+from console.urls import conference_status_url, wait_url
+
+
+def _conference(response: VoiceResponse, settings: Settings, name: str, **attrs: object) -> None:
+    dial = response.dial()
+    dial.conference(
+        name,
+        wait_url=wait_url(settings),
+        wait_method="POST",
+        status_callback=conference_status_url(settings),
+        status_callback_method="POST",
+        # A space-separated string: the builder renders a list as "['start', ...]".
+        status_callback_event=CONFERENCE_EVENTS,
+        **attrs,
+    )
+
+
+def customer_conference(settings: Settings, call_sid: str) -> str:
+    """The caller waits in their own conference, named by their CallSid, until an
+    agent starts it; their leaving ends it."""
+    response = VoiceResponse()
+    _conference(
+        response,
+        settings,
+        call_sid,
+        start_conference_on_enter=False,
+        end_conference_on_exit=True,
+        beep=False,
+        participant_label=CUSTOMER_LABEL,
+    )
+    return str(response)
+
+
+def agent_conference(settings: Settings, name: str, label: str, end_on_exit: bool) -> str:
+    """An answering agent joins and starts the customer's conference."""
+    response = VoiceResponse()
+    _conference(
+        response,
+        settings,
+        name,
+        start_conference_on_enter=True,
+        end_conference_on_exit=end_on_exit,
+        beep=False,
+        participant_label=label,
+    )
+    return str(response)
+
+
+def wait_music(settings: Settings) -> str:
+    """What a waiting caller hears: the greeting, then hold music on a loop.
+    Only <Say>, <Play>, <Pause> and <Redirect> are allowed in a waitUrl."""
+    response = VoiceResponse()
+    response.say(settings.welcome_message)
+    response.play(settings.hold_music_url, loop=0)
+    return str(response)
+
+
+def hang_up(message: str) -> str:
+    """Tell the answering party why there is no call for them, then end it."""
+    response = VoiceResponse()
+    if message:
+        response.say(message)
+    response.hangup()
+    return str(response)

@@ -43,9 +43,11 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         scalar_ui_path=None,
         info={"title": "Warmline", "version": "0.1.0"},
     )
+    # The runner comes first: after_serving hooks run in this order, and it must
+    # drain its REST actions while Redis and the Twilio client are still open.
+    Runner(app)
     RedisExtension(app, url=redis_url or settings.redis_url)
     TwilioGateway(app, settings)
-    Runner(app)
     _register_blueprints(app)
     register_error_handlers(app)
     app.after_request(_security_headers)

@@ -22,16 +22,13 @@ def new_dial_id() -> str:
 
 async def assign(unit: Unit) -> int:
     """Offer waiting customers to available agents; returns how many were offered."""
-    engaged = {a.conference for a in unit.agents.values() if a.dial}
-    waiting = [
-        name
-        for name in unit.queue
-        if name not in engaged and unit.queued[name].not_before <= unit.now
-    ]
     offered = 0
-    for name, agent in zip(waiting, unit.routable(), strict=False):
+    for name, agent in zip(unit.waiting(), unit.routable(), strict=False):
         record = await unit.conference(name)
-        if record is None or derive(record).customer_gone:
+        if record is None:
+            unit.dequeue(name, "hung-up")  # no record: nothing could ever connect it
+            continue
+        if derive(record).customer_gone:
             continue
         dial = Dial(
             id=new_dial_id(), kind=DialKind.AGENT, agent=agent.username, created_at=unit.now

@@ -129,6 +129,15 @@ class Unit:
     def register_transfer(self, transfer_id: str, conference: str) -> None:
         self._new_transfers[transfer_id] = conference
 
+    def waiting(self) -> list[str]:
+        """Queued customers nobody is being dialed for, in queue order."""
+        engaged = {a.conference for a in self.agents.values() if a.dial}
+        return [
+            name
+            for name in self.queue
+            if name not in engaged and self.queued[name].not_before <= self.now
+        ]
+
     def routable(self) -> list[Agent]:
         """Available agents, longest idle first."""
         ready = [
@@ -163,7 +172,7 @@ class Unit:
         for record in self._conferences.values():
             if record is not None:
                 _Settler(self, record).run()
-        if self.queue and self.routable():
+        if self.waiting() and self.routable():
             self.effects.append(Route())
         self._announce_agents()
         self._announce_queue()

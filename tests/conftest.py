@@ -69,5 +69,5 @@ def settings(twilio: TwilioDouble) -> Settings:
 @pytest.fixture
 async def app(settings: Settings, redis: Redis, redis_server: EmbeddedRedis):  # noqa: ANN201
     app = create_app(settings, redis_url=redis_server.url)
-    async with app.test_app() as test_app:
-        yield test_app
+    async with app.test_app():
+        yield app

@@ -1,0 +1,104 @@
+"""The call flow of SPEC §1 end to end, over the real app, Redis and the REST double."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PUBLIC_BASE_URL
+from tests.flow_helpers import (
+    agent_answers,
+    agent_status,
+    customer_waits,
+    dials_to,
+    events,
+    leg_leaves,
+    login,
+    set_available,
+    state,
+)
+from tests.twilio_voice import TwilioVoice, conference_of
+
+
+@pytest.fixture
+async def voice(app, twilio):
+    async with app.test_client() as client:
+        yield TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
+
+
+async def test_customer_is_queued_and_routed_to_the_longest_idle_agent(app, redis, voice):
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(bob)
+    await set_available(alice)
+    name, twiml = await voice.call_in()
+    conference = conference_of(twiml)
+    assert conference.text == name
+    assert conference.get("startConferenceOnEnter") == "false"
+    assert conference.get("endConferenceOnExit") == "true"
+    await voice.settle()
+    assert len(dials_to(voice, "bob")) == 1  # bob became available first
+    assert dials_to(voice, "alice") == []
+    snapshot = await state(bob)
+    assert agent_status(snapshot, "bob") == "ringing"
+    assert [q["call_sid"] for q in snapshot["queue"]] == [name]
+
+
+async def test_no_answer_makes_agent_missed_and_dials_the_next(app, redis, voice):
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(alice)
+    await set_available(bob)
+    name = await customer_waits(voice)
+    await voice.settle()
+    create = dials_to(voice, "alice")[-1]
+    sid = await voice.ring(create)
+    await voice.decline(create, sid, "no-answer")
+    await voice.settle()
+    snapshot = await state(alice)
+    assert agent_status(snapshot, "alice") == "missed"
+    assert agent_status(snapshot, "bob") == "ringing"
+    leg = await agent_answers(voice, name, "bob")
+    snapshot = await state(bob)
+    assert agent_status(snapshot, "bob") == "busy"
+    assert snapshot["queue"] == []
+    [conf] = snapshot["conferences"]
+    assert conf["status"] == "in-progress"
+    roles = sorted(p["role"] for p in conf["participants"])
+    assert roles == ["agent", "customer"]
+    assert leg.label.startswith("dial-")
+
+
+async def test_warm_transfer_completes_when_first_agent_leaves(app, redis, voice, twilio):
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    first = await agent_answers(voice, name, "alice")
+    await set_available(bob)
+    response = await alice.post(
+        "/api/transfers", json={"conference": name, "to": "bob", "note": "billing question"}
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    transfer = await response.get_json()
+    assert transfer["status"] == "ringing"
+    assert transfer["note"] == "billing question"
+    # alice's endConferenceOnExit was cleared before bob was dialed
+    update = twilio.participant_updates()[0]
+    assert update.param("EndConferenceOnExit") == "false"
+    second = await agent_answers(voice, name, "bob", start=False)
+    snapshot = await state(alice)
+    [t] = snapshot["transfers"]
+    assert t["status"] == "joined"
+    await leg_leaves(voice, name, first)
+    snapshot = await state(bob)
+    [t] = snapshot["transfers"]
+    assert t["status"] == "completed"
+    # bob is now alone with the customer: his leaving must end the call
+    flags = [
+        u.param("EndConferenceOnExit")
+        for u in twilio.participant_updates()
+        if u.path.endswith(f"{second.call_sid}.json")
+    ]
+    assert flags[-1] == "true"
+    types = [e["type"] for e in await events(redis)]
+    assert types.count("transfer.updated") >= 3

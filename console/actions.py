@@ -114,7 +114,7 @@ def _transfer_target(unit: Unit, username: str, to: str | None) -> str:
         raise Conflict("you cannot transfer to yourself")
     agent = unit.agents.get(to)
     if agent is None:
-        raise NotFound(f"no agent {to}")
+        raise Conflict(f"{to} is not available (offline)")
     if agent not in unit.routable():
         raise Conflict(f"{to} is not available ({agent.status})")
     return to
@@ -155,6 +155,7 @@ async def cancel_transfer(
     if status not in (TransferStatus.REQUESTED, TransferStatus.RINGING):
         raise Conflict(f"the transfer is {status}, not ringing")
     transfer.canceled = True
+    transfer.status, transfer.reason, transfer.updated_at = TransferStatus.CANCELED, None, unit.now
     dial = record.dials.get(transfer.dial or "")
     if dial is not None:
         dial.cancel_reason = "transfer-canceled"

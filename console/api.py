@@ -23,6 +23,7 @@ from console.gateway import GatewayError, get_gateway
 from console.redis_ext import get_redis
 from console.runner import get_runner
 from console.snapshot import read_snapshot
+from console.users import get_user
 from console.urls import call_status_url, wait_url
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -103,6 +104,8 @@ async def post_my_status(data: StatusBody) -> Response:
 @validate_request(TransferBody)
 async def post_transfer(data: TransferBody) -> tuple[Response, int]:
     user = await _user()
+    if data.to is not None and await get_user(get_redis(), data.to) is None:
+        raise NotFound(f"no user {data.to}")
     runner = get_runner()
     start = await runner.unit(
         lambda unit: actions.start_transfer(

@@ -60,11 +60,20 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 _CACHE = "_warmline_session_user"
 
-# INCR with the window starting at the first failure (a fixed window per subject).
-_COUNT_FAILURE = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
+# Counts an attempt against every subject (KEYS, limits in ARGV[2..]) in one step,
+# before the password is checked, so parallel guesses cannot all slip under a limit.
+# Each window is fixed, starting at its first attempt. Returns the seconds to wait
+# when a limit is exceeded, else 0.
+_CLAIM_ATTEMPT = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  if n > tonumber(ARGV[i + 1]) and wait == 0 then
+    wait = math.max(redis.call('TTL', key), 1)
+  end
+end
+return wait
 """
 
 P = ParamSpec("P")
@@ -246,15 +255,14 @@ async def post_login() -> Response:
         return await _login_failed("Enter your username and password", 400, as_json, next_path)
     redis = get_redis()
     limits = _attempt_limits(username, request.remote_addr)
-    retry_after = await _locked_out(redis, limits)
-    if retry_after is not None:
+    retry_after = await _claim_attempt(redis, limits)
+    if retry_after:
         return await _too_many(retry_after, as_json, next_path)
     user = await users.verify_password(redis, username, password)
     if user is None:
-        await _count_failure(redis, limits)
         log.info("login failed for %s from %s", _loggable(username), request.remote_addr)
         return await _login_failed(INVALID_CREDENTIALS, 401, as_json, next_path)
-    await redis.delete(keys.login_attempts(f"user:{username.casefold()}"))
+    await _refund_attempt(redis, limits)
     token = await _start_session(redis, user)
     log.info("login: %s (%s)", user.username, user.role.value)
     if as_json:
@@ -315,28 +323,41 @@ async def _read_credentials(as_json: bool) -> tuple[str, str, str]:
     )
 
 
+def _address_key(address: str | None) -> str:
+    return keys.login_attempts(f"addr:{address or 'unknown'}")
+
+
+def _user_key(username: str) -> str:
+    """Case-folded, so "Alice" and "alice" draw on one budget."""
+    return keys.login_attempts(f"user:{username.casefold()}")
+
+
 def _attempt_limits(username: str, address: str | None) -> dict[str, int]:
-    """Failure counter key -> limit, for this client address and, when the name could
-    be a user at all, this username (case-folded: one budget per person)."""
-    limits = {keys.login_attempts(f"addr:{address or 'unknown'}"): MAX_FAILURES_PER_ADDRESS}
+    """Attempt counter key -> limit: this client address and, when the name could be
+    a user at all, this username (garbage names must not mint counters)."""
+    limits = {_address_key(address): MAX_FAILURES_PER_ADDRESS}
     if users.USERNAME_PATTERN.fullmatch(username):
-        limits[keys.login_attempts(f"user:{username.casefold()}")] = MAX_FAILURES_PER_USER
+        limits[_user_key(username)] = MAX_FAILURES_PER_USER
     return limits
 
 
-async def _locked_out(redis: Redis, limits: dict[str, int]) -> int | None:
-    """Seconds until the caller may try again, or None when under every limit."""
-    counts = await redis.mget(list(limits))
-    for (key, limit), count in zip(limits.items(), counts, strict=True):
-        if count is not None and int(count) >= limit:
-            ttl = await redis.ttl(key)
-            return ttl if ttl > 0 else LOGIN_WINDOW_SECONDS
-    return None
+async def _claim_attempt(redis: Redis, limits: dict[str, int]) -> int:
+    """Count this attempt; the seconds to wait when over a limit, else 0."""
+    return int(
+        await redis.eval(
+            _CLAIM_ATTEMPT, len(limits), *limits, LOGIN_WINDOW_SECONDS, *limits.values()
+        )
+    )
 
 
-async def _count_failure(redis: Redis, limits: dict[str, int]) -> None:
+async def _refund_attempt(redis: Redis, limits: dict[str, int]) -> None:
+    """A successful login was not a failure: clear the user's count and give the
+    address its attempt back."""
     for key in limits:
-        await redis.eval(_COUNT_FAILURE, 1, key, LOGIN_WINDOW_SECONDS)
+        if key.startswith(keys.login_attempts("user:")):
+            await redis.delete(key)
+        else:
+            await redis.decr(key)
 
 
 async def _start_session(redis: Redis, user: users.User) -> str:

@@ -9,9 +9,8 @@ from http.cookies import Morsel, SimpleCookie
 from typing import Any
 
 import pytest
-from quart import Blueprint, Response, jsonify, websocket
+from quart import Blueprint, Quart, Response, jsonify, websocket
 from quart.testing import QuartClient
-from quart.testing.app import TestApp as RunningApp
 from quart.testing.connections import WebsocketDisconnectError
 from redis.asyncio import Redis
 
@@ -49,7 +48,7 @@ def session_key(token: str) -> str:
     return keys.session(hashlib.sha256(token.encode()).hexdigest())
 
 
-async def logged_in(app: RunningApp, token: str) -> bool:
+async def logged_in(app: Quart, token: str) -> bool:
     """Whether a fresh client holding only ``token`` counts as logged in."""
     client = app.test_client()
     client.set_cookie("localhost", SESSION_COOKIE, token)
@@ -65,7 +64,7 @@ async def login(
 # --- the login page ------------------------------------------------------------------
 
 
-async def test_login_page_is_accessible_and_csp_clean(app: RunningApp) -> None:
+async def test_login_page_is_accessible_and_csp_clean(app: Quart) -> None:
     response = await app.test_client().get("/login?next=/agent")
     body = await response.get_data(as_text=True)
 
@@ -80,7 +79,7 @@ async def test_login_page_is_accessible_and_csp_clean(app: RunningApp) -> None:
     assert css.status_code == 200
 
 
-async def test_login_page_escapes_next(app: RunningApp) -> None:
+async def test_login_page_escapes_next(app: Quart) -> None:
     response = await app.test_client().get('/login?next=/"><script>x</script>')
     body = await response.get_data(as_text=True)
     assert "<script>x" not in body
@@ -90,7 +89,7 @@ async def test_login_page_escapes_next(app: RunningApp) -> None:
 
 
 async def test_login_sets_a_secure_http_only_lax_cookie(
-    app: RunningApp, redis: Redis, alice: User
+    app: Quart, redis: Redis, alice: User
 ) -> None:
     response = await login(app.test_client())
 
@@ -115,8 +114,8 @@ async def test_cookie_is_not_secure_over_plain_http(
     app = create_app(
         make_settings(public_base_url="http://localhost:5000"), redis_url=redis_server.url
     )
-    async with app.test_app() as test_app:
-        response = await login(test_app.test_client())
+    async with app.test_app():
+        response = await login(app.test_client())
     assert response.status_code == 303
     assert not session_cookie(response)["secure"]
 
@@ -133,7 +132,7 @@ async def test_cookie_is_not_secure_over_plain_http(
     ],
 )
 async def test_login_redirects_only_to_local_next(
-    app: RunningApp,
+    app: Quart,
     alice: User,
     next_path: str,
     location: str,
@@ -146,7 +145,7 @@ async def test_login_redirects_only_to_local_next(
     assert response.headers["Location"] == location
 
 
-async def test_login_failure_is_generic(app: RunningApp, redis: Redis, alice: User) -> None:
+async def test_login_failure_is_generic(app: Quart, redis: Redis, alice: User) -> None:
     client = app.test_client()
     wrong = await login(client, password="wrong password")
     unknown = await login(client, username="mallory")
@@ -160,12 +159,12 @@ async def test_login_failure_is_generic(app: RunningApp, redis: Redis, alice: Us
     assert not await redis.keys(keys.session("*"))
 
 
-async def test_empty_fields_are_a_bad_request(app: RunningApp, alice: User) -> None:
+async def test_empty_fields_are_a_bad_request(app: Quart, alice: User) -> None:
     response = await app.test_client().post("/login", form={"username": "alice"})
     assert response.status_code == 400
 
 
-async def test_json_login(app: RunningApp, alice: User) -> None:
+async def test_json_login(app: Quart, alice: User) -> None:
     client = app.test_client()
 
     ok = await client.post("/login", json={"username": "alice", "password": PASSWORD})
@@ -182,9 +181,7 @@ async def test_json_login(app: RunningApp, alice: User) -> None:
     assert "error" in await malformed.get_json()
 
 
-async def test_login_rotates_the_session(
-    app: RunningApp, redis: Redis, alice: User, sue: User
-) -> None:
+async def test_login_rotates_the_session(app: Quart, redis: Redis, alice: User, sue: User) -> None:
     client = app.test_client()
     first = session_cookie(await login(client)).value
 
@@ -198,7 +195,7 @@ async def test_login_rotates_the_session(
     assert await logged_in(app, second)
 
 
-async def test_logged_in_user_skips_the_login_page(app: RunningApp, alice: User) -> None:
+async def test_logged_in_user_skips_the_login_page(app: Quart, alice: User) -> None:
     client = app.test_client()
     await login(client)
     response = await client.get("/login?next=/agent")
@@ -209,7 +206,7 @@ async def test_logged_in_user_skips_the_login_page(app: RunningApp, alice: User)
 # --- logging out ---------------------------------------------------------------------
 
 
-async def test_logout_ends_the_session(app: RunningApp, redis: Redis, alice: User) -> None:
+async def test_logout_ends_the_session(app: Quart, redis: Redis, alice: User) -> None:
     client = app.test_client()
     token = session_cookie(await login(client)).value
 
@@ -223,9 +220,7 @@ async def test_logout_ends_the_session(app: RunningApp, redis: Redis, alice: Use
     assert not await logged_in(app, token)  # a kept copy of the cookie is worthless
 
 
-async def test_logout_answers_json_clients_with_204(
-    app: RunningApp, redis: Redis, alice: User
-) -> None:
+async def test_logout_answers_json_clients_with_204(app: Quart, redis: Redis, alice: User) -> None:
     client = app.test_client()
     token = session_cookie(await login(client)).value
 
@@ -238,7 +233,7 @@ async def test_logout_answers_json_clients_with_204(
 # --- rate limits ---------------------------------------------------------------------
 
 
-async def test_too_many_failures_for_a_user_gets_429(app: RunningApp, alice: User) -> None:
+async def test_too_many_failures_for_a_user_gets_429(app: Quart, alice: User) -> None:
     client = app.test_client()
     for _ in range(auth.MAX_FAILURES_PER_USER):
         assert (await login(client, password="wrong password")).status_code == 401
@@ -253,7 +248,7 @@ async def test_too_many_failures_for_a_user_gets_429(app: RunningApp, alice: Use
     assert "Too many failed attempts" in (await as_json.get_json())["error"]
 
 
-async def test_success_resets_the_user_budget(app: RunningApp, alice: User) -> None:
+async def test_success_resets_the_user_budget(app: Quart, alice: User) -> None:
     client = app.test_client()
     for _ in range(auth.MAX_FAILURES_PER_USER - 1):
         await login(client, password="wrong password")
@@ -264,7 +259,7 @@ async def test_success_resets_the_user_budget(app: RunningApp, alice: User) -> N
 
 
 async def test_too_many_failures_from_an_address_gets_429(
-    app: RunningApp,
+    app: Quart,
     alice: User,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -279,7 +274,7 @@ async def test_too_many_failures_from_an_address_gets_429(
 # --- the Origin check ----------------------------------------------------------------
 
 
-async def test_foreign_origin_is_refused(app: RunningApp, redis: Redis, alice: User) -> None:
+async def test_foreign_origin_is_refused(app: Quart, redis: Redis, alice: User) -> None:
     client = app.test_client()
 
     refused = await login(client, headers={"Origin": FOREIGN_ORIGIN})
@@ -333,14 +328,14 @@ def probe_blueprint() -> Blueprint:
 
 
 @pytest.fixture
-async def probe_app(redis: Redis, redis_server: EmbeddedRedis) -> AsyncIterator[RunningApp]:
+async def probe_app(redis: Redis, redis_server: EmbeddedRedis) -> AsyncIterator[Quart]:
     app = create_app(make_settings(), redis_url=redis_server.url)
     app.register_blueprint(probe_blueprint())
-    async with app.test_app() as test_app:
-        yield test_app
+    async with app.test_app():
+        yield app
 
 
-async def test_login_required_gives_json_401(probe_app: RunningApp, alice: User) -> None:
+async def test_login_required_gives_json_401(probe_app: Quart, alice: User) -> None:
     client = probe_app.test_client()
 
     anonymous = await client.get("/api/probe/me")
@@ -353,7 +348,7 @@ async def test_login_required_gives_json_401(probe_app: RunningApp, alice: User)
     assert await me.get_json() == {"username": "alice", "role": "agent"}
 
 
-async def test_role_required(probe_app: RunningApp, alice: User, sue: User) -> None:
+async def test_role_required(probe_app: Quart, alice: User, sue: User) -> None:
     anonymous = probe_app.test_client()
     assert (await anonymous.post("/api/probe/supervise", json={})).status_code == 401
 
@@ -368,7 +363,7 @@ async def test_role_required(probe_app: RunningApp, alice: User, sue: User) -> N
     assert (await supervisor.post("/api/probe/supervise", json={})).status_code == 200
 
 
-async def test_page_login_required_redirects_to_login(probe_app: RunningApp, alice: User) -> None:
+async def test_page_login_required_redirects_to_login(probe_app: Quart, alice: User) -> None:
     client = probe_app.test_client()
 
     response = await client.get("/probe/page?tab=1")
@@ -384,7 +379,7 @@ async def test_page_login_required_redirects_to_login(probe_app: RunningApp, ali
 
 
 async def test_removing_a_user_ends_their_session(
-    probe_app: RunningApp, redis: Redis, alice: User
+    probe_app: Quart, redis: Redis, alice: User
 ) -> None:
     client = probe_app.test_client()
     await login(client)
@@ -398,8 +393,8 @@ async def test_removing_a_user_ends_their_session(
     assert (await client.get("/api/probe/me")).status_code == 401
 
 
-async def test_decorated_views_are_marked(probe_app: RunningApp) -> None:
-    app = probe_app.app
+async def test_decorated_views_are_marked(probe_app: Quart) -> None:
+    app = probe_app  # the throwaway blueprint's routes, by rule
     marks = {
         rule.rule: getattr(app.view_functions[rule.endpoint], auth.AUTH_MARK, None)
         for rule in app.url_map.iter_rules()
@@ -414,20 +409,17 @@ async def test_decorated_views_are_marked(probe_app: RunningApp) -> None:
     }
 
 
-async def test_every_api_route_checks_the_session(app: RunningApp) -> None:
-    real = app.app
+async def test_every_api_route_checks_the_session(app: Quart) -> None:
     unguarded = [
         rule.rule
-        for rule in real.url_map.iter_rules()
+        for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/")
-        and getattr(real.view_functions[rule.endpoint], auth.AUTH_MARK, None) is None
+        and getattr(app.view_functions[rule.endpoint], auth.AUTH_MARK, None) is None
     ]
     assert unguarded == []
 
 
-async def test_websocket_authenticates_by_cookie_and_origin(
-    probe_app: RunningApp, alice: User
-) -> None:
+async def test_websocket_authenticates_by_cookie_and_origin(probe_app: Quart, alice: User) -> None:
     client = probe_app.test_client()
 
     async def greeting(headers: dict[str, str]) -> str | None:

@@ -23,8 +23,8 @@ from console.gateway import GatewayError, get_gateway
 from console.redis_ext import get_redis
 from console.runner import get_runner
 from console.snapshot import read_snapshot
-from console.users import get_user
 from console.urls import call_status_url, wait_url
+from console.users import get_user
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 

@@ -76,6 +76,14 @@ end
 return wait
 """
 
+# KEYS[1] is the address counter, KEYS[2] (if any) the user's. DECR only a live key:
+# on an expired one it would create a counter that never expires.
+_REFUND_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[1]) end
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
+return 0
+"""
+
 P = ParamSpec("P")
 R = TypeVar("R")
 View = Callable[P, Awaitable[R]]
@@ -333,8 +341,8 @@ def _user_key(username: str) -> str:
 
 
 def _attempt_limits(username: str, address: str | None) -> dict[str, int]:
-    """Attempt counter key -> limit: this client address and, when the name could be
-    a user at all, this username (garbage names must not mint counters)."""
+    """Attempt counter key -> limit: this client address (first) and, when the name
+    could be a user at all, this username (garbage names must not mint counters)."""
     limits = {_address_key(address): MAX_FAILURES_PER_ADDRESS}
     if users.USERNAME_PATTERN.fullmatch(username):
         limits[_user_key(username)] = MAX_FAILURES_PER_USER
@@ -351,13 +359,9 @@ async def _claim_attempt(redis: Redis, limits: dict[str, int]) -> int:
 
 
 async def _refund_attempt(redis: Redis, limits: dict[str, int]) -> None:
-    """A successful login was not a failure: clear the user's count and give the
-    address its attempt back."""
-    for key in limits:
-        if key.startswith(keys.login_attempts("user:")):
-            await redis.delete(key)
-        else:
-            await redis.decr(key)
+    """A successful login was not a failure: give the address its attempt back (many
+    agents may share one office address) and clear the user's count."""
+    await redis.eval(_REFUND_ATTEMPT, len(limits), *limits)
 
 
 async def _start_session(redis: Redis, user: users.User) -> str:

@@ -33,7 +33,12 @@ class CommandError(Exception):
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``user`` and its subcommands (dest ``user_command``) to the main parser."""
-    user = subparsers.add_parser("user", help="manage console users", description=__doc__)
+    user = subparsers.add_parser(
+        "user",
+        help="manage console users",
+        description="Add, list or remove console users. Passwords are stored only as "
+        "slow salted (argon2) hashes; without --password, add prompts for one.",
+    )
     commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
 
     add = commands.add_parser("add", help="add a user")

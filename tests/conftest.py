@@ -67,7 +67,7 @@ def settings(twilio: TwilioDouble) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings, redis: Redis, redis_server: EmbeddedRedis):  # noqa: ANN201
+async def app(settings: Settings, redis: Redis, redis_server: EmbeddedRedis):
     app = create_app(settings, redis_url=redis_server.url)
     async with app.test_app():
         yield app

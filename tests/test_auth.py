@@ -271,6 +271,28 @@ async def test_too_many_failures_from_an_address_gets_429(
     assert (await login(client)).status_code == 429
 
 
+async def test_parallel_guesses_cannot_slip_under_the_limit(app: Quart, alice: User) -> None:
+    client = app.test_client()
+    guesses = [login(client, password=f"wrong password {i}") for i in range(15)]
+
+    statuses = sorted(r.status_code for r in await asyncio.gather(*guesses))
+
+    assert statuses.count(401) == auth.MAX_FAILURES_PER_USER
+    assert statuses.count(429) == 15 - auth.MAX_FAILURES_PER_USER
+
+
+async def test_successful_logins_do_not_use_up_the_address_budget(
+    app: Quart, redis: Redis, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 2)
+    client = app.test_client()  # a whole office behind one address
+
+    for _ in range(4):
+        assert (await login(client)).status_code == 303
+    for key in await redis.keys(keys.login_attempts("*")):
+        assert await redis.ttl(key) > 0  # no counter is left without an expiry
+
+
 # --- the Origin check ----------------------------------------------------------------
 
 

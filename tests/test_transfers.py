@@ -1,4 +1,4 @@
-"""Warm transfers: every way one can fail, cancel, and the hand-offs of SPEC §1.6–1.8."""
+"""Warm transfers: every way one can fail, cancel, and the hand-offs of SPEC §1.6 to §1.8."""
 
 from __future__ import annotations
 

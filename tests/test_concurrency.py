@@ -1,0 +1,72 @@
+"""Two app instances sharing one Redis route a burst of callers to a few agents:
+never two agents for one caller, never one agent for two callers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from console.app import create_app
+from tests.conftest import PUBLIC_BASE_URL
+from tests.flow_helpers import login, set_available
+from tests.twilio_voice import TwilioVoice, call_sid
+
+CALLERS = 24
+AGENTS = 4
+
+
+def offers(double) -> list[tuple[str, str]]:
+    """(agent, conference) of every dial placed, from the recorded REST requests."""
+    found = []
+    for create in double.calls_created():
+        url = create.param("Url") or ""
+        conference = url.split("conference=")[1].split("&")[0]
+        found.append((create.param("To").removeprefix("client:"), conference))
+    return found
+
+
+async def test_burst_across_two_instances_never_double_assigns(
+    settings, redis, redis_server, twilio
+):
+    one = create_app(settings, redis_url=redis_server.url)
+    two = create_app(settings, redis_url=redis_server.url)
+    async with one.test_app(), two.test_app():
+        agents = [await login(one, redis, f"agent{i}") for i in range(AGENTS)]
+        async with one.test_client() as c1, two.test_client() as c2:
+            voices = [
+                TwilioVoice(c1, twilio, one, PUBLIC_BASE_URL),
+                TwilioVoice(c2, twilio, two, PUBLIC_BASE_URL),
+            ]
+            sids = [call_sid() for _ in range(CALLERS)]
+            await asyncio.gather(
+                *(voices[i % 2].send(voices[i % 2].incoming(s)) for i, s in enumerate(sids)),
+                *(set_available(a) for a in agents),
+            )
+            for voice in voices:
+                await voice.settle()
+            placed = offers(twilio)
+            assert len(placed) == AGENTS
+            assert len({agent for agent, _ in placed}) == AGENTS, placed
+            assert len({conf for _, conf in placed}) == AGENTS, placed
+            # Every agent declines: each is marked missed, none of them is dialed again,
+            # and the customers stay queued in their order for the next agents.
+            declines = []
+            for index, create in enumerate(twilio.calls_created()):
+                voice = voices[index % 2]
+                sid = voice.created_sid(create)
+                declines.append(voice.send(voice.call_status(create, sid, "no-answer")))
+            await asyncio.gather(*declines)
+            for voice in voices:
+                await voice.settle()
+            assert len(offers(twilio)) == AGENTS  # missed agents are not dialed again
+            await asyncio.gather(*(set_available(a) for a in agents))
+            for voice in voices:
+                await voice.settle()
+            placed = offers(twilio)
+            per_agent = Counter(agent for agent, _ in placed)
+            assert set(per_agent.values()) == {2}
+            second_round = placed[AGENTS:]
+            assert len({conf for _, conf in second_round}) == AGENTS
+            first_round = {conf for _, conf in placed[:AGENTS]}
+            # the customers first offered are still first in line
+            assert {conf for _, conf in second_round} == first_round

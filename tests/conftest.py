@@ -17,6 +17,7 @@ from tests.twilio_double import TwilioDouble
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 API_KEY = "SK" + "b2" * 16
+API_SECRET = "test-api-secret-0123456789abcdef0123"
 PUBLIC_BASE_URL = "https://warmline.example.com"
 
 # The twilio client rewrites hosts when these are set; tests must never inherit them.
@@ -50,7 +51,7 @@ def make_settings(api_base_url: str = "http://127.0.0.1:9", **overrides: object)
         "account_sid": ACCOUNT_SID,
         "auth_token": AUTH_TOKEN,
         "api_key": API_KEY,
-        "api_secret": "test-api-secret",
+        "api_secret": API_SECRET,
         "caller_id": "+15550001111",
         "public_base_url": PUBLIC_BASE_URL,
         "secret_key": "test-secret-key",

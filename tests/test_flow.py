@@ -102,3 +102,66 @@ async def test_warm_transfer_completes_when_first_agent_leaves(app, redis, voice
     assert flags[-1] == "true"
     types = [e["type"] for e in await events(redis)]
     assert types.count("transfer.updated") >= 3
+
+
+async def test_customer_hanging_up_while_queued_leaves_the_queue_and_stops_the_ring(
+    app, redis, voice
+):
+    alice = await login(app, redis, "alice")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    await voice.settle()
+    create = dials_to(voice, "alice")[-1]
+    sid = await voice.ring(create)
+    await voice.event(
+        name,
+        "participant-leave",
+        name,
+        ParticipantLabel="customer",
+        EndConferenceOnExit=True,
+        ParticipantCallStatus="completed",
+    )
+    await voice.event(name, "conference-end", ReasonConferenceEnded="last-participant-left")
+    await voice.settle()
+    assert [u.param("Status") for u in voice.double.call_updates() if sid in u.path] == ["canceled"]
+    # alice picks up in the same instant: she is told, not connected
+    response = await voice.send(voice.answer(create, sid))
+    body = await response.get_data(as_text=True)
+    assert "<Hangup" in body and "<Conference" not in body
+    snapshot = await state(alice)
+    assert snapshot["queue"] == [] and snapshot["conferences"] == []
+    assert agent_status(snapshot, "alice") == "available"
+    dequeued = [e for e in await events(redis) if e["type"] == "call.dequeued"]
+    assert [e["data"] for e in dequeued] == [{"call_sid": name, "reason": "hung-up"}]
+
+
+async def test_rest_timeout_on_dial_moves_on_without_redialing(app, redis, voice, twilio):
+    alice = await login(app, redis, "alice")
+    await set_available(alice)
+    twilio.delay_next("/Calls.json", seconds=3)  # beyond the 1 s REST timeout of the tests
+    name = await customer_waits(voice)
+    await voice.settle()
+    assert len(dials_to(voice, "alice")) == 1  # never blindly retried
+    snapshot = await state(alice)
+    assert agent_status(snapshot, "alice") == "available"
+    assert [q["call_sid"] for q in snapshot["queue"]] == [name]
+
+
+async def test_wrap_up_delays_the_next_call(app, redis, twilio, redis_server):
+    from console.app import create_app  # noqa: PLC0415
+    from tests.conftest import make_settings  # noqa: PLC0415
+
+    wrapped = create_app(
+        make_settings(twilio.base_url, wrap_up_seconds=60), redis_url=redis_server.url
+    )
+    async with wrapped.test_app(), wrapped.test_client() as client:
+        voice = TwilioVoice(client, twilio, wrapped, PUBLIC_BASE_URL)
+        alice = await login(wrapped, redis, "alice")
+        await set_available(alice)
+        name = await customer_waits(voice)
+        leg = await agent_answers(voice, name, "alice")
+        await leg_leaves(voice, name, leg, end_on_exit=True)
+        await customer_waits(voice)
+        await voice.settle()
+        assert len(dials_to(voice, "alice")) == 1  # still wrapping up
+        assert agent_status(await state(alice), "alice") == "available"

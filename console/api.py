@@ -23,7 +23,7 @@ from console.gateway import GatewayError, get_gateway
 from console.redis_ext import get_redis
 from console.runner import get_runner
 from console.snapshot import read_snapshot
-from console.urls import call_status_url, wait_url
+from console.urls import call_status_url, hold_url
 from console.users import get_user
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -93,6 +93,8 @@ async def get_token() -> Response:
 @validate_request(StatusBody)
 async def post_my_status(data: StatusBody) -> Response:
     user = await _user()
+    if user.is_supervisor:
+        return error_response("supervisors are not routed queue calls", 403)
     agent = await get_runner().unit(
         lambda unit: actions.set_presence(unit, user.username, data.status)
     )
@@ -175,7 +177,7 @@ async def post_hold(name: str, data: HoldBody) -> Response:
     )
     params: dict[str, Any] = {"hold": data.hold}
     if data.hold:
-        params.update(hold_url=wait_url(get_settings()), hold_method="POST")
+        params.update(hold_url=hold_url(get_settings()), hold_method="POST")
     try:
         await get_gateway().update_participant(conference_sid, data.call_sid, **params)
     except GatewayError as error:

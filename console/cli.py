@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
 from redis.exceptions import RedisError
 
 from console import cli_users
@@ -25,13 +26,47 @@ def data_dir() -> Path:
 
 
 def embedded_redis_url() -> tuple[str, EmbeddedRedis | None]:
-    """REDIS_URL, or a started embedded server when it is unset."""
+    """REDIS_URL; else the embedded server another warmline command already runs on
+    the same data (so `user add` reaches a running `serve`); else a new one, which the
+    caller stops."""
     url = os.environ.get("REDIS_URL", "").strip()
     if url:
         return url, None
-    server = start_redis(data_dir())
+    directory = data_dir()
+    running = _running_embedded(directory)
+    if running:
+        os.environ["REDIS_URL"] = running
+        return running, None
+    server = start_redis(directory)
+    (directory / PORT_FILE).write_text(str(server.port))
     os.environ["REDIS_URL"] = server.url
     return server.url, server
+
+
+PORT_FILE = "warmline-port"
+
+
+def _running_embedded(directory: Path) -> str | None:
+    try:
+        port = int((directory / PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        info = client.config_get("dir")
+        same = (
+            Path(
+                info.get("dir", b"").decode()
+                if isinstance(info.get("dir"), bytes)
+                else info.get("dir", "")
+            ).resolve()
+            == directory.resolve()
+        )
+    except (RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return f"redis://127.0.0.1:{port}/0" if same else None
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -49,6 +84,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"warmline: {problem}", file=sys.stderr)
         return 2
+    raw_workers = os.environ.get("WEB_CONCURRENCY", "").strip() or "1"
+    if not args.workers and not (raw_workers.isdigit() and int(raw_workers) >= 1):
+        return fail(f"WEB_CONCURRENCY must be a whole number of at least 1, got {raw_workers!r}")
     try:
         _, server = embedded_redis_url()
     except EmbeddedRedisError as error:
@@ -56,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = Config()
     config.application_path = "console.asgi:app"
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
-    config.workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", "1") or 1)
+    config.workers = args.workers or int(raw_workers)
     config.graceful_timeout = 10.0
     config.accesslog = "-"
     config.errorlog = "-"

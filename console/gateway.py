@@ -21,14 +21,13 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from console.config import Settings
+from console.urls import conference_status_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CALL_PROGRESS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 CONFERENCE_EVENTS = "start end join leave mute hold modify"
-# Connection overrides: Twilio retries a status callback we could not record (503).
-RETRY_FRAGMENT = "#rc=3&rp=5xx,ct,rt"
 
 
 class GatewayError(Exception):
@@ -142,7 +141,7 @@ class TwilioGateway:
                 timeout=self.settings.ring_timeout_seconds,
                 status_callback_method="POST",
                 status_callback_event=CALL_PROGRESS_EVENTS,
-                conference_status_callback=self.settings.url("/conference/status") + RETRY_FRAGMENT,
+                conference_status_callback=conference_status_url(self.settings),
                 conference_status_callback_method="POST",
                 conference_status_callback_event=CONFERENCE_EVENTS.split(),
                 **params,

@@ -22,6 +22,7 @@ def new_dial_id() -> str:
 
 async def assign(unit: Unit) -> int:
     """Offer waiting customers to available agents; returns how many were offered."""
+    unit.end_wrap_ups()
     offered = 0
     for name, agent in zip(unit.waiting(), unit.routable(), strict=False):
         record = await unit.conference(name)

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from quart import Quart, current_app
 from redis.exceptions import RedisError
 
-from console import keys
 from console.config import Settings
 from console.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
 from console.gateway import GatewayError, TwilioGateway
@@ -88,9 +87,11 @@ class Runner:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def unit(self, change: Callable[[Unit], Awaitable[object]]) -> object:
+    async def unit(
+        self, change: Callable[[Unit], Awaitable[object]], received_at: int | None = None
+    ) -> object:
         """Run a unit of work and spawn the effects it asks for."""
-        result, effects = await run_unit(self.redis, self.settings, change)
+        result, effects = await run_unit(self.redis, self.settings, change, received_at)
         self.spawn(effects)
         return result
 
@@ -156,8 +157,7 @@ class Runner:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
-                if await self.redis.llen(keys.QUEUE):
-                    await self.unit(assign)
+                await self.unit(assign)  # also ends wrap-ups, so runs when nobody waits
             except (RedisError, Contended, OSError) as exc:
                 log.warning("routing sweep skipped: %s", exc)
 

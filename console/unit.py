@@ -42,6 +42,7 @@ from console.records import (
     Queued,
     TransferStatus,
 )
+from console.urls import hold_url
 
 T = TypeVar("T")
 
@@ -155,9 +156,17 @@ class Unit:
         if missed:
             agent.status = AgentStatus.MISSED
             return
-        agent.status = AgentStatus.AVAILABLE
         wrap_up = 0 if back_of_line else self.settings.wrap_up_seconds * 1000
+        # During wrap-up the agent stays busy; the sweeper makes them available.
+        agent.status = AgentStatus.BUSY if wrap_up else AgentStatus.AVAILABLE
         agent.idle_since = self.now + wrap_up
+
+    def end_wrap_ups(self) -> None:
+        """Agents whose wrap-up time is over become available (and routable)."""
+        for agent in self.agents.values():
+            wrapping = agent.status == AgentStatus.BUSY and agent.dial is None
+            if wrapping and agent.idle_since <= self.now:
+                agent.status, agent.since = AgentStatus.AVAILABLE, self.now
 
     def set_status(self, agent: Agent, status: AgentStatus) -> None:
         if agent.status != status:
@@ -343,7 +352,7 @@ class _Settler:
             record.customer_auto_held = True
             params = {
                 "hold": True,
-                "hold_url": self.unit.settings.url("/conference/wait"),
+                "hold_url": hold_url(self.unit.settings),
                 "hold_method": "POST",
             }
             self._update(view, customer.call_sid, params)
@@ -429,12 +438,18 @@ def involved_agents(record: ConferenceRecord) -> set[str]:
 
 
 async def run_unit(
-    redis: Redis, settings: Settings, change: Callable[[Unit], Awaitable[T]]
+    redis: Redis,
+    settings: Settings,
+    change: Callable[[Unit], Awaitable[T]],
+    received_at: int | None = None,
 ) -> tuple[T, list[Effect]]:
-    """Run ``change`` as one atomic unit, retrying it when it lost a race."""
+    """Run ``change`` as one atomic unit, retrying it when it lost a race.
+    ``received_at`` (default: now) stamps its events: SPEC §5's ``ts`` is when the
+    app received what caused them, not when a retry finally committed."""
+    received_at = received_at or now_ms()
     for attempt in range(MAX_ATTEMPTS):
         async with redis.pipeline(transaction=True) as pipe:
-            unit = Unit(pipe, settings, now_ms())
+            unit = Unit(pipe, settings, received_at)
             try:
                 await unit.load()
                 result = await change(unit)

@@ -9,13 +9,16 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from console.config import Settings
-from console.gateway import RETRY_FRAGMENT
 
 VOICE_PATH = "/conference/connect/client"
 WAIT_PATH = "/conference/wait"
 AGENT_CONNECT_PATH = "/conference/connect/agent"
 CONFERENCE_STATUS_PATH = "/conference/status"
 CALL_STATUS_PATH = "/call/status"
+
+# Connection overrides: Twilio retries a status callback we could not record (503).
+# Fragments are not part of the signed URL.
+RETRY_FRAGMENT = "#rc=3&rp=5xx,ct,rt"
 
 
 def agent_connect_url(settings: Settings, conference: str, dial: str) -> str:
@@ -35,3 +38,8 @@ def conference_status_url(settings: Settings) -> str:
 
 def wait_url(settings: Settings) -> str:
     return settings.url(WAIT_PATH)
+
+
+def hold_url(settings: Settings) -> str:
+    """Music for a caller held mid-call: no "all agents are busy" greeting."""
+    return settings.url(f"{WAIT_PATH}?greeting=no")

@@ -85,7 +85,7 @@ async def test_hold_and_resume_the_customer(call, voice):
     assert response.status_code == 200, await response.get_data(as_text=True)
     update = voice.double.participant_updates()[-1]
     assert update.param("Hold") == "true"
-    assert update.param("HoldUrl") == PUBLIC_BASE_URL + "/conference/wait"
+    assert update.param("HoldUrl") == PUBLIC_BASE_URL + "/conference/wait?greeting=no"
     missing = await call["alice"].post(
         f"/api/conferences/{customer}/hold", json={"call_sid": "CA" + "0" * 32, "hold": True}
     )

@@ -148,8 +148,8 @@ async def test_rest_timeout_on_dial_moves_on_without_redialing(app, redis, voice
 
 
 async def test_wrap_up_delays_the_next_call(app, redis, twilio, redis_server):
-    from console.app import create_app  # noqa: PLC0415
-    from tests.conftest import make_settings  # noqa: PLC0415
+    from console.app import create_app
+    from tests.conftest import make_settings
 
     wrapped = create_app(
         make_settings(twilio.base_url, wrap_up_seconds=60), redis_url=redis_server.url
@@ -164,4 +164,4 @@ async def test_wrap_up_delays_the_next_call(app, redis, twilio, redis_server):
         await customer_waits(voice)
         await voice.settle()
         assert len(dials_to(voice, "alice")) == 1  # still wrapping up
-        assert agent_status(await state(alice), "alice") == "available"
+        assert agent_status(await state(alice), "alice") == "busy"

@@ -4,6 +4,7 @@ in-order delivery gives, and announces each change once (SPEC §2)."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,7 @@ from tests.flow_helpers import agent_status, dials_to, events, login, set_availa
 from tests.twilio_voice import Delivery, TwilioVoice, conference_of
 
 EXAMPLES = settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("WARMLINE_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

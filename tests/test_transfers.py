@@ -107,7 +107,7 @@ async def test_first_agent_leaving_while_colleague_rings_holds_then_requeues(cal
     await leg_leaves(voice, call["name"], call["first"])
     holds = [u for u in voice.double.participant_updates() if u.param("Hold") == "true"]
     assert holds and holds[-1].path.endswith(f"{call['name']}.json")
-    assert holds[-1].param("HoldUrl") == PUBLIC_BASE_URL + "/conference/wait"
+    assert holds[-1].param("HoldUrl") == PUBLIC_BASE_URL + "/conference/wait?greeting=no"
     await voice.decline(create, sid, "no-answer")
     await voice.settle()
     snapshot = await state(call["alice"])

@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app, g, request
 from redis.exceptions import RedisError
 from werkzeug.datastructures import MultiDict
 
+from console.events import now_ms
 from console.flow import (
     accept_answer,
     apply_call_status,
@@ -60,7 +61,12 @@ def settings():
 
 
 async def record(change: Callable[[Unit], Awaitable[object]]) -> object:
-    return await get_runner().unit(change)
+    return await get_runner().unit(change, received_at=g.received_at)
+
+
+@blueprint.before_request
+async def note_arrival() -> None:
+    g.received_at = now_ms()
 
 
 @blueprint.post(VOICE_PATH)
@@ -83,7 +89,9 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
 @blueprint.route(WAIT_PATH, methods=["GET", "POST"])
 @twilio_webhook
 async def wait_music(form: MultiDict[str, str]) -> Response:
-    return xml(twiml.wait_music(settings()))
+    # Held mid-call (?greeting=no), the caller hears music, not "all agents are busy".
+    greeting = request.args.get("greeting") != "no"
+    return xml(twiml.wait_music(settings(), greeting=greeting))
 
 
 @blueprint.post(AGENT_CONNECT_PATH)

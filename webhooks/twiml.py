@@ -59,11 +59,12 @@ def agent_conference(settings: Settings, name: str, label: str, end_on_exit: boo
     return str(response)
 
 
-def wait_music(settings: Settings) -> str:
+def wait_music(settings: Settings, greeting: bool = True) -> str:
     """What a waiting caller hears: the greeting, then hold music on a loop.
     Only <Say>, <Play>, <Pause> and <Redirect> are allowed in a waitUrl."""
     response = VoiceResponse()
-    response.say(settings.welcome_message)
+    if greeting:
+        response.say(settings.welcome_message)
     response.play(settings.hold_music_url, loop=0)
     return str(response)
 

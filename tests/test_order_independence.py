@@ -7,6 +7,7 @@ import json
 import os
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +55,7 @@ def _xml(text: str):
     return ElementTree.fromstring(text)
 
 
+@pytest.mark.timeout(900)
 @given(first=shuffled_with_duplicates(6), second=shuffled_with_duplicates(8))
 @EXAMPLES
 async def test_any_order_with_duplicates_ends_in_the_in_order_state(

@@ -460,5 +460,7 @@ async def run_unit(
                     await pipe.reset()
                 return result, unit.effects
             except WatchError:
-                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+                # Exponential backoff with jitter: under a burst every unit touches the
+                # agents and the queue, and tight retries would starve each other.
+                await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
     raise Contended("state kept changing under this request; try again")

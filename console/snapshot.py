@@ -30,9 +30,9 @@ class Snapshot:
         """The state shape of SPEC §5 for one user (``supervisor``: everything)."""
         conferences, transfers = [], []
         for record in self.conferences:
-            if not supervisor and username not in involved_agents(record):
-                continue
             view = derive(record)
+            if not supervisor and username not in involved_agents(record, view):
+                continue
             conferences.append(view.public())
             transfers += [
                 t.public(record.name)

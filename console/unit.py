@@ -79,6 +79,7 @@ class Unit:
         self._queue_before: list[str] = []
         self._dequeued: dict[str, str] = {}
         self._new_transfers: dict[str, str] = {}
+        self._settled_status: dict[str, str] = {}  # conference -> status after settling
 
     async def load(self) -> None:
         await self.pipe.watch(keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO)
@@ -227,7 +228,7 @@ class Unit:
             changed = True
             key = keys.conference(name)
             pipe.set(key, raw)
-            if derive(record).status == "ended":
+            if self._settled_status[name] == "ended":
                 pipe.expire(key, ENDED_RETENTION_SECONDS)
                 pipe.srem(keys.LIVE, name)
             else:
@@ -275,6 +276,7 @@ class _Settler:
         self.unit = unit
         self.record = record
         self.before = unit._before.get(record.name, _Loaded(None, None, None))
+        self.audience: set[str] = set()
 
     def run(self) -> None:
         view = derive(self.record)
@@ -282,7 +284,13 @@ class _Settler:
         self._release_agents(view)
         self._serve_customer(view)
         self._manage_participants(view)
-        view = derive(self.record)
+        view = derive(self.record)  # the reactions above changed the facts
+        self.unit._settled_status[self.record.name] = view.status
+        # Whoever was involved before or after sees the change (an agent sees their
+        # own leaving); computed once, not per event.
+        self.audience = involved_agents(self.record, view)
+        if self.before.record is not None and self.before.view is not None:
+            self.audience |= involved_agents(self.before.record, self.before.view)
         self._announce_transfers(view)
         self._announce_conference(view)
 
@@ -412,17 +420,15 @@ class _Settler:
                 self._emit("participant.left", person.public(view.name))
 
     def _emit(self, kind: str, data: dict[str, object], extra: set[str] | None = None) -> None:
-        audience = involved_agents(self.record) | (extra or set())
-        if self.before.record is not None:
-            audience |= involved_agents(self.before.record)
+        audience = self.audience | (extra or set())
         self.unit.events.append(
             Event(kind, data, self.unit.now, frozenset(audience), self.record.name)
         )
 
 
-def involved_agents(record: ConferenceRecord) -> set[str]:
-    """Agents who may see this conference: dialed into it, in it, or transferring from it."""
-    view = derive(record)
+def involved_agents(record: ConferenceRecord, view: ConferenceView) -> set[str]:
+    """Agents who may see this conference: dialed into it, in it, or transferring from it.
+    ``view`` is ``derive(record)``, which the caller already has."""
     people = {p.agent for p in view.participants.values() if p.agent and p.role == "agent"}
     ringing = {
         d.agent

@@ -13,6 +13,7 @@ from console.app import create_app
 from console.config import Settings
 from console.embedded_redis import EmbeddedRedis, start_redis
 from tests.twilio_double import TwilioDouble
+from tests.twilio_voice import TwilioVoice
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -72,3 +73,10 @@ async def app(settings: Settings, redis: Redis, redis_server: EmbeddedRedis):
     app = create_app(settings, redis_url=redis_server.url)
     async with app.test_app():
         yield app
+
+
+@pytest.fixture
+async def voice(app, twilio: TwilioDouble):
+    """Twilio's webhooks, played against ``app``."""
+    async with app.test_client() as client:
+        yield TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)

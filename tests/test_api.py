@@ -14,13 +14,6 @@ from tests.flow_helpers import (
     set_available,
     state,
 )
-from tests.twilio_voice import TwilioVoice
-
-
-@pytest.fixture
-async def voice(app, twilio):
-    async with app.test_client() as client:
-        yield TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 @pytest.fixture

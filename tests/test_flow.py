@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import PUBLIC_BASE_URL
 from tests.flow_helpers import (
     agent_answers,
@@ -17,12 +15,6 @@ from tests.flow_helpers import (
     state,
 )
 from tests.twilio_voice import TwilioVoice, conference_of
-
-
-@pytest.fixture
-async def voice(app, twilio):
-    async with app.test_client() as client:
-        yield TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 async def test_customer_is_queued_and_routed_to_the_longest_idle_agent(app, redis, voice):

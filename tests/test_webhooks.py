@@ -22,12 +22,6 @@ WEBHOOKS = {
 }
 
 
-@pytest.fixture
-async def voice(app, twilio):
-    async with app.test_client() as client:
-        yield TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
-
-
 def test_every_webhook_route_checks_the_signature_and_every_api_route_the_session(app):
     webhook_rules, api_rules = [], []
     for rule in app.url_map.iter_rules():

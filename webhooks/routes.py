@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from quart import Blueprint, Response, current_app, g, request
+from quart import Blueprint, Response, g, request
 from redis.exceptions import RedisError
 from werkzeug.datastructures import MultiDict
 
+from console.app import get_settings
 from console.events import now_ms
 from console.flow import (
     accept_answer,
@@ -56,10 +57,6 @@ def unavailable(reason: str) -> Response:
     return Response(f"503 Service Unavailable: {reason}\n", 503, mimetype="text/plain")
 
 
-def settings():
-    return current_app.config["WARMLINE"]
-
-
 async def record(change: Callable[[Unit], Awaitable[object]]) -> object:
     return await get_runner().unit(change, received_at=g.received_at)
 
@@ -83,7 +80,7 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
         # The caller still waits on hold music; the conference callbacks (retried)
         # or `warmline reconcile` record the call once Redis answers again.
         log.warning("incoming call %s not recorded yet: %s", call.call_sid, exc)
-    return xml(twiml.customer_conference(settings(), call.call_sid))
+    return xml(twiml.customer_conference(get_settings(), call.call_sid))
 
 
 @blueprint.route(WAIT_PATH, methods=["GET", "POST"])
@@ -91,7 +88,7 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
 async def wait_music(form: MultiDict[str, str]) -> Response:
     # Held mid-call (?greeting=no), the caller hears music, not "all agents are busy".
     greeting = request.args.get("greeting") != "no"
-    return xml(twiml.wait_music(settings(), greeting=greeting))
+    return xml(twiml.wait_music(get_settings(), greeting=greeting))
 
 
 @blueprint.post(AGENT_CONNECT_PATH)
@@ -109,7 +106,9 @@ async def post_agent_connect(form: MultiDict[str, str]) -> Response:
         return xml(twiml.hang_up("Sorry, the call could not be connected. Please try again."))
     if not answer.join:
         return xml(twiml.hang_up(answer.message))
-    return xml(twiml.agent_conference(settings(), ref.conference, answer.label, answer.end_on_exit))
+    return xml(
+        twiml.agent_conference(get_settings(), ref.conference, answer.label, answer.end_on_exit)
+    )
 
 
 @blueprint.post(CONFERENCE_STATUS_PATH)

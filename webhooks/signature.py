@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
-from quart import Response, current_app, request
+from quart import Response, request
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
+from console.app import get_settings
 from console.redis_ext import get_redis
 from console.webhook_health import note_request, note_signature_failure
 
@@ -23,14 +24,14 @@ View = Callable[..., Awaitable[Any]]
 
 def checked_url() -> str:
     """The URL Twilio signed, as this deployment is reached publicly."""
-    settings = current_app.config["WARMLINE"]
+    settings = get_settings()
     query = request.query_string.decode("latin-1")
     return settings.public_base_url + request.path + (f"?{query}" if query else "")
 
 
 async def signed_params() -> MultiDict[str, str] | None:
     """The request's parameters when its signature is valid and from our account."""
-    settings = current_app.config["WARMLINE"]
+    settings = get_settings()
     params: MultiDict[str, str] = await request.form if request.method == "POST" else MultiDict()
     signature = request.headers.get("X-Twilio-Signature", "")
     url = checked_url()

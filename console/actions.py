@@ -134,13 +134,6 @@ async def fail_transfer(unit: Unit, name: str, transfer_id: str) -> None:
             unit.effects.append(HangUp(name, dial.call_sid, "canceled"))
 
 
-async def transfer_public(unit: Unit, name: str, transfer_id: str) -> dict[str, Any]:
-    record = await unit.conference(name)
-    if record is None or transfer_id not in record.transfers:
-        raise NotFound(f"no transfer {transfer_id}")
-    return record.transfers[transfer_id].public(name)
-
-
 async def cancel_transfer(
     unit: Unit, username: str, supervisor: bool, name: str, transfer_id: str
 ) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from console.app import get_settings
 from console.auth import current_user, login_required, role_required
 from console.errors import NotFound, error_response
 from console.gateway import GatewayError, get_gateway
+from console.records import ConferenceRecord
 from console.redis_ext import get_redis
 from console.runner import get_runner
 from console.snapshot import read_snapshot
@@ -122,9 +123,9 @@ async def post_transfer(data: TransferBody) -> tuple[Response, int]:
         await runner.unit(lambda unit: actions.fail_transfer(unit, data.conference, start.transfer))
     else:
         await runner.place_call(data.conference, start.dial, start.to_agent)
-    transfer = await runner.unit(
-        lambda unit: actions.transfer_public(unit, data.conference, start.transfer)
-    )
+    # A plain read: the transfer as the steps above left it, no unit of work needed.
+    raw = await get_redis().get(keys.conference(data.conference))
+    transfer = ConferenceRecord.from_json(raw).transfers[start.transfer].public(data.conference)
     return jsonify(transfer), 201
 
 

@@ -58,10 +58,11 @@ def _register_blueprints(app: Quart) -> None:
     from console.api import blueprint as api
     from console.auth import blueprint as auth
     from console.health import blueprint as health
+    from console.reports import blueprint as reports
     from console.views import blueprint as views
     from webhooks.routes import blueprint as webhooks
 
-    for blueprint in (webhooks, api, auth, views, health):
+    for blueprint in (webhooks, api, reports, auth, views, health):
         app.register_blueprint(blueprint)
 
 

@@ -70,6 +70,8 @@ class ConferenceView:
     name: str
     sid: str | None
     status: str  # waiting | in-progress | ended
+    created_at: int  # when the customer's call reached the app
+    from_number: str | None
     started_at: int | None
     ended_at: int | None
     end_reason: str | None
@@ -97,6 +99,8 @@ class ConferenceView:
             "name": self.name,
             "sid": self.sid,
             "status": self.status,
+            "from": self.from_number,
+            "created_at": self.created_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
@@ -108,6 +112,8 @@ def derive(record: ConferenceRecord) -> ConferenceView:
         name=record.name,
         sid=None,
         status="waiting",
+        created_at=record.created_at,
+        from_number=record.from_number,
         started_at=None,
         ended_at=None,
         end_reason=None,

@@ -33,6 +33,7 @@ from console.derive import (
 )
 from console.effects import Effect, HangUp, Route, UpdateParticipant
 from console.events import Event, append_events, now_ms
+from console.projections import project
 from console.records import (
     CALL_UNANSWERED,
     Agent,
@@ -240,6 +241,7 @@ class Unit:
             changed = True
         if self.events:
             append_events(pipe, self.events, self.settings.event_log_maxlen)
+            project(pipe, self.events, self.now)
             changed = True
         return changed
 

@@ -151,3 +151,28 @@ async def test_openapi_document_lists_the_api(app):
     assert response.status_code == 200
     paths = (await response.get_json())["paths"]
     assert "/api/transfers" in paths and "/api/conferences/{name}/monitor" in paths
+
+
+async def test_monitor_failing_upstream_is_a_502_and_can_be_tried_again(app, redis, call, voice):
+    sam = await login(app, redis, "sam", role="supervisor")
+    name = call["name"]
+    voice.double.fail_next("/Participants.json", status=503, code=20503, method="POST")
+    response = await sam.post(f"/api/conferences/{name}/monitor", json={"mode": "listen"})
+    assert response.status_code == 502
+    assert "error" in await response.get_json()
+    [conference] = (await state(sam))["conferences"]
+    assert sorted(p["role"] for p in conference["participants"]) == ["agent", "customer"]
+    # nothing was left half-done: the retry dials the supervisor in once
+    response = await sam.post(f"/api/conferences/{name}/monitor", json={"mode": "listen"})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    created = [c for c in voice.double.participants_created() if c.param("To") == "client:sam"]
+    assert len(created) == 2  # the failed attempt and the retry; no third
+    assert (await response.get_json())["call_sid"].startswith("CA")
+
+
+async def test_monitor_unknown_or_ended_conference_is_404(app, redis, call):
+    sam = await login(app, redis, "sam", role="supervisor")
+    response = await sam.post("/api/conferences/CAnothere/monitor", json={"mode": "listen"})
+    assert response.status_code == 404
+    bad = await sam.post(f"/api/conferences/{call['name']}/monitor", json={"mode": "shout"})
+    assert bad.status_code == 400

@@ -9,6 +9,8 @@ from quart_schema import QuartSchema
 from console.config import Settings
 from console.errors import register_error_handlers
 from console.gateway import TwilioGateway
+from console.hub import Hub
+from console.presence import Presence
 from console.redis_ext import RedisExtension
 from console.runner import Runner
 
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     Runner(app)
     RedisExtension(app, url=redis_url or settings.redis_url)
     TwilioGateway(app, settings)
+    Hub(app)
+    Presence(app)
     _register_blueprints(app)
     register_error_handlers(app)
     app.after_request(_security_headers)
@@ -60,9 +64,10 @@ def _register_blueprints(app: Quart) -> None:
     from console.health import blueprint as health
     from console.reports import blueprint as reports
     from console.views import blueprint as views
+    from console.ws import blueprint as ws
     from webhooks.routes import blueprint as webhooks
 
-    for blueprint in (webhooks, api, reports, auth, views, health):
+    for blueprint in (webhooks, api, reports, auth, views, health, ws):
         app.register_blueprint(blueprint)
 
 

@@ -58,6 +58,8 @@ class Settings:
     agent_grace_seconds: int = 30
     wrap_up_seconds: int = 0
     event_log_maxlen: int = 100_000
+    event_log_max_age_hours: int = 24
+    ws_backlog: int = 1000
     metrics_token: str | None = field(default=None, repr=False)
     twiml_app_sid: str | None = None
     rest_timeout_seconds: float = 5.0
@@ -170,6 +172,8 @@ class _Reader:
             agent_grace_seconds=self.integer("AGENT_GRACE_SECONDS", 30),
             wrap_up_seconds=self.integer("WRAP_UP_SECONDS", 0),
             event_log_maxlen=self.integer("EVENT_LOG_MAXLEN", 100_000, minimum=100),
+            event_log_max_age_hours=self.integer("EVENT_LOG_MAX_AGE_HOURS", 24),
+            ws_backlog=self.integer("WS_BACKLOG", 1000, minimum=10),
             metrics_token=self.text("METRICS_TOKEN"),
             twiml_app_sid=self.text("TWILIO_TWIML_APP_SID"),
             ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),

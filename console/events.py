@@ -49,6 +49,8 @@ def append_events(pipe: Pipeline, events: list[Event], maxlen: int) -> None:
     """Queue XADDs on a MULTI pipeline, so they commit with the state they announce."""
     for event in events:
         pipe.xadd(keys.EVENTS, event.fields(), maxlen=maxlen, approximate=True)
+    if events:
+        pipe.hincrby(keys.COUNTERS, "events_published", len(events))
 
 
 def parse_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:

@@ -18,6 +18,12 @@ QUEUE_INFO = PREFIX + "queue:info"
 LIVE = PREFIX + "live"
 """Set: names of conferences not yet ended."""
 
+SOCKETS = PREFIX + "sockets"
+"""Hash: agent username -> last time (ms) one of their dashboard sockets was alive."""
+
+COUNTERS = PREFIX + "counters"
+"""Hash: lifetime counters shared by every process (e.g. events published)."""
+
 TRANSFERS = PREFIX + "transfers"
 """Hash: transfer id -> conference name, to find a transfer's aggregate."""
 
@@ -44,3 +50,19 @@ def session(token_digest: str) -> str:
 def login_attempts(subject: str) -> str:
     """Counter of recent failed logins for a username or an address."""
     return f"{PREFIX}login-fail:{subject}"
+
+
+def timeline(name: str) -> str:
+    """List: one conference's timeline entries (JSON), in commit order (console.timeline)."""
+    return f"{PREFIX}timeline:{name}"
+
+
+def figures(day: str) -> str:
+    """Hash: one UTC day's queue and transfer counters (console.figures)."""
+    return f"{PREFIX}figures:{day}"
+
+
+def figures_contributions(day: str) -> str:
+    """Hash: what each call or transfer currently adds to that day's counters, so a
+    corrected outcome replaces its old contribution instead of adding to it."""
+    return f"{PREFIX}figures:{day}:contributions"

@@ -9,13 +9,14 @@ from quart import Quart, current_app
 from redis.asyncio import Redis
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, socket_timeout: float = 5.0) -> Redis:
     """An asyncio client for ``url``; ``rediss://`` accepts self-signed certificates
-    because Heroku Redis presents one."""
+    because Heroku Redis presents one. Blocking reads need a ``socket_timeout``
+    longer than the block."""
     options: dict[str, object] = {
         "decode_responses": True,
         "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
+        "socket_timeout": socket_timeout,
         "health_check_interval": 15,
         "retry_on_timeout": False,
     }

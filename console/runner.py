@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from quart import Quart, current_app
 from redis.exceptions import RedisError
 
+from console import keys
 from console.config import Settings
 from console.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
 from console.gateway import GatewayError, TwilioGateway
@@ -152,14 +153,27 @@ class Runner:
             )
 
     async def _sweep(self) -> None:
-        from console.routing import assign
-
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
-                await self.unit(assign)  # also ends wrap-ups, so runs when nobody waits
+                await self.sweep()
             except (RedisError, Contended, OSError) as exc:
                 log.warning("routing sweep skipped: %s", exc)
+
+    async def sweep(self) -> None:
+        """Agents whose dashboards are gone go offline, wrap-ups end, then routing
+        runs: in one unit, so nobody is dialed into a closed tab."""
+        from console.presence import mark_absent_offline
+        from console.routing import assign
+
+        last_seen = await self.redis.hgetall(keys.SOCKETS)
+        grace = self.settings.agent_grace_seconds
+
+        async def change(unit: Unit) -> int:
+            mark_absent_offline(unit, last_seen, grace)
+            return await assign(unit)
+
+        await self.unit(change)
 
 
 def get_runner() -> Runner:

@@ -1,0 +1,229 @@
+"""Call legs from start to end, and their call-progress callbacks.
+
+* A customer's inbound call fetches the Voice URL (``CallStatus=ringing``), is
+  answered as its TwiML runs, and completes when the TwiML ends or it hangs up.
+* A REST-created call (``outbound-api``) is ``queued``, then ``initiated`` and
+  ``ringing`` at the softphone, then ``in-progress`` (``answered``) and runs its
+  ``Url``/``Twiml``, or ends ``busy``/``no-answer``/``canceled``. A call created by
+  the Participants API joins its conference directly when answered.
+* Call-progress callbacks go only for the events asked for (``completed`` alone if
+  none were), with a per-call ``SequenceNumber`` from 0; a call canceled while
+  still ``queued`` sends none at all (TWILIO.md §2.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable
+
+from simulator.callbacks import Deliverer
+from simulator.conference import ConferenceHub
+from simulator.model import Call, utcnow
+from simulator.parties import ANSWER, Phones
+from simulator.twiml import TwimlEngine
+from simulator.wire import API_VERSION, rfc2822
+
+SIP_CODES = {"completed": "200", "busy": "486", "no-answer": "487", "canceled": "487"}
+PROGRESS_STATUS = {"initiated": "initiated", "ringing": "ringing", "answered": "in-progress"}
+
+
+class CallEnded(Exception):
+    """Twilio error 21220: the call is not in progress."""
+
+
+class Switchboard:
+    """Owns every call, the conference hub and the TwiML engine."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        deliverer: Deliverer,
+        phones: Phones,
+        time_scale: float = 1.0,
+    ) -> None:
+        self.account_sid = account_sid
+        self.deliverer = deliverer
+        self.phones = phones
+        self.time_scale = time_scale
+        self.calls: dict[str, Call] = {}
+        self.hub = ConferenceHub(account_sid, deliverer, self._play)
+        self.engine = TwimlEngine(deliverer, self.hub, self.voice_params, time_scale)
+        self.changed: Callable[[], None] = lambda: None
+
+    def voice_params(self, call: Call) -> dict[str, str]:
+        """Twilio's standard voice request parameters (TWILIO.md §3)."""
+        to = call.to.split("?", 1)[0]
+        return {
+            "AccountSid": self.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": call.sid,
+            "CallStatus": call.status,
+            "Called": to,
+            "Caller": call.from_,
+            "Direction": call.direction,
+            "From": call.from_,
+            "To": to,
+        }
+
+    def _start(self, call: Call, script: Callable[[Call], object]) -> Call:
+        self.calls[call.sid] = call
+        call.task = asyncio.create_task(script(call))  # type: ignore[arg-type]
+        self.changed()
+        return call
+
+    # -- inbound: a customer calls the number --------------------------------------------
+
+    def call_in(self, voice_url: str, from_: str, to: str) -> Call:
+        call = Call(to=to, from_=from_, direction="inbound", account_sid=self.account_sid)
+        call.status = "ringing"
+        call.url = voice_url
+        return self._start(call, self._inbound)
+
+    async def _inbound(self, call: Call) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            document = await self.engine.fetch(call, call.url or "", call.method)
+            if document is not None:
+                self._answered(call)
+                await self.engine.run_document(call, document)
+            self.finish(call, "completed" if document is not None else "failed")
+
+    # -- outbound: the REST API dials a softphone ------------------------------------------
+
+    def dial(self, call: Call) -> Call:
+        """Start ringing a REST-created call (``call.status`` is ``queued``)."""
+        return self._start(call, self._outbound)
+
+    async def _outbound(self, call: Call) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the REST answer (201, queued) goes out first
+            self.progress(call, "initiated")
+            call.status = "ringing"
+            self.progress(call, "ringing")
+            self.changed()
+            outcome = await self.phones.ring(call)
+            if outcome != ANSWER:
+                self._not_answered(call, outcome)
+                return
+            self._answered(call)
+            self.phones.connected(call)
+            self.progress(call, "answered")
+            await self._connected_script(call)
+            self.finish(call, "completed")
+
+    async def _connected_script(self, call: Call) -> None:
+        self._schedule_auto_hangup(call)
+        if call.join is not None:
+            participant = self.hub.join(call.sid, call.join)
+            call.conference = call.join.name
+            await participant.left.wait()
+        elif call.twiml is not None:
+            await self.engine.run_text(call, call.twiml)
+        elif call.url is not None:
+            await self.engine.run_url(call, call.url, call.method)
+
+    def _not_answered(self, call: Call, outcome: str) -> None:
+        if call.join is not None:
+            self.hub.add_failed(call.sid, call.join, outcome)
+        self.finish(call, outcome)
+
+    def _answered(self, call: Call) -> None:
+        call.status = "in-progress"
+        call.start_time = utcnow()
+        call.answered_at = asyncio.get_running_loop().time()
+        self.changed()
+
+    def _schedule_auto_hangup(self, call: Call) -> None:
+        phone = self.phones.owner(call.sid)
+        talk = phone.auto.talk if phone and phone.auto else None
+        if talk is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(talk * self.time_scale, self.hangup, call.sid)
+
+    # -- ending and redirecting ------------------------------------------------------------
+
+    def hangup(self, call_sid: str, status: str | None = None) -> Call | None:
+        """End a call as a party or the REST API would: ``canceled`` only stops a call
+        that has not been answered; ``completed`` (or None) ends any call."""
+        call = self.calls.get(call_sid)
+        if call is None or call.ended:
+            return call
+        unanswered = call.status in ("queued", "ringing")
+        if status == "canceled" and not unanswered:
+            return call  # Twilio ignores `canceled` for a call in progress
+        final = "canceled" if unanswered and call.direction != "inbound" else "completed"
+        self._stop(call)
+        self.finish(call, final)
+        return call
+
+    def redirect(self, call: Call, url: str | None, method: str, twiml: str | None) -> None:
+        """New TwiML for a live call: it leaves any conference (participant_updated_via_api)."""
+        if call.ended:
+            raise CallEnded(call.sid)
+        call.url, call.method, call.twiml, call.join = url, method, twiml, None
+        if call.status != "in-progress":
+            return  # a ringing call runs the new TwiML once answered
+        self.hub.leave(call.sid, "participant_updated_via_api", "in-progress")
+        self._stop(call)
+        call.task = asyncio.create_task(self._redirected(call))
+
+    async def _redirected(self, call: Call) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            if call.twiml is not None:
+                await self.engine.run_text(call, call.twiml)
+            elif call.url is not None:
+                await self.engine.run_url(call, call.url, call.method)
+            self.finish(call, "completed")
+
+    def _stop(self, call: Call) -> None:
+        task = call.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def finish(self, call: Call, status: str) -> None:
+        """The call is over: out of its conference, off the phone, ``completed`` sent."""
+        if call.ended:
+            return
+        previous = call.status
+        call.status = status
+        call.end_time = call.updated = utcnow()
+        self.hub.leave(call.sid, "participant_hung_up", status)
+        self.phones.ended(call)
+        if not (status == "canceled" and previous == "queued"):
+            self.progress(call, "completed")
+        self.changed()
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def progress(self, call: Call, event: str) -> None:
+        """One call-progress callback, if the call asked for this event."""
+        target = call.progress
+        if target is None or not target.url:
+            return
+        if event not in (target.events or {"completed"}):
+            return
+        params = self.voice_params(call)
+        params["CallStatus"] = PROGRESS_STATUS.get(event, call.status)
+        params.update(
+            CallbackSource="call-progress-events",
+            SequenceNumber=str(call.seq),
+            Timestamp=rfc2822(),
+        )
+        if event == "completed":
+            seconds = self.duration(call)
+            params.update(CallDuration=str(seconds), Duration=str(math.ceil(seconds / 60)))
+            params["SipResponseCode"] = SIP_CODES.get(call.status, "500")
+        call.seq += 1
+        self.deliverer.send(call.sid, target.url, params, target.method)
+
+    def duration(self, call: Call) -> int:
+        if call.answered_at is None:
+            return 0
+        elapsed = asyncio.get_running_loop().time() - call.answered_at
+        return max(0, round(elapsed / (self.time_scale or 1)))
+
+    async def _play(self, call_sid: str, url: str, method: str) -> None:
+        call = self.calls.get(call_sid)
+        if call is not None:
+            await self.engine.play(call, url, method)

@@ -1,0 +1,245 @@
+"""The HTTP control API and page: what the demo, the browser demo softphone and
+load tools use to drive the simulator (JSON, CORS for the app's origin).
+
+    GET  /                               the live page (static JS/CSS, CSP-friendly)
+    GET  /sim/state                      conferences, participants, calls, phones, load
+    POST /sim/calls {"from"?}            a customer calls in -> 201 {"call_sid"}
+    POST /sim/calls/{CA}/hangup          that party hangs up
+    POST /sim/phones/{id}/register       {"auto"?: "answer"|"decline", "delay"?, "talk"?}
+    POST /sim/phones/{id}/unregister
+    GET  /sim/phones/{id}/events         Server-Sent Events for that softphone
+    POST /sim/phones/calls/{CA}/answer|decline|hangup|mute {"muted"?: bool}
+    POST /sim/load {"rate"|"in_flight", "agents", ...}; DELETE /sim/load
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from simulator.load import LoadPlan
+from simulator.parties import ANSWER, DECLINE, AutoAnswer, Phone
+
+if TYPE_CHECKING:
+    from simulator.server import Simulator
+
+STATIC = Path(__file__).parent / "static"
+HEARTBEAT_SECONDS = 15.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(
+            text='{"error": "invalid JSON"}', content_type="application/json"
+        ) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text='{"error": "expected an object"}', content_type="application/json"
+        )
+    return body
+
+
+class ControlApi:
+    """Routes over a ``Simulator``; see the module docstring."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self._streams: set[web.StreamResponse] = set()
+        self._closing = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        calls = "/sim/phones/calls/{sid}"
+        return [
+            web.get("/", self.index),
+            web.static("/static", STATIC),
+            web.get("/sim/state", self.state),
+            web.post("/sim/calls", self.call_in),
+            web.post("/sim/calls/{sid}/hangup", self.hangup),
+            web.post("/sim/phones/{identity}/register", self.register),
+            web.post("/sim/phones/{identity}/unregister", self.unregister),
+            web.get("/sim/phones/{identity}/events", self.events),
+            web.post(calls + "/answer", self.answer),
+            web.post(calls + "/decline", self.decline),
+            web.post(calls + "/hangup", self.hangup),
+            web.post(calls + "/mute", self.mute),
+            web.post("/sim/load", self.start_load),
+            web.delete("/sim/load", self.stop_load),
+        ]
+
+    def close(self) -> None:
+        """End open event streams so the server can stop promptly."""
+        self._closing.set()
+
+    @web.middleware
+    async def cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """CORS for the app's origin (the browser demo softphone) on /sim/ only."""
+        if request.method == "OPTIONS" and request.path.startswith("/sim/"):
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if not response.prepared:  # an event stream set its headers before sending
+            self.allow(request, response)
+        return response
+
+    def allow(self, request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        if origin is None or not request.path.startswith("/sim/"):
+            return
+        origins = self.sim.allowed_origins()
+        if origin in origins or "*" in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Vary"] = "Origin"
+
+    # -- page and state ---------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.sim.state())
+
+    # -- customers --------------------------------------------------------------------------
+
+    async def call_in(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        sid = await self.sim.call_in(body.get("from") or None)
+        return web.json_response({"call_sid": sid}, status=201)
+
+    async def hangup(self, request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        phone = self.sim.phones.owner(sid)
+        try:
+            if phone is not None:
+                phone.hangup(sid)
+            else:
+                self.sim.hangup(sid)
+        except KeyError:
+            return _error(404, f"no call {sid}")
+        return web.json_response({"call_sid": sid, "hung_up": True})
+
+    # -- softphones -------------------------------------------------------------------------
+
+    def _phone(self, request: web.Request) -> Phone:
+        return self.sim.phones.get(request.match_info["identity"])
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        action = body.get("auto")
+        auto = None
+        if action in ("answer", "decline"):
+            auto = AutoAnswer(
+                ANSWER if action == "answer" else DECLINE,
+                float(body.get("delay", 0)),
+                float(body["talk"]) if body.get("talk") is not None else None,
+            )
+        phone = self._phone(request).register(auto)
+        return web.json_response({"identity": phone.identity, "registered": True})
+
+    async def unregister(self, request: web.Request) -> web.Response:
+        phone = self._phone(request)
+        phone.unregister()
+        return web.json_response({"identity": phone.identity, "registered": False})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: ``incoming``, ``connected``, ``ended``, ``muted``..."""
+        phone = self._phone(request)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        self.allow(request, response)
+        await response.prepare(request)
+        queue = phone.subscribe()
+        self._streams.add(response)
+        try:
+            await _send(
+                response,
+                {
+                    "type": "hello",
+                    "identity": phone.identity,
+                    "registered": phone.registered,
+                    "calls": list(phone.calls),
+                },
+            )
+            while not self._closing.is_set():
+                try:
+                    event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                await _send(response, event)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            phone.unsubscribe(queue)
+            self._streams.discard(response)
+        return response
+
+    def _ringing_or_live(self, sid: str) -> Phone:
+        phone = self.sim.phones.owner(sid)
+        if phone is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": f"no softphone call {sid}"}),
+                content_type="application/json",
+            )
+        return phone
+
+    async def answer(self, request: web.Request) -> web.Response:
+        return self._decide(request, "answer")
+
+    async def decline(self, request: web.Request) -> web.Response:
+        return self._decide(request, "decline")
+
+    def _decide(self, request: web.Request, what: str) -> web.Response:
+        sid = request.match_info["sid"]
+        phone = self._ringing_or_live(sid)
+        try:
+            (phone.answer if what == "answer" else phone.decline)(sid)
+        except KeyError:
+            return _error(409, f"call {sid} is not ringing")
+        return web.json_response({"call_sid": sid, what: True})
+
+    async def mute(self, request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        muted = bool((await _body(request)).get("muted", True))
+        self._ringing_or_live(sid).mute(sid, muted)
+        return web.json_response({"call_sid": sid, "muted": muted})
+
+    # -- load ---------------------------------------------------------------------------------
+
+    async def start_load(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        fields = ("rate", "in_flight", "answer_delay", "talk", "patience")
+        try:
+            plan = LoadPlan(
+                agents=tuple(body.get("agents") or ()),
+                **{k: body[k] for k in fields if body.get(k) is not None},
+            )
+            self.sim.load.start(plan)
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        return web.json_response(self.sim.load.describe(), status=201)
+
+    async def stop_load(self, request: web.Request) -> web.Response:
+        await self.sim.load.stop()
+        return web.json_response({"stopped": True})
+
+
+async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    data = json.dumps(event)
+    await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())

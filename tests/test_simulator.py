@@ -23,6 +23,7 @@ from twilio.rest import Client
 from console.embedded_redis import EmbeddedRedis
 from console.users import add_user
 from simulator.callbacks import Chaos
+from simulator.load import LoadPlan
 from simulator.server import Simulator
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.servers import AppServer, app_server
@@ -525,3 +526,16 @@ async def test_control_api_drives_a_demo_softphone(fake: tuple[Simulator, FakeAp
         async with http.get("/") as page, http.get("/static/sim.js") as script:
             assert "sim.js" in await page.text() and "<script>" not in await page.text()
             assert script.status == 200
+
+
+async def test_load_keeps_calls_in_flight(fake: tuple[Simulator, FakeApp]) -> None:
+    sim, _ = fake
+    sim.load.start(LoadPlan(in_flight=3, patience=1000))
+    await until(lambda: _is(sim.load.describe()["live"] == 3))
+    await sim.load.stop()
+    assert sim.load.placed == 3
+    assert len(sim.hub.conferences) == 3
+
+
+async def _is(value: bool) -> bool:
+    return value

@@ -1,8 +1,90 @@
-"""Reports read from the projections: conference timelines and the queue figures
-(SPEC §4). Placeholder blueprint until the timeline/figures work lands."""
+"""Reports read from the projections (SPEC §4): a conference's timeline and the
+queue figures of the supervisor console."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from pydantic import BaseModel
 from quart import Blueprint
+from quart_schema import validate_response
+
+from console import figures, keys, timeline
+from console.api import NAME
+from console.app import get_settings
+from console.auth import current_user, login_required, role_required
+from console.errors import BadRequest, DomainError, NotFound
+from console.events import now_ms
+from console.redis_ext import get_redis
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api")
+
+_NAME = re.compile(NAME)
+
+
+class TimelineEntry(BaseModel):
+    at: int
+    type: str
+    actor: str
+    call_sid: str | None
+    detail: str
+
+
+class Timeline(BaseModel):
+    conference: str
+    entries: list[TimelineEntry]
+
+
+class TransferFigures(BaseModel):
+    succeeded: int
+    failed: int
+    failed_reasons: dict[str, int]
+    canceled: int
+
+
+class AnswerTime(BaseModel):
+    count: int
+    mean_ms: int | None
+
+
+class Figures(BaseModel):
+    day: str
+    waiting: int
+    longest_wait_ms: int | None
+    answered: int
+    abandoned: int
+    mean_wait_ms: int | None
+    service_level_seconds: int
+    answered_within_service_level: int
+    service_level: float | None
+    transfers: TransferFigures
+    transfer_answer: AnswerTime
+
+
+@blueprint.get("/conferences/<name>/timeline")
+@validate_response(Timeline)
+@login_required
+async def get_timeline(name: str) -> dict[str, Any]:
+    """Supervisors read any timeline; an agent only one of a conference they were an
+    agent in or a party to a transfer of (403 otherwise, so names do not leak
+    anything beyond existence)."""
+    if not _NAME.fullmatch(name):
+        raise BadRequest("invalid conference name")
+    redis = get_redis()
+    entries = await timeline.read(redis, name)
+    if not entries and not await redis.exists(keys.conference(name)):
+        raise NotFound(f"no conference {name}")
+    user = await current_user()
+    assert user is not None  # login_required guarantees it
+    if not user.is_supervisor and not timeline.involves(entries, user.username):
+        raise DomainError("you can only see the timeline of your own calls", 403)
+    return {"conference": name, "entries": [timeline.public(e) for e in entries]}
+
+
+@blueprint.get("/figures")
+@validate_response(Figures)
+@role_required("supervisor")
+async def get_figures() -> dict[str, Any]:
+    """Today's (UTC) queue figures; see console.figures for each one's definition."""
+    return await figures.read(get_redis(), now_ms(), get_settings().service_level_seconds)

@@ -10,6 +10,7 @@ from console.config import Settings
 from console.errors import register_error_handlers
 from console.gateway import TwilioGateway
 from console.hub import Hub
+from console.metrics import Metrics
 from console.presence import Presence
 from console.redis_ext import RedisExtension
 from console.runner import Runner
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     TwilioGateway(app, settings)
     Hub(app)
     Presence(app)
+    Metrics(app)
     _register_blueprints(app)
     register_error_handlers(app)
     app.after_request(_security_headers)

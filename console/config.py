@@ -173,7 +173,7 @@ class _Reader:
             wrap_up_seconds=self.integer("WRAP_UP_SECONDS", 0),
             event_log_maxlen=self.integer("EVENT_LOG_MAXLEN", 100_000, minimum=100),
             event_log_max_age_hours=self.integer("EVENT_LOG_MAX_AGE_HOURS", 24),
-            ws_backlog=self.integer("WS_BACKLOG", 1000, minimum=10),
+            ws_backlog=self.integer("WS_BACKLOG", 1000, minimum=200),
             metrics_token=self.text("METRICS_TOKEN"),
             twiml_app_sid=self.text("TWILIO_TWIML_APP_SID"),
             ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),

@@ -7,7 +7,7 @@ import hmac
 from quart import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
-from console import keys
+from console import keys, metrics
 from console.app import get_settings
 from console.redis_ext import get_redis
 
@@ -30,24 +30,23 @@ async def get_metrics() -> Response:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return Response("401 Unauthorized\n", 401, mimetype="text/plain")
-    redis = get_redis()
     try:
-        queue = await redis.llen(keys.QUEUE)
-        live = await redis.scard(keys.LIVE)
-        events = 0
-        if await redis.exists(keys.EVENTS):
-            events = (await redis.xinfo_stream(keys.EVENTS)).get("entries-added", 0)
+        async with get_redis().pipeline(transaction=False) as pipe:
+            pipe.llen(keys.QUEUE)
+            pipe.scard(keys.LIVE)
+            pipe.hget(keys.COUNTERS, "events_published")
+            queue, live, published = await pipe.execute()
     except (RedisError, OSError):
         return Response("503 Redis unavailable\n", 503, mimetype="text/plain")
-    lines = [
-        "# HELP warmline_queue_size Customers waiting for an agent.",
-        "# TYPE warmline_queue_size gauge",
-        f"warmline_queue_size {queue}",
-        "# HELP warmline_live_conferences Conferences not yet ended.",
-        "# TYPE warmline_live_conferences gauge",
-        f"warmline_live_conferences {live}",
-        "# HELP warmline_events_published_total Events written to the log.",
-        "# TYPE warmline_events_published_total counter",
-        f"warmline_events_published_total {events}",
-    ]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    body = metrics.get_metrics().exposition(
+        {
+            "warmline_queue_size": ("gauge", "Customers waiting for an agent.", queue),
+            "warmline_live_conferences": ("gauge", "Conferences not yet ended.", live),
+            "warmline_events_published_total": (
+                "counter",
+                "Events written to the log by every process.",
+                int(published or 0),
+            ),
+        }
+    )
+    return Response(body, content_type=metrics.CONTENT_TYPE)

@@ -28,7 +28,7 @@ from console.redis_ext import connect
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 5_000
-READ_COUNT = 500
+READ_COUNT = 100  # per XREAD; a socket's backlog must hold at least one read
 MAX_BACKOFF_SECONDS = 5.0
 STOP_WAIT_SECONDS = 0.5
 
@@ -128,6 +128,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.last_id: str | None = None
         self.published = 0
+        self.delivered = 0
         self.resyncs = 0
         self._ready = asyncio.Event()
         self._redis: Redis | None = None

@@ -64,6 +64,7 @@ class _Feed:
         self.subscriber = subscriber
         self.redis = redis
         self.position: StreamId = (0, 0)
+        self.hub = get_hub()
 
     async def run(self, since: str | None) -> None:
         await get_hub().ready()
@@ -86,8 +87,12 @@ class _Feed:
                 await websocket.send('{"type":"resync"}')
                 await self._snapshot()
             elif isinstance(item, LogEntry) and item.id > self.position:
-                await websocket.send(item.text)
-                self.position = item.id
+                await self._send(item)
+
+    async def _send(self, entry: LogEntry) -> None:
+        await websocket.send(entry.text)
+        self.position = entry.id
+        self.hub.delivered += 1
 
     async def _snapshot(self) -> None:
         snapshot = await read_snapshot(self.redis)
@@ -106,7 +111,7 @@ class _Feed:
             for raw_id, fields in page:
                 entry = LogEntry.from_stream(raw_id, fields)
                 if entry.visible_to(self.user.username, self.user.is_supervisor):
-                    await websocket.send(entry.text)
+                    await self._send(entry)
                 self.position = entry.id
             if len(page) < REPLAY_PAGE:
                 return

@@ -27,8 +27,8 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     settings = settings or Settings.from_env()
     app = Quart(
         __name__,
-        static_folder="../static",
-        template_folder="../templates",
+        static_folder="static",
+        template_folder="templates",
     )
     app.config["WARMLINE"] = settings
     app.secret_key = settings.secret_key

@@ -73,19 +73,24 @@ async def app_server(
     port = free_port()
     log = log_dir / f"app-{port}.log"
     env = server_env(redis_url, twilio_base_url, port, **extra_env)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "serve"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    server = AppServer(f"http://127.0.0.1:{port}", process, log)
+    server = AppServer(f"http://127.0.0.1:{port}", spawn_serve(env, log), log)
     try:
         await wait_healthy(server)
         yield server
     finally:
         server.terminate()
+
+
+def spawn_serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `warmline serve` with its output in ``log`` (Popen returns at once; the
+    process is stopped and reaped synchronously by AppServer.terminate)."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "console.cli", "serve"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def wait_healthy(server: AppServer) -> None:

@@ -70,6 +70,17 @@ async def get_state() -> Response:
     return jsonify(snapshot.visible_to(user.username, user.is_supervisor))
 
 
+@blueprint.get("/me")
+@login_required
+async def get_me() -> Response:
+    """Who is signed in, and which softphone their browser should use: Twilio's
+    Voice SDK, or in demo mode the simulator at ``url``."""
+    user = await _user()
+    simulator = get_settings().simulator_url
+    softphone = {"kind": "simulator", "url": simulator} if simulator else {"kind": "twilio"}
+    return jsonify({"username": user.username, "role": str(user.role), "softphone": softphone})
+
+
 @blueprint.get("/token")
 @login_required
 async def get_token() -> Response:

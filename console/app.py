@@ -15,11 +15,21 @@ from console.presence import Presence
 from console.redis_ext import RedisExtension
 from console.runner import Runner
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; media-src 'self' blob: data:; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+# The Voice JS SDK signals over wss to Twilio, reports to its insights gateway and
+# plays its ringtones from sdk.twilio.com; nothing else leaves the origin.
+TWILIO_CONNECT = "https://*.twilio.com wss://*.twilio.com"
+TWILIO_MEDIA = "https://sdk.twilio.com"
+
+
+def content_security_policy(settings: Settings) -> str:
+    """A strict policy: no inline script or style, no framing, own origin only, plus
+    Twilio's endpoints for the softphone (or the simulator's in demo mode)."""
+    connect = f"'self' {settings.simulator_url or TWILIO_CONNECT}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {connect}; media-src 'self' blob: data: {TWILIO_MEDIA}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
 
 
 def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Quart:
@@ -75,7 +85,7 @@ def _register_blueprints(app: Quart) -> None:
 
 async def _security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("Content-Security-Policy", content_security_policy(get_settings()))
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")

@@ -66,6 +66,7 @@ class Settings:
     ring_timeout_seconds: int = 20
     service_level_seconds: int = 20
     demo: bool = False
+    simulator_url: str | None = None  # demo mode: browsers' softphones talk to the simulator
 
     @property
     def secure_cookies(self) -> bool:
@@ -178,6 +179,7 @@ class _Reader:
             twiml_app_sid=self.text("TWILIO_TWIML_APP_SID"),
             ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),
             service_level_seconds=self.integer("SERVICE_LEVEL_SECONDS", 20, minimum=1),
+            simulator_url=self.text("WARMLINE_SIMULATOR_URL"),
         )
         if settings.port > 65535:
             self.problems.append(f"PORT must be at most 65535, got {settings.port}")

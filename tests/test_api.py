@@ -176,3 +176,13 @@ async def test_monitor_unknown_or_ended_conference_is_404(app, redis, call):
     assert response.status_code == 404
     bad = await sam.post(f"/api/conferences/{call['name']}/monitor", json={"mode": "shout"})
     assert bad.status_code == 400
+
+
+async def test_me_names_the_user_and_their_softphone(app, redis):
+    alice = await login(app, redis, "alice")
+    me = await (await alice.get("/api/me")).get_json()
+    assert me == {"username": "alice", "role": "agent", "softphone": {"kind": "twilio"}}
+    assert (await app.test_client().get("/api/me")).status_code == 401
+    csp = (await alice.get("/agent")).headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    assert "wss://*.twilio.com" in csp

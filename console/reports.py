@@ -17,6 +17,7 @@ from console.auth import current_user, login_required, role_required
 from console.errors import BadRequest, DomainError, NotFound
 from console.events import now_ms
 from console.redis_ext import get_redis
+from console.webhook_health import read_health
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api")
 
@@ -88,3 +89,11 @@ async def get_timeline(name: str) -> dict[str, Any]:
 async def get_figures() -> dict[str, Any]:
     """Today's (UTC) queue figures; see console.figures for each one's definition."""
     return await figures.read(get_redis(), now_ms(), get_settings().service_level_seconds)
+
+
+@blueprint.get("/webhooks")
+@role_required("supervisor")
+async def get_webhook_health() -> dict[str, Any]:
+    """When Twilio last reached each webhook route and the recent signature failures
+    (with the URL checked, never the token): why a deployment "hears nothing"."""
+    return await read_health(get_redis())

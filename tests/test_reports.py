@@ -321,3 +321,15 @@ async def test_an_entry_after_the_end_keeps_the_day_of_retention(redis):
     await commit(redis, transfer_event("failed", "customer-hung-up", created))
     assert DAY - 60 < await redis.ttl(keys.timeline("CAlate")) <= DAY
     assert await redis.llen(keys.timeline("CAlate")) == 3
+
+
+async def test_webhook_health_is_for_supervisors(app, redis, voice):
+    await voice.call_in()
+    sam = await login(app, redis, "sam", role="supervisor")
+    alice = await login(app, redis, "alice")
+    response = await sam.get("/api/webhooks")
+    assert response.status_code == 200
+    health = await response.get_json()
+    assert "/conference/connect/client" in health["last_request"]
+    assert health["signature_failures"] == []
+    assert (await alice.get("/api/webhooks")).status_code == 403

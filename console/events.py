@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from console import keys
@@ -63,3 +64,12 @@ def parse_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "audience": fields.get("audience", EVERYONE),
         "conference": fields.get("conference") or None,
     }
+
+
+async def trim_by_age(redis: Redis, max_age_hours: int) -> int:
+    """Drop events older than ``max_age_hours`` (0: keep by length only); the length
+    cap is applied on every append. Returns how many were dropped."""
+    if max_age_hours <= 0:
+        return 0
+    cutoff = now_ms() - max_age_hours * 3_600_000
+    return await redis.xtrim(keys.EVENTS, minid=f"{cutoff}-0", approximate=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 from console import keys
 from console.config import Settings
 from console.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
+from console.events import trim_by_age
 from console.gateway import GatewayError, TwilioGateway
 from console.unit import Contended, Unit, run_unit
 from console.urls import agent_connect_url, call_status_url
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 2.0
 DRAIN_SECONDS = 10.0
+TRIM_EVERY_SWEEPS = 30  # the log's age limit is applied about once a minute
 
 
 class Runner:
@@ -153,10 +156,12 @@ class Runner:
             )
 
     async def _sweep(self) -> None:
-        while True:
+        for count in itertools.count(1):
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 await self.sweep()
+                if count % TRIM_EVERY_SWEEPS == 0:
+                    await trim_by_age(self.redis, self.settings.event_log_max_age_hours)
             except (RedisError, Contended, OSError) as exc:
                 log.warning("routing sweep skipped: %s", exc)
 

@@ -190,3 +190,15 @@ async def test_since_older_than_the_retained_log_gets_a_fresh_snapshot(app, redi
     async with alice.websocket("/ws?since=99999999999999-0") as socket:
         first = await receive(socket)  # an id from another (or a lost) log
     assert first["type"] == "snapshot"
+
+
+async def test_events_older_than_the_age_limit_are_trimmed(redis):
+    from console.events import trim_by_age
+
+    old = "1000-0"
+    await redis.xadd(keys.EVENTS, {"type": "agent.updated", "ts": "1", "data": "{}"}, id=old)
+    fresh = await redis.xadd(keys.EVENTS, {"type": "agent.updated", "ts": "1", "data": "{}"})
+    await trim_by_age(redis, 0)  # 0: no age limit
+    assert await redis.xlen(keys.EVENTS) == 2
+    await trim_by_age(redis, 24)
+    assert [i for i, _ in await redis.xrange(keys.EVENTS)] == [fresh]

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 from redis.exceptions import RedisError
 
-from console import cli_users
+from console import cli_users, demo
 from console.config import ConfigError, Settings
 from console.embedded_redis import EmbeddedRedis, EmbeddedRedisError, start_redis
 from console.redis_ext import connect
@@ -191,6 +191,29 @@ def cmd_user(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from console.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        host=args.host,
+        port=args.port,
+        simulator_port=args.simulator_port,
+        calls_per_minute=args.rate,
+        chaos=args.chaos,
+        seed=args.seed,
+        redis_url=os.environ.get("REDIS_URL", "").strip() or None,
+    )
+    if args.rate < 0:
+        return fail(f"--rate must not be negative, got {args.rate:g}")
+    try:
+        asyncio.run(run_demo(options))
+    except EmbeddedRedisError as error:
+        return fail(str(error))
+    except OSError as error:
+        return fail(f"cannot listen on {args.host}:{args.port} or reach Redis: {error.strerror}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="warmline", description=__doc__.split(".")[0])
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -198,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default: $PORT or 5000")
     serve.add_argument("--workers", type=int, help="default: $WEB_CONCURRENCY or 1")
     serve.set_defaults(handler=cmd_serve)
+    demo.add_parser(commands)
+    commands.choices["demo"].set_defaults(handler=cmd_demo)
     check = commands.add_parser("check", help="validate configuration, reach Redis and Twilio")
     check.set_defaults(handler=cmd_check)
     cli_users.add_parser(commands)

@@ -282,3 +282,54 @@ async def until_status(
     while (await agent_statuses(session)).get(username) != status:
         assert time.monotonic() < deadline, f"{username} never became {status}"
         await asyncio.sleep(0.2)
+
+
+async def test_sockets_joining_while_events_flow_see_no_gap_and_no_duplicate(two_servers, redis):
+    """Snapshot (or since) and the live flow meet exactly, however they interleave
+    with events being committed through another process."""
+    first, second = two_servers
+    async with (
+        user_session(redis, first, "sam", "supervisor") as sam,
+        user_session(redis, second, "bob") as bob,
+    ):
+        stop = asyncio.Event()
+
+        async def produce() -> int:
+            count = 0
+            while not stop.is_set():
+                await set_status(bob, "available" if count % 2 == 0 else "offline")
+                count += 1
+            return count
+
+        async def watch(delay: float, since: str | None) -> tuple[str, list[str], str]:
+            await asyncio.sleep(delay)
+            path = f"/ws?since={since}" if since else "/ws"
+            async with sam.ws_connect(path) as socket:
+                first_message = await receive(socket)
+                start = first_message["id"] if first_message["type"] == "snapshot" else since
+                ids = [] if first_message["type"] == "snapshot" else [first_message["id"]]
+                await stopped.wait()
+                final = await newest(redis)
+                while not ids or ids[-1] != final:
+                    ids.append((await receive(socket))["id"])
+            return start, ids, final
+
+        stopped = asyncio.Event()
+        producer = asyncio.create_task(produce())
+        base = await newest_or_zero(redis)
+        watchers = [asyncio.create_task(watch(0.05 * n, None)) for n in range(8)]
+        watchers += [asyncio.create_task(watch(0.05 * n, base)) for n in range(4)]
+        await asyncio.sleep(1.0)
+        stop.set()
+        produced = await producer
+        stopped.set()
+        results = await asyncio.gather(*watchers)
+    assert produced > 20
+    for start, ids, final in results:
+        expected = [i for i, _ in await redis.xrange(keys.EVENTS, min=f"({start}", max=final)]
+        assert ids == expected
+
+
+async def newest_or_zero(redis: Redis) -> str:
+    last = await redis.xrevrange(keys.EVENTS, count=1)
+    return last[0][0] if last else "0-0"

@@ -1,0 +1,433 @@
+// The agent view: presence, softphone, the live call with its participants, warm
+// transfer, the queue and the team. Everything is rendered from the Model (fed by
+// /ws) and the softphone's state; actions go to the JSON API or the softphone.
+
+import { api } from "./api.js";
+import { Model, isTerminal } from "./model.js";
+import { createSoftphone } from "./softphone.js";
+import {
+  STATUS_WORDS,
+  TRANSFER_WORDS,
+  announce,
+  h,
+  now,
+  phone,
+  pill,
+  reasonText,
+  render,
+  setSoftphoneState,
+  showConnection,
+  startTicker,
+  timer,
+} from "./ui.js";
+import { LiveSocket } from "./ws.js";
+
+const $ = (id) => document.getElementById(id);
+const me = document.body.dataset.username;
+const model = new Model(me, false);
+let softphone = null;
+let busyAction = null; // the key of the button whose request is in flight
+let lastError = null; // {where, text}
+const seenTransferStates = new Map();
+
+// --- actions ------------------------------------------------------------------------------
+
+async function act(key, action, where = "call") {
+  if (busyAction) return;
+  busyAction = key;
+  lastError = null;
+  schedule();
+  try {
+    await action();
+  } catch (error) {
+    lastError = { where, text: error.message || String(error) };
+    announce(lastError.text, true);
+  } finally {
+    busyAction = null;
+    schedule();
+  }
+}
+
+function myStatus() {
+  return model.agents.get(me)?.status || "offline";
+}
+
+$("presence-toggle").addEventListener("click", () => {
+  const status = myStatus();
+  const next = status === "available" ? "offline" : "available";
+  act("presence", async () => {
+    const agent = await api.setStatus(next);
+    model.agents.set(agent.username, agent);
+    announce(next === "available" ? "You are available for calls." : "You are offline.");
+  }, "presence");
+});
+
+$("transfer-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const call = model.myCall();
+  if (!call) return;
+  const to = $("transfer-to").value || null;
+  const note = $("transfer-note").value.trim();
+  act("transfer-start", async () => {
+    const transfer = await api.transfer(call.conference.name, to, note);
+    model.transfers.set(transfer.id, { ...(model.transfers.get(transfer.id) || {}), ...transfer });
+    $("transfer-note").value = "";
+    announce(`Transfer to ${transfer.to_agent || "any available agent"} started.`);
+  }, "transfer");
+});
+
+// --- rendering ------------------------------------------------------------------------------
+
+let frame = 0;
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(() => {
+    frame = 0;
+    renderAll();
+  });
+}
+
+function renderAll() {
+  renderPresence();
+  renderCall();
+  renderParticipants();
+  renderTransfer();
+  renderQueue();
+  renderTeam();
+}
+
+function renderPresence() {
+  const agent = model.agents.get(me);
+  const status = agent?.status || "offline";
+  const pillEl = $("presence-pill");
+  pillEl.dataset.status = status;
+  pillEl.textContent = STATUS_WORDS[status] || status;
+  const since = $("presence-since");
+  since.dataset.since = String(agent?.since || now());
+  const toggle = $("presence-toggle");
+  const on = status !== "offline" && status !== "missed";
+  toggle.setAttribute("aria-checked", String(on));
+  toggle.disabled = status === "ringing" || status === "busy" || busyAction === "presence" || !model.ready;
+  const help = $("presence-help");
+  if (status === "missed") {
+    help.textContent = "You missed a call, so calls stopped ringing here. Switch on to take calls again.";
+    help.dataset.tone = "warn";
+  } else if (status === "busy" || status === "ringing") {
+    help.textContent = "You will be available again when this call ends.";
+    delete help.dataset.tone;
+  } else if (status === "available") {
+    help.textContent = "The next waiting customer rings here.";
+    delete help.dataset.tone;
+  } else {
+    help.textContent = "Switch on to take calls. You will not be dialed while offline.";
+    delete help.dataset.tone;
+  }
+  if (lastError?.where === "presence") {
+    help.textContent = lastError.text;
+    help.dataset.tone = "error";
+  }
+  if (softphone) setSoftphoneState($("softphone-state"), softphone.state, softphone.detail);
+}
+
+function button(key, label, attrs = {}, cls = "") {
+  return h(`button.button${cls}`, {
+    type: "button",
+    "data-key": key,
+    disabled: attrs.disabled || busyAction === key || undefined,
+    "aria-busy": busyAction === key ? "true" : undefined,
+    ...attrs,
+  }, label);
+}
+
+function errorLine(where) {
+  return lastError?.where === where ? h("p.alert", { role: "alert" }, lastError.text) : null;
+}
+
+function renderCall() {
+  const card = $("call-card");
+  const body = $("call-body");
+  const badge = $("call-badge");
+  const ringing = softphone ? softphone.ringing() : [];
+  const call = model.myCall();
+
+  if (ringing.length && !call) {
+    const ring = ringing[0];
+    const context = model.ringingFor();
+    const conference = context?.conference;
+    const transfer = context?.transfer;
+    const caller = conference?.from || (conference && model.customerOf(conference)?.from) || null;
+    const waitingSince = conference?.created_at || ring.startedAt;
+    const note = transfer?.note || ring.params?.note || "";
+    card.dataset.state = "ringing";
+    badge.hidden = false;
+    badge.dataset.status = "ringing";
+    badge.textContent = "Ringing";
+    render(body,
+      h("div.incoming", { "data-testid": "incoming" },
+        h("p.eyebrow", {}, transfer ? `Transfer from ${transfer.from_agent}` : "Incoming customer call"),
+        h("p.caller", { "data-testid": "caller" }, phone(caller)),
+        h("p.meta", {}, "Waiting ", timer(waitingSince, { "data-testid": "wait" })),
+        note ? h("figure.note", {},
+          h("figcaption", {}, `Note from ${transfer?.from_agent || "your colleague"}`),
+          h("blockquote", { "data-testid": "note" }, note)) : null,
+        h("div.actions",
+          {},
+          button("answer", "Answer", { onclick: () => act("answer", () => softphone.answer(ring.sid)) }, ".button-answer"),
+          button("decline", "Decline", { onclick: () => act("decline", () => softphone.decline(ring.sid)) }, ".button-danger-quiet"),
+        ),
+        errorLine("call"),
+      ));
+    return;
+  }
+
+  if (call) {
+    const { conference, me: mine } = call;
+    const customer = model.customerOf(conference);
+    const leg = softphone?.calls.get(mine.call_sid);
+    const muted = Boolean(leg?.muted);
+    card.dataset.state = "live";
+    badge.hidden = false;
+    badge.dataset.status = "busy";
+    badge.textContent = "On call";
+    const held = Boolean(customer?.hold);
+    render(body,
+      h("div.live-call", { "data-testid": "live-call" },
+        h("p.eyebrow", {}, "Customer"),
+        h("p.caller", { "data-testid": "caller" }, phone(conference.from || customer?.from)),
+        h("p.meta", {}, "Talking ", timer(mine.joined_at || conference.started_at)),
+        held ? h("p.callout", { role: "status" }, "The customer is on hold and hears music.") : null,
+        h("div.actions", {},
+          button("mute", muted ? "Unmute" : "Mute", {
+            "aria-pressed": String(muted),
+            disabled: !leg || undefined,
+            onclick: () => act("mute", () => softphone.mute(mine.call_sid, !muted)),
+          }),
+          customer ? button("hold", held ? "Resume customer" : "Hold customer", {
+            "aria-pressed": String(held),
+            onclick: () => act("hold", () => api.hold(conference.name, customer.call_sid, !held)),
+          }) : null,
+          button("hangup", "Hang up", {
+            onclick: () => act("hangup", () => (leg ? softphone.hangup(mine.call_sid) : api.leave(conference.name))),
+          }, ".button-danger"),
+        ),
+        errorLine("call"),
+      ));
+    return;
+  }
+
+  const open = softphone ? [...softphone.calls.values()].find((c) => c.status === "open") : null;
+  if (open) {
+    card.dataset.state = "connecting";
+    badge.hidden = false;
+    badge.dataset.status = "ringing";
+    badge.textContent = "Connecting";
+    render(body,
+      h("div.connecting", {},
+        h("p.caller", {}, "Joining the customer…"),
+        h("div.actions", {}, button("hangup", "Hang up", { onclick: () => act("hangup", () => softphone.hangup(open.sid)) }, ".button-danger")),
+        errorLine("call"),
+      ));
+    return;
+  }
+
+  card.dataset.state = "idle";
+  badge.hidden = true;
+  const status = myStatus();
+  const words = {
+    available: ["Waiting for the next customer", "Calls ring here as soon as a customer is routed to you."],
+    offline: ["You are offline", "Switch on “Available for calls” to start taking calls."],
+    missed: ["You missed a call", "Switch on “Available for calls” when you are ready again."],
+    busy: ["Wrapping up", "You will be available again in a moment."],
+    ringing: ["Your phone is ringing", "Connecting the call to this browser…"],
+  }[status] || ["", ""];
+  render(body, h("div.idle", {}, h("p.idle-title", {}, words[0]), h("p.hint", {}, words[1]), errorLine("call")));
+}
+
+function participantName(p) {
+  if (p.role === "customer") return phone(p.from);
+  if (p.agent === me) return `${me} (you)`;
+  return p.agent || p.role;
+}
+
+function renderParticipants() {
+  const call = model.myCall();
+  const card = $("participants-card");
+  card.hidden = !call;
+  if (!call) return;
+  const people = [...call.conference.participants.values()]
+    // A supervisor listening in silently is not shown; coaching or barging is.
+    .filter((p) => p.role !== "supervisor" || p.coaching || !p.muted)
+    .sort((a, b) => roleOrder(a) - roleOrder(b) || (a.joined_at || 0) - (b.joined_at || 0));
+  render($("participants"), people.map((p) => {
+    const flags = [];
+    if (p.hold) flags.push(pill("hold", "On hold"));
+    if (p.muted) flags.push(pill("muted", "Muted"));
+    if (p.coaching) flags.push(pill("coaching", "Coaching you"));
+    return h("li.person", { "data-role": p.role, "data-testid": `participant-${p.role}` },
+      h("span.role", {}, p.role === "customer" ? "Customer" : p.role === "agent" ? "Agent" : "Supervisor"),
+      h("span.person-name", {}, participantName(p)),
+      h("span.flags", {}, flags),
+      h("span.person-time", {}, timer(p.joined_at)),
+    );
+  }));
+}
+
+function roleOrder(p) {
+  return { customer: 0, agent: 1, supervisor: 2 }[p.role] ?? 3;
+}
+
+const STEPS = ["requested", "ringing", "answered", "joined"];
+
+function renderTransfer() {
+  const call = model.myCall();
+  const card = $("transfer-card");
+  card.hidden = !call;
+  if (!call) return;
+  const { conference } = call;
+  const transfer = model.transferFrom(conference.name);
+  const colleagues = [...conference.participants.values()].filter((p) => p.role === "agent" && p.agent !== me);
+  const active = transfer && !isTerminal(transfer) ? transfer : null;
+  const progress = $("transfer-progress");
+  const form = $("transfer-form");
+
+  if (transfer) {
+    const key = `${transfer.id}:${transfer.status}`;
+    if (!seenTransferStates.has(key)) {
+      seenTransferStates.set(key, true);
+      const who = transfer.to_agent || "any available agent";
+      if (transfer.status === "failed") announce(`Transfer to ${who} failed: ${reasonText(transfer.reason)}.`, true);
+      else if (transfer.status === "joined") announce(`${who} joined the call. You can leave now.`);
+      else if (transfer.status === "ringing") announce(`Ringing ${who}.`);
+    }
+  }
+
+  const parts = [];
+  if (active) {
+    const who = active.to_agent || "any available agent";
+    const current = STEPS.indexOf(active.status);
+    parts.push(h("div.transfer-status", { "data-testid": "transfer-status", "data-status": active.status },
+      h("p.transfer-line", {},
+        pill(active.status, TRANSFER_WORDS[active.status] || active.status),
+        h("span", {}, active.status === "joined" ? ` ${who} is on the call` : ` Transferring to ${who}`),
+        active.status === "ringing" || active.status === "requested"
+          ? h("span.ring-timer", {}, " · ringing ", timer(active.updated_at, { "data-testid": "ring-timer" }))
+          : null),
+      h("ol.steps", { "aria-label": "Transfer progress" }, STEPS.map((step, i) =>
+        h("li.step", {
+          "data-state": i < current ? "done" : i === current ? "current" : "todo",
+          "aria-current": i === current ? "step" : undefined,
+        }, TRANSFER_WORDS[step]))),
+      active.note ? h("p.hint", {}, "Note: ", h("q", {}, active.note)) : null,
+    ));
+    if (active.status === "requested" || active.status === "ringing") {
+      parts.push(h("div.actions", {}, button("cancel-transfer", "Cancel transfer", {
+        onclick: () => act("cancel-transfer", async () => {
+          const t = await api.cancelTransfer(active.id);
+          model.transfers.set(t.id, t);
+          announce("Transfer canceled.");
+        }, "transfer"),
+      })));
+    }
+  } else if (transfer && transfer.status === "failed") {
+    parts.push(h("p.alert", { role: "alert", "data-testid": "transfer-failed" },
+      h("strong", {}, `Transfer to ${transfer.to_agent || "any available agent"} failed: `),
+      reasonText(transfer.reason), ". The customer is still with you; you can try again."));
+  } else if (transfer && transfer.status === "canceled") {
+    parts.push(h("p.callout", {}, "Transfer canceled. The customer is still with you."));
+  }
+
+  if (colleagues.length) {
+    const names = colleagues.map((p) => p.agent).join(", ");
+    parts.push(h("div.handover", {},
+      h("p", {}, `${names} ${colleagues.length > 1 ? "are" : "is"} with the customer. Leave when you have handed over; the customer stays connected.`),
+      h("div.actions", {}, button("leave", "Leave call", {
+        onclick: () => act("leave", () => api.leave(conference.name), "transfer"),
+      }, ".button-primary"))));
+  }
+  if (lastError?.where === "transfer") parts.push(errorLine("transfer"));
+  render(progress, ...parts);
+
+  form.hidden = Boolean(active) || colleagues.length > 0;
+  updateTargets();
+  $("transfer-start").disabled = busyAction === "transfer-start";
+}
+
+function updateTargets() {
+  const select = $("transfer-to");
+  const chosen = select.value;
+  const options = [h("option", { value: "" }, "Any available agent")];
+  const colleagues = [...model.agents.values()].filter((a) => a.username !== me)
+    .sort((a, b) => (a.status === "available" ? 0 : 1) - (b.status === "available" ? 0 : 1) || a.username.localeCompare(b.username));
+  for (const agent of colleagues) {
+    const free = agent.status === "available";
+    options.push(h("option", { value: agent.username, disabled: !free || undefined },
+      free ? agent.username : `${agent.username} — ${STATUS_WORDS[agent.status] || agent.status}`));
+  }
+  const signature = options.map((o) => `${o.value}|${o.textContent}|${o.disabled}`).join(";");
+  if (select.dataset.signature === signature) return;
+  select.dataset.signature = signature;
+  select.replaceChildren(...options);
+  const still = [...select.options].find((o) => o.value === chosen && !o.disabled);
+  select.value = still ? chosen : "";
+}
+
+function renderQueue() {
+  $("queue-count").textContent = String(model.queue.length);
+  $("queue-count").setAttribute("aria-label", `${model.queue.length} customers waiting`);
+  if (!model.queue.length) {
+    render($("queue"), h("li.empty", {}, "Nobody is waiting."));
+    return;
+  }
+  render($("queue"), model.queue.map((q, i) =>
+    h("li.queue-item", { "data-longest": i === 0 ? "true" : undefined },
+      h("span.queue-pos", { "aria-label": `position ${q.position}` }, String(q.position)),
+      h("span.queue-from", {}, phone(q.from)),
+      h("span.queue-wait", {}, timer(q.queued_at)))));
+}
+
+function renderTeam() {
+  const colleagues = [...model.agents.values()].filter((a) => a.username !== me)
+    .sort((a, b) => a.username.localeCompare(b.username));
+  const available = colleagues.filter((a) => a.status === "available").length;
+  $("team-count").textContent = `${available} of ${colleagues.length} available`;
+  if (!colleagues.length) {
+    render($("team"), h("li.empty", {}, "No colleagues yet."));
+    return;
+  }
+  render($("team"), colleagues.map((a) =>
+    h("li.member", { "data-testid": `member-${a.username}` },
+      h("span.presence-dot", { "data-status": a.status, "aria-hidden": "true" }),
+      h("span.member-name", {}, a.username),
+      pill(a.status, STATUS_WORDS[a.status] || a.status),
+      h("span.member-time", {}, timer(a.since)))));
+}
+
+// --- start ------------------------------------------------------------------------------------
+
+async function main() {
+  startTicker();
+  model.addEventListener("change", schedule);
+  const socket = new LiveSocket(model, showConnection);
+  socket.start();
+  try {
+    const who = await api.me();
+    softphone = createSoftphone(who);
+    softphone.addEventListener("change", schedule);
+    softphone.addEventListener("incoming", (event) => {
+      const context = model.ringingFor();
+      const from = context?.conference?.from;
+      announce(
+        context?.transfer
+          ? `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`
+          : `Incoming call${from ? ` from ${phone(from)}` : ""}. Press Answer.`,
+        true,
+      );
+      if (!context) socket.resnapshot();
+    });
+    await softphone.start();
+  } catch (error) {
+    setSoftphoneState($("softphone-state"), "error", error.message);
+  }
+  schedule();
+}
+
+main();

@@ -1,0 +1,56 @@
+// The JSON API of SPEC §4. State-changing calls send JSON (a cross-site form cannot)
+// with the session cookie; errors come back as {"error": message}.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function request(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "The server could not be reached. Check your connection and try again.");
+  }
+  if (response.status === 401) {
+    window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+    throw new ApiError(401, "Your session has ended; please sign in again.");
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = (data && data.error) || `${method} ${path} failed (HTTP ${response.status})`;
+    throw new ApiError(response.status, message);
+  }
+  return data;
+}
+
+export const api = {
+  me: () => request("GET", "/api/me"),
+  state: () => request("GET", "/api/state"),
+  token: () => request("GET", "/api/token"),
+  setStatus: (status) => request("POST", "/api/me/status", { status }),
+  transfer: (conference, to, note) => request("POST", "/api/transfers", { conference, to, note }),
+  cancelTransfer: (id) => request("DELETE", `/api/transfers/${encodeURIComponent(id)}`),
+  leave: (conference) => request("POST", `/api/conferences/${encodeURIComponent(conference)}/leave`),
+  hold: (conference, callSid, hold) =>
+    request("POST", `/api/conferences/${encodeURIComponent(conference)}/hold`, { call_sid: callSid, hold }),
+  monitor: (conference, mode) =>
+    request("POST", `/api/conferences/${encodeURIComponent(conference)}/monitor`, { mode }),
+  figures: () => request("GET", "/api/figures"),
+  timeline: (conference) => request("GET", `/api/conferences/${encodeURIComponent(conference)}/timeline`),
+  webhooks: () => request("GET", "/api/webhooks"),
+};

@@ -1,0 +1,241 @@
+// The client-side picture of SPEC §5: a snapshot, then events applied in id order.
+//
+// Agents see only the conferences they are part of, and /ws sends deltas from the
+// moment they become involved: an event about a conference this model has never
+// seen means "you were just brought into it", so the model asks for a fresh
+// snapshot (needsSnapshot) rather than guess the state it missed.
+
+const TERMINAL = new Set(["completed", "failed", "canceled"]);
+const RECENT_TRANSFERS = 25;
+const ENDED_KEPT_MS = 8000;
+
+export function isTerminal(transfer) {
+  return TERMINAL.has(transfer.status);
+}
+
+export class Model extends EventTarget {
+  constructor(username, supervisor) {
+    super();
+    this.username = username;
+    this.supervisor = supervisor;
+    this.conferences = new Map(); // name -> conference with participants: Map(call_sid -> p)
+    this.queue = [];
+    this.agents = new Map();
+    this.transfers = new Map(); // id -> transfer (live ones, plus recent results)
+    this.monitors = new Map(); // conference -> Map(supervisor -> mode)
+    this.lastId = null;
+    this.needsSnapshot = false;
+    this.ready = false;
+  }
+
+  changed(kind) {
+    this.dispatchEvent(new CustomEvent("change", { detail: { kind } }));
+  }
+
+  applySnapshot(message) {
+    const state = message.data;
+    const previous = this.transfers;
+    this.conferences = new Map();
+    for (const conference of state.conferences) this.#putConference(conference);
+    this.queue = state.queue.slice().sort((a, b) => a.position - b.position);
+    this.agents = new Map(state.agents.map((a) => [a.username, a]));
+    this.transfers = new Map(state.transfers.map((t) => [t.id, t]));
+    // Results of calls that have ended are not in a snapshot: keep the ones we saw.
+    for (const [id, t] of previous) if (isTerminal(t) && !this.transfers.has(id)) this.transfers.set(id, t);
+    this.#trimTransfers();
+    for (const name of this.monitors.keys()) if (!this.conferences.has(name)) this.monitors.delete(name);
+    this.lastId = message.id;
+    this.needsSnapshot = false;
+    this.ready = true;
+    this.changed("snapshot");
+  }
+
+  #putConference(data) {
+    const existing = this.conferences.get(data.name);
+    const participants = data.participants
+      ? new Map(data.participants.map((p) => [p.call_sid, p]))
+      : existing?.participants || new Map();
+    const conference = { ...(existing || {}), ...data, participants };
+    this.conferences.set(data.name, conference);
+    return conference;
+  }
+
+  /** Apply one event; returns false when it was already applied (by id). */
+  apply(event) {
+    if (event.id && this.lastId && compareIds(event.id, this.lastId) <= 0) return false;
+    if (event.id) this.lastId = event.id;
+    const data = event.data || {};
+    switch (event.type) {
+      case "agent.updated":
+        this.agents.set(data.username, data);
+        if (!this.supervisor && data.username === this.username && data.status === "ringing") {
+          if (!this.ringingFor()) this.needsSnapshot = true;
+        }
+        break;
+      case "queue.updated":
+        this.queue = data.queue.slice().sort((a, b) => a.position - b.position);
+        break;
+      case "call.queued":
+        this.queue = this.queue.filter((q) => q.call_sid !== data.call_sid);
+        this.queue.push(data);
+        this.queue.sort((a, b) => a.position - b.position);
+        break;
+      case "call.dequeued":
+        this.queue = this.queue.filter((q) => q.call_sid !== data.call_sid);
+        break;
+      case "conference.started":
+      case "conference.ended":
+        this.#conferenceEvent(event.type, data);
+        break;
+      case "participant.joined":
+      case "participant.updated":
+      case "participant.left":
+        this.#participantEvent(event.type, data);
+        break;
+      case "transfer.updated":
+        if (!this.supervisor && !isTerminal(data) && !this.conferences.has(data.conference)) {
+          this.needsSnapshot = true;
+        }
+        this.transfers.set(data.id, data);
+        this.#trimTransfers();
+        break;
+      case "supervisor.action": {
+        const modes = this.monitors.get(data.conference) || new Map();
+        if (data.mode === "left") modes.delete(data.supervisor);
+        else modes.set(data.supervisor, data.mode);
+        this.monitors.set(data.conference, modes);
+        break;
+      }
+      default:
+        break;
+    }
+    this.changed(event.type);
+    return true;
+  }
+
+  #conferenceEvent(type, data) {
+    if (!this.conferences.has(data.name)) {
+      if (!this.supervisor) {
+        if (type === "conference.started") this.needsSnapshot = true;
+        return;
+      }
+    }
+    const conference = this.#putConference(data);
+    if (type === "conference.ended") {
+      conference.status = "ended";
+      setTimeout(() => {
+        const current = this.conferences.get(data.name);
+        if (current && current.status === "ended") {
+          this.conferences.delete(data.name);
+          this.monitors.delete(data.name);
+          this.changed("conference.removed");
+        }
+      }, ENDED_KEPT_MS);
+    }
+  }
+
+  #participantEvent(type, data) {
+    const name = data.conference;
+    let conference = this.conferences.get(name);
+    if (!conference) {
+      if (!this.supervisor) {
+        // Our own leaving needs nothing; anything else means we were just involved.
+        if (!(type === "participant.left" && data.agent === this.username)) this.needsSnapshot = true;
+        return;
+      }
+      conference = this.#putConference({
+        name,
+        sid: null,
+        status: "waiting",
+        from: data.role === "customer" ? data.from : null,
+        created_at: data.joined_at,
+        started_at: null,
+        participants: [],
+      });
+    }
+    if (type === "participant.left") {
+      conference.participants.delete(data.call_sid);
+      if (!this.supervisor && data.role === "agent" && data.agent === this.username) {
+        // We left: no further events about this call will come.
+        this.conferences.delete(name);
+      }
+      if (data.role === "supervisor" && data.agent) {
+        this.monitors.get(name)?.delete(data.agent);
+      }
+    } else {
+      const previous = conference.participants.get(data.call_sid) || {};
+      conference.participants.set(data.call_sid, { ...previous, ...data });
+      if (data.role === "customer" && data.from && !conference.from) conference.from = data.from;
+    }
+  }
+
+  #trimTransfers() {
+    const done = [...this.transfers.values()].filter(isTerminal).sort((a, b) => b.updated_at - a.updated_at);
+    for (const t of done.slice(RECENT_TRANSFERS)) this.transfers.delete(t.id);
+  }
+
+  // --- questions the views ask ---------------------------------------------------------
+
+  /** The conference the user is in as an agent, and their participant in it. */
+  myCall() {
+    for (const conference of this.conferences.values()) {
+      if (conference.status === "ended") continue;
+      for (const p of conference.participants.values()) {
+        if (p.role === "agent" && p.agent === this.username) return { conference, me: p };
+      }
+    }
+    return null;
+  }
+
+  /** A transfer ringing this user (with its note), if any. */
+  transferToMe() {
+    const live = [...this.transfers.values()].filter(
+      (t) => t.to_agent === this.username && !isTerminal(t) && t.status !== "joined",
+    );
+    return live.sort((a, b) => b.created_at - a.created_at)[0] || null;
+  }
+
+  /** The conference the user's phone is ringing for: a transfer to them, or a queued
+   * customer routed to them (a visible conference they are not part of). */
+  ringingFor() {
+    const transfer = this.transferToMe();
+    if (transfer) return { conference: this.conferences.get(transfer.conference) || null, transfer };
+    const candidates = [...this.conferences.values()].filter((c) => {
+      if (c.status === "ended") return false;
+      const inIt = [...c.participants.values()].some((p) => p.agent === this.username);
+      const transferring = [...this.transfers.values()].some(
+        (t) => t.conference === c.name && t.from_agent === this.username && !isTerminal(t),
+      );
+      return !inIt && !transferring;
+    });
+    candidates.sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
+    return candidates.length ? { conference: candidates[0], transfer: null } : null;
+  }
+
+  /** The latest transfer from this user in a conference. */
+  transferFrom(conferenceName) {
+    const mine = [...this.transfers.values()].filter(
+      (t) => t.conference === conferenceName && t.from_agent === this.username,
+    );
+    return mine.sort((a, b) => b.created_at - a.created_at)[0] || null;
+  }
+
+  customerOf(conference) {
+    return [...conference.participants.values()].find((p) => p.role === "customer") || null;
+  }
+
+  liveTransfers() {
+    return [...this.transfers.values()].filter((t) => !isTerminal(t)).sort((a, b) => a.created_at - b.created_at);
+  }
+
+  recentResults() {
+    return [...this.transfers.values()].filter(isTerminal).sort((a, b) => b.updated_at - a.updated_at);
+  }
+}
+
+/** Compare stream ids "<ms>-<seq>" as pairs of integers. */
+export function compareIds(a, b) {
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am - bm || as - bs;
+}

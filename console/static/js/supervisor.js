@@ -1,0 +1,440 @@
+// The supervisor console: the whole floor at a glance. Live calls with their
+// participants and flags, listen / whisper / barge, the queue, agents, transfers,
+// today's figures, a call's timeline and webhook health.
+
+import { api } from "./api.js";
+import { Model } from "./model.js";
+import { createSoftphone } from "./softphone.js";
+import {
+  STATUS_WORDS,
+  TRANSFER_WORDS,
+  ago,
+  announce,
+  clock,
+  duration,
+  h,
+  now,
+  phone,
+  pill,
+  reasonText,
+  render,
+  setSoftphoneState,
+  showConnection,
+  startTicker,
+  timer,
+} from "./ui.js";
+import { LiveSocket } from "./ws.js";
+
+const $ = (id) => document.getElementById(id);
+const me = document.body.dataset.username;
+const model = new Model(me, true);
+let softphone = null;
+let busyAction = null;
+let lastError = null; // {where, text}
+let figures = null;
+let webhooks = null;
+let timelineFor = null;
+const pendingMonitor = new Map(); // conference -> {mode, at}: our softphone will ring for it
+const AUTO_ANSWER_MS = 30_000;
+const MODES = [
+  ["listen", "Listen", "Join muted: nobody hears you"],
+  ["whisper", "Whisper", "Coach the agent: only the agent hears you"],
+  ["barge", "Barge", "Join the call: everyone hears you"],
+];
+const WEBHOOK_ROUTES = [
+  ["/conference/connect/client", "Incoming calls (Voice URL)"],
+  ["/conference/wait", "Hold music (waitUrl)"],
+  ["/conference/connect/agent", "Agent connect"],
+  ["/conference/status", "Conference status"],
+  ["/call/status", "Call status"],
+];
+
+// --- actions -----------------------------------------------------------------------------------
+
+async function act(key, action, where) {
+  if (busyAction) return;
+  busyAction = key;
+  lastError = null;
+  schedule();
+  try {
+    await action();
+  } catch (error) {
+    lastError = { where, text: error.message || String(error) };
+    announce(lastError.text, true);
+  } finally {
+    busyAction = null;
+    schedule();
+  }
+}
+
+function monitor(conference, mode) {
+  act(`${conference.name}:${mode}`, async () => {
+    pendingMonitor.set(conference.name, { mode, at: Date.now() });
+    await api.monitor(conference.name, mode);
+    announce(`${MODES.find((m) => m[0] === mode)[1]} mode on the call with ${phone(conference.from)}.`);
+  }, conference.name);
+}
+
+function leave(conference) {
+  act(`${conference.name}:leave`, async () => {
+    pendingMonitor.delete(conference.name);
+    await api.leave(conference.name);
+    announce("You left the call.");
+  }, conference.name);
+}
+
+// --- rendering ------------------------------------------------------------------------------
+
+let frame = 0;
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(() => {
+    frame = 0;
+    renderAll();
+  });
+}
+
+function renderAll() {
+  renderMonitor();
+  renderConferences();
+  renderTransfers();
+  renderQueue();
+  renderAgents();
+  renderFigures();
+  renderWebhooks();
+}
+
+function button(key, label, attrs = {}, cls = "") {
+  return h(`button.button${cls}`, {
+    type: "button",
+    "data-key": key,
+    disabled: attrs.disabled || busyAction === key || undefined,
+    "aria-busy": busyAction === key ? "true" : undefined,
+    ...attrs,
+  }, label);
+}
+
+function errorLine(where) {
+  return lastError?.where === where ? h("p.alert", { role: "alert" }, lastError.text) : null;
+}
+
+/** This supervisor's participant in a conference and the mode it is in. */
+function myPresence(conference) {
+  const p = [...conference.participants.values()].find((x) => x.role === "supervisor" && x.agent === me);
+  if (!p) return null;
+  return { participant: p, mode: p.coaching ? "whisper" : p.muted ? "listen" : "barge" };
+}
+
+function modeOf(p) {
+  return p.coaching ? "whisper" : p.muted ? "listen" : "barge";
+}
+
+function roleOrder(p) {
+  return { customer: 0, agent: 1, supervisor: 2 }[p.role] ?? 3;
+}
+
+function visibleConferences() {
+  const queued = new Set(model.queue.map((q) => q.call_sid));
+  return [...model.conferences.values()]
+    .filter((c) => !(c.status === "waiting" && queued.has(c.name)))
+    .sort((a, b) => (a.created_at || 0) - (b.created_at || 0));
+}
+
+function renderConferences() {
+  const conferences = visibleConferences();
+  const live = conferences.filter((c) => c.status !== "ended").length;
+  $("calls-count").textContent = String(live);
+  $("calls-count").setAttribute("aria-label", `${live} live calls`);
+  if (!conferences.length) {
+    render($("conferences"), h("p.empty-card", {}, "No calls in progress. New calls appear here as agents answer."));
+    return;
+  }
+  render($("conferences"), conferences.map(conferenceCard));
+}
+
+function conferenceCard(c) {
+  const mine = myPresence(c);
+  const pending = model.monitors.get(c.name)?.get(me);
+  const current = mine?.mode || null;
+  const transfer = model.liveTransfers().find((t) => t.conference === c.name);
+  const people = [...c.participants.values()].sort(
+    (a, b) => roleOrder(a) - roleOrder(b) || (a.joined_at || 0) - (b.joined_at || 0),
+  );
+  const statusWords = { "in-progress": "In progress", waiting: "Connecting", ended: "Ended" };
+  const canMonitor = c.status === "in-progress";
+  const title = `call-${c.name}`;
+  return h("article.card.conference", {
+    "aria-labelledby": title,
+    "data-status": c.status,
+    "data-conference": c.name,
+    "data-testid": "conference",
+  },
+  h("div.card-head", {},
+    h("h3", { id: title }, phone(c.from)),
+    pill(c.status === "in-progress" ? "live" : c.status, statusWords[c.status] || c.status),
+    c.started_at && c.status !== "ended"
+      ? h("span.talk-time", {}, "Talk ", timer(c.started_at))
+      : null),
+  h("ul.people", { "aria-label": "Participants" }, people.map((p) => {
+    const flags = [];
+    if (p.hold) flags.push(pill("hold", "On hold"));
+    if (p.muted) flags.push(pill("muted", "Muted"));
+    if (p.coaching) flags.push(pill("coaching", "Coaching"));
+    if (p.role === "supervisor" && !p.coaching && !p.muted) flags.push(pill("barge", "Barged in"));
+    const name = p.role === "customer" ? phone(p.from) : p.agent === me ? `${me} (you)` : p.agent || p.role;
+    return h("li.person", { "data-role": p.role, "data-testid": `participant-${p.role}`, "data-agent": p.agent || undefined },
+      h("span.role", {}, p.role === "customer" ? "Customer" : p.role === "agent" ? "Agent" : "Supervisor"),
+      h("span.person-name", {}, name),
+      h("span.flags", {}, flags),
+      h("span.person-time", {}, timer(p.joined_at)));
+  })),
+  transfer ? h("p.transfer-inline", { "data-status": transfer.status },
+    pill(transfer.status, TRANSFER_WORDS[transfer.status]),
+    ` ${transfer.from_agent} → ${transfer.to_agent || "any agent"} `,
+    transfer.status === "ringing" || transfer.status === "requested" ? timer(transfer.updated_at) : null,
+    transfer.note ? h("span.note-inline", {}, h("q", {}, transfer.note)) : null) : null,
+  h("div.conference-actions", {},
+    h("div.segmented", { role: "group", "aria-label": `Monitor the call with ${phone(c.from)}` },
+      MODES.map(([mode, label, help]) => button(`${c.name}:${mode}`, label, {
+        "aria-pressed": String(current === mode),
+        "data-pending": !current && pending === mode ? "true" : undefined,
+        title: help,
+        disabled: !canMonitor || undefined,
+        onclick: () => monitor(c, mode),
+      }, ".segment"))),
+    mine || pending ? button(`${c.name}:leave`, "Leave", { onclick: () => leave(c) }, ".button-small") : null,
+    button(`${c.name}:timeline`, "Timeline", { onclick: () => openTimeline(c) }, ".button-quiet.button-small")),
+  errorLine(c.name));
+}
+
+function renderMonitor() {
+  if (softphone) setSoftphoneState($("softphone-state"), softphone.state, softphone.detail);
+  const calls = softphone ? [...softphone.calls.values()] : [];
+  const inIt = [...model.conferences.values()].map((c) => [c, myPresence(c)]).filter(([, p]) => p);
+  const parts = [];
+  for (const call of calls.filter((x) => x.status === "ringing")) {
+    parts.push(h("div.monitor-ring", {},
+      h("p", {}, "Your phone is ringing."),
+      h("div.actions", {},
+        button(`answer:${call.sid}`, "Answer", { onclick: () => act(`answer:${call.sid}`, () => softphone.answer(call.sid), "monitor") }, ".button-answer"),
+        button(`decline:${call.sid}`, "Decline", { onclick: () => act(`decline:${call.sid}`, () => softphone.decline(call.sid), "monitor") }))));
+  }
+  for (const [c, presence] of inIt) {
+    const label = MODES.find((m) => m[0] === presence.mode);
+    parts.push(h("div.monitor-live", { "data-testid": "monitoring" },
+      pill(presence.mode, label[1]),
+      h("span", {}, ` on the call with ${phone(c.from)} — ${label[2].toLowerCase()}. `),
+      timer(presence.participant.joined_at),
+      h("div.actions", {}, button(`${c.name}:leave-line`, "Leave call", { onclick: () => leave(c) }, ".button-danger"))));
+  }
+  if (!parts.length) {
+    parts.push(h("p.hint", {}, "Choose Listen, Whisper or Barge on a call. Your phone rings and is answered for you."));
+  }
+  parts.push(errorLine("monitor"));
+  render($("monitor-body"), ...parts);
+}
+
+function renderTransfers() {
+  const live = model.liveTransfers();
+  render($("transfers-live"), live.length ? live.map((t) =>
+    h("li.transfer", { "data-status": t.status, "data-testid": "transfer-live" },
+      pill(t.status, TRANSFER_WORDS[t.status]),
+      h("span.transfer-who", {}, `${t.from_agent} → ${t.to_agent || "any agent"}`),
+      h("span.transfer-time", {}, t.status === "ringing" ? "ringing " : "for ", timer(t.updated_at)),
+      t.note ? h("span.transfer-note", {}, h("q", {}, t.note)) : null))
+    : [h("li.empty", {}, "No transfers under way.")]);
+  const done = model.recentResults().slice(0, 10);
+  render($("transfers-done"), done.length ? done.map((t) =>
+    h("li.transfer", { "data-status": t.status, "data-testid": "transfer-done" },
+      pill(t.status, TRANSFER_WORDS[t.status]),
+      h("span.transfer-who", {}, `${t.from_agent} → ${t.to_agent || "any agent"}`),
+      h("span.transfer-time", {}, clock(t.updated_at)),
+      t.reason ? h("span.transfer-reason", {}, reasonText(t.reason)) : null))
+    : [h("li.empty", {}, "No transfers yet today.")]);
+}
+
+function renderQueue() {
+  $("queue-count").textContent = String(model.queue.length);
+  $("queue-count").setAttribute("aria-label", `${model.queue.length} customers waiting`);
+  if (!model.queue.length) {
+    render($("queue"), h("li.empty", {}, "Nobody is waiting."));
+    return;
+  }
+  const oldest = Math.min(...model.queue.map((q) => q.queued_at));
+  render($("queue"), model.queue.map((q) =>
+    h("li.queue-item", { "data-longest": q.queued_at === oldest ? "true" : undefined },
+      h("span.queue-pos", { "aria-label": `position ${q.position}` }, String(q.position)),
+      h("span.queue-from", {}, phone(q.from)),
+      q.queued_at === oldest ? h("span.visually-hidden", {}, "longest wait") : null,
+      h("span.queue-wait", {}, timer(q.queued_at)))));
+}
+
+function renderAgents() {
+  const agents = [...model.agents.values()].sort((a, b) => a.username.localeCompare(b.username));
+  const available = agents.filter((a) => a.status === "available").length;
+  $("agents-count").textContent = `${available} of ${agents.length} available`;
+  if (!agents.length) {
+    render($("agents"), h("li.empty", {}, "No agents yet. Add them with “warmline user add”."));
+    return;
+  }
+  render($("agents"), agents.map((a) =>
+    h("li.member", { "data-testid": `member-${a.username}` },
+      h("span.presence-dot", { "data-status": a.status, "aria-hidden": "true" }),
+      h("span.member-name", {}, a.username),
+      pill(a.status, STATUS_WORDS[a.status] || a.status),
+      h("span.member-time", {}, timer(a.since)))));
+}
+
+function tile(label, value, detail, attrs = {}) {
+  return h("div.figure", attrs, h("dt", {}, label), h("dd", {}, h("span.figure-value", {}, value), detail ? h("span.figure-detail", {}, detail) : null));
+}
+
+function renderFigures() {
+  const f = figures;
+  const oldest = model.queue.length ? Math.min(...model.queue.map((q) => q.queued_at)) : null;
+  const percent = (x) => (x === null || x === undefined ? "—" : `${Math.round(x * 100)}%`);
+  const seconds = (ms) => (ms === null || ms === undefined ? "—" : duration(ms));
+  const reasons = f ? Object.entries(f.transfers.failed_reasons || {}).map(([r, n]) => `${n} ${reasonText(r)}`).join(", ") : "";
+  render($("figures"),
+    tile("Waiting", String(model.queue.length), model.queue.length ? "in the queue now" : "queue is empty", { "data-tone": model.queue.length ? "warn" : undefined }),
+    tile("Longest wait", oldest ? timer(oldest) : "—", "live"),
+    tile("Answered today", f ? String(f.answered) : "—", f ? `mean wait ${seconds(f.mean_wait_ms)}` : ""),
+    tile("Abandoned", f ? String(f.abandoned) : "—", "hung up while waiting", { "data-tone": f && f.abandoned ? "bad" : undefined }),
+    tile("Service level", f ? percent(f.service_level) : "—", f ? `answered within ${f.service_level_seconds} s` : ""),
+    tile("Transfers", f ? `${f.transfers.succeeded} ✓ · ${f.transfers.failed} ✗` : "—", reasons || (f ? `${f.transfers.canceled} canceled` : "")),
+    tile("Transfer answer", f ? seconds(f.transfer_answer.mean_ms) : "—", f ? `mean of ${f.transfer_answer.count}` : ""),
+  );
+}
+
+function renderWebhooks() {
+  if (!webhooks) {
+    render($("webhooks"), h("p.hint", {}, "Loading…"));
+    return;
+  }
+  const known = new Set(WEBHOOK_ROUTES.map((r) => r[0]));
+  const routes = [...WEBHOOK_ROUTES, ...Object.keys(webhooks.last_request).filter((r) => !known.has(r)).map((r) => [r, r])];
+  const failures = webhooks.signature_failures || [];
+  render($("webhooks"),
+    h("ul.webhook-list", {}, routes.map(([route, label]) => {
+      const at = webhooks.last_request[route];
+      return h("li.webhook", { "data-state": at ? "ok" : "never" },
+        h("span.presence-dot", { "data-status": at ? "available" : "offline", "aria-hidden": "true" }),
+        h("span.webhook-name", {}, label, h("code", {}, route)),
+        h("span.webhook-when", {}, at ? ago(at) : "never"));
+    })),
+    failures.length
+      ? h("div.signature-failures", {},
+        h("h3.subhead", {}, `Signature failures (${failures.length})`),
+        h("p.hint", {}, "Twilio's signature did not match the URL below: check PUBLIC_BASE_URL and your proxy."),
+        h("ul", {}, failures.slice(0, 5).map((f) => h("li", {}, h("span", {}, clock(f.at)), " ", h("code", {}, f.url)))))
+      : h("p.ok-line", {}, "No signature failures."));
+}
+
+// --- the timeline dialog -------------------------------------------------------------------
+
+async function openTimeline(conference) {
+  timelineFor = conference;
+  $("timeline-title").textContent = `Timeline · ${phone(conference.from)}`;
+  $("timeline-subtitle").textContent = `Conference ${conference.name}`;
+  render($("timeline"), h("li.hint", {}, "Loading…"));
+  const dialog = $("timeline-dialog");
+  if (!dialog.open) dialog.showModal();
+  await refreshTimeline();
+}
+
+async function refreshTimeline() {
+  if (!timelineFor) return;
+  try {
+    const { entries } = await api.timeline(timelineFor.name);
+    render($("timeline"), entries.length ? entries.map((e) =>
+      h("li.timeline-entry", { "data-type": e.type },
+        h("time", { datetime: new Date(e.at).toISOString() }, clock(e.at)),
+        h("span.timeline-actor", {}, e.actor),
+        h("span.timeline-detail", {}, e.detail)))
+      : [h("li.hint", {}, "Nothing recorded yet.")]);
+  } catch (error) {
+    render($("timeline"), h("li.alert", { role: "alert" }, error.message));
+  }
+}
+
+$("timeline-close").addEventListener("click", () => $("timeline-dialog").close());
+$("timeline-dialog").addEventListener("close", () => {
+  const name = timelineFor?.name;
+  timelineFor = null;
+  if (name) document.querySelector(`[data-key="${CSS.escape(`${name}:timeline`)}"]`)?.focus();
+});
+
+// --- polling what /ws does not carry -------------------------------------------------------
+
+let figuresTimer = null;
+async function refreshFigures() {
+  clearTimeout(figuresTimer);
+  try {
+    figures = await api.figures();
+    schedule();
+  } catch (error) {
+    console.warn("figures", error.message);
+  }
+  figuresTimer = setTimeout(refreshFigures, 5000);
+}
+
+async function refreshWebhooks() {
+  try {
+    webhooks = await api.webhooks();
+    schedule();
+  } catch (error) {
+    console.warn("webhooks", error.message);
+  }
+}
+
+let soon = null;
+function refreshSoon(kind) {
+  // Throttled, not debounced: a busy floor sends events without pause.
+  if (soon || !/^(call\.|transfer\.|conference\.)/.test(kind)) return;
+  soon = setTimeout(() => {
+    soon = null;
+    refreshFigures();
+    refreshWebhooks();
+  }, 700);
+}
+
+// --- start --------------------------------------------------------------------------------
+
+async function main() {
+  startTicker();
+  model.addEventListener("change", (event) => {
+    schedule();
+    refreshSoon(event.detail.kind);
+    if (timelineFor && event.detail.kind !== "agent.updated" && event.detail.kind !== "queue.updated") {
+      clearTimeout(main.timelineSoon);
+      main.timelineSoon = setTimeout(refreshTimeline, 400);
+    }
+  });
+  new LiveSocket(model, showConnection).start();
+  refreshFigures();
+  refreshWebhooks();
+  setInterval(refreshWebhooks, 15_000);
+  setInterval(schedule, 10_000); // "ago" texts
+  try {
+    softphone = createSoftphone(await api.me());
+    softphone.addEventListener("change", schedule);
+    softphone.addEventListener("incoming", (event) => {
+      // The ring we asked for by choosing a mode is answered for us.
+      const fresh = [...pendingMonitor.values()].some((p) => Date.now() - p.at < AUTO_ANSWER_MS);
+      if (fresh) {
+        pendingMonitor.clear();
+        softphone.answer(event.detail.sid).catch((error) => {
+          lastError = { where: "monitor", text: error.message };
+          schedule();
+        });
+      } else {
+        announce("Your phone is ringing.", true);
+      }
+    });
+    await softphone.start();
+  } catch (error) {
+    setSoftphoneState($("softphone-state"), "error", error.message);
+  }
+  schedule();
+}
+
+main();

@@ -1,0 +1,176 @@
+"""The agent and supervisor views in a real browser (headless Chromium) against a
+real app in demo mode and the Twilio simulator: the warm transfer of SPEC §1 done
+by clicking, watched live by a supervisor; a failed transfer's reason; a whisper
+with its coaching flag. Screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from console.embedded_redis import EmbeddedRedis
+from tests.browser import Watched, chromium, demo_world, open_page, requires_chromium, screenshot
+
+expect = pytest.importorskip("playwright.async_api").expect
+pytestmark = [requires_chromium, pytest.mark.timeout(180)]
+
+USERS = {"alice": "agent", "bob": "agent", "boss": "supervisor"}
+CALLER = "+15557654321"
+CALLER_SHOWN = "+1 (555) 765-4321"
+
+
+async def go_available(agent: Watched) -> None:
+    toggle = agent.page.get_by_role("switch", name="Available for calls")
+    await expect(agent.page.locator("#softphone-state")).to_have_attribute(
+        "data-state", "registered"
+    )
+    await toggle.click()
+    await expect(toggle).to_have_attribute("aria-checked", "true")
+    await expect(agent.page.locator("#presence-pill")).to_have_text("Available")
+
+
+async def answer_customer(agent: Watched) -> None:
+    page = agent.page
+    incoming = page.get_by_test_id("incoming")
+    await expect(incoming).to_be_visible()
+    await expect(incoming.get_by_test_id("caller")).to_have_text(CALLER_SHOWN)
+    await page.get_by_role("button", name="Answer").click()
+    await expect(page.get_by_test_id("live-call")).to_be_visible()
+    await expect(page.get_by_test_id("participant-customer")).to_contain_text(CALLER_SHOWN)
+
+
+def conference_card(boss: Watched):
+    return boss.page.get_by_test_id("conference").filter(has_text=CALLER_SHOWN)
+
+
+async def no_problems(*pages: Watched) -> None:
+    for watched in pages:
+        assert await watched.problems() == [], watched.name
+
+
+async def test_warm_transfer_in_the_browser_watched_by_the_supervisor(
+    redis_server: EmbeddedRedis, redis: Redis, tmp_path: Path
+) -> None:
+    async with (
+        demo_world(redis_server, redis, tmp_path, USERS) as (sim, app),
+        chromium() as browser,
+    ):
+        alice = await open_page(browser, app, "alice")
+        bob = await open_page(browser, app, "bob")
+        boss = await open_page(browser, app, "boss", width=1440, height=900)
+        await go_available(alice)
+        await go_available(bob)
+        await expect(boss.page.get_by_test_id("member-alice")).to_contain_text("Available")
+        await expect(boss.page.get_by_test_id("member-bob")).to_contain_text("Available")
+
+        # A customer calls; alice is the longest idle and rings.
+        await sim.call_in(CALLER)
+        await answer_customer(alice)
+        card = conference_card(boss)
+        await expect(card.locator("[data-agent='alice']")).to_be_visible()
+        await expect(boss.page.get_by_test_id("member-alice")).to_contain_text("On a call")
+
+        # Alice transfers to bob with a note; bob's ringing phone shows it.
+        note = "VIP: wants the annual plan, already verified"
+        await alice.page.get_by_label("Colleague").select_option("bob")
+        await alice.page.get_by_label("Hand-off note").fill(note)
+        await alice.page.get_by_role("button", name="Start transfer").click()
+        status = alice.page.get_by_test_id("transfer-status")
+        await expect(status).to_have_attribute("data-status", "ringing")
+        await expect(alice.page.get_by_test_id("ring-timer")).to_be_visible()
+        incoming = bob.page.get_by_test_id("incoming")
+        await expect(incoming).to_contain_text("Transfer from alice")
+        await expect(incoming.get_by_test_id("note")).to_have_text(note)
+        await expect(incoming.get_by_test_id("caller")).to_have_text(CALLER_SHOWN)
+        await expect(boss.page.get_by_test_id("transfer-live")).to_contain_text("alice → bob")
+        await expect(card).to_contain_text("Ringing")
+        await screenshot(alice, "agent-transfer-ringing")
+        await screenshot(bob, "agent-incoming-transfer")
+        await screenshot(boss, "supervisor-transfer-ringing")
+
+        # Bob answers: three-way; alice may leave.
+        await bob.page.get_by_role("button", name="Answer").click()
+        await expect(bob.page.get_by_test_id("live-call")).to_be_visible()
+        await expect(status).to_have_attribute("data-status", "joined")
+        await expect(card.locator("[data-agent='bob']")).to_be_visible()
+        await screenshot(alice, "agent-transfer-joined")
+        await screenshot(boss, "supervisor-three-way")
+        await alice.page.get_by_role("button", name="Leave call").click()
+
+        # Alice is free; bob has the customer; the supervisor saw it complete.
+        await expect(alice.page.get_by_test_id("live-call")).to_be_hidden()
+        await expect(alice.page.locator("#presence-pill")).to_have_text("Available")
+        await expect(card.locator("[data-agent='alice']")).to_be_hidden()
+        await expect(card.locator("[data-agent='bob']")).to_be_visible()
+        done = boss.page.get_by_test_id("transfer-done").first
+        await expect(done).to_contain_text("Completed")
+        await expect(done).to_contain_text("alice → bob")
+        await expect(bob.page.get_by_test_id("participant-customer")).to_contain_text(CALLER_SHOWN)
+
+        # The supervisor whispers to bob: the coaching flag shows on both sides.
+        await card.get_by_role("button", name="Whisper").click()
+        supervisor_row = card.locator("[data-testid='participant-supervisor']")
+        await expect(supervisor_row).to_contain_text("Coaching")
+        await expect(card.get_by_role("button", name="Whisper")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        await expect(bob.page.get_by_test_id("participant-supervisor")).to_contain_text(
+            "Coaching you"
+        )
+        # Switching to listen updates the same participant in place.
+        await card.get_by_role("button", name="Listen").click()
+        await expect(supervisor_row).to_contain_text("Muted")
+        await expect(supervisor_row).not_to_contain_text("Coaching")
+        await screenshot(boss, "supervisor-monitoring")
+
+        # The call's timeline tells the story.
+        await card.get_by_role("button", name="Timeline").click()
+        timeline = boss.page.locator("#timeline")
+        await expect(timeline).to_contain_text("transfer alice → bob: completed")
+        await expect(timeline).to_contain_text("boss")
+        await boss.page.keyboard.press("Escape")
+        await expect(boss.page.locator("#timeline-dialog")).to_be_hidden()
+
+        # Bob ends the call.
+        await bob.page.get_by_role("button", name="Hang up").click()
+        await expect(bob.page.get_by_test_id("live-call")).to_be_hidden()
+        await expect(card).to_be_hidden(timeout=15_000)
+        await no_problems(alice, bob, boss)
+
+
+async def test_failed_transfer_shows_its_reason(
+    redis_server: EmbeddedRedis, redis: Redis, tmp_path: Path
+) -> None:
+    async with (
+        demo_world(redis_server, redis, tmp_path, USERS) as (sim, app),
+        chromium() as browser,
+    ):
+        alice = await open_page(browser, app, "alice")
+        bob = await open_page(browser, app, "bob")
+        boss = await open_page(browser, app, "boss")
+        await go_available(alice)
+        await go_available(bob)
+        await expect(boss.page.get_by_test_id("member-bob")).to_contain_text("Available")
+        await sim.call_in(CALLER)
+        await answer_customer(alice)
+
+        await alice.page.get_by_label("Colleague").select_option("bob")
+        await alice.page.get_by_role("button", name="Start transfer").click()
+        await expect(bob.page.get_by_test_id("incoming")).to_contain_text("Transfer from alice")
+        await bob.page.get_by_role("button", name="Decline").click()
+
+        failed = alice.page.get_by_test_id("transfer-failed")
+        await expect(failed).to_contain_text("Transfer to bob failed")
+        await expect(failed).to_contain_text("declined (busy)")
+        # The customer stays with alice, who can try again.
+        await expect(alice.page.get_by_test_id("live-call")).to_be_visible()
+        await expect(alice.page.get_by_role("button", name="Start transfer")).to_be_visible()
+        result = boss.page.get_by_test_id("transfer-done").first
+        await expect(result).to_contain_text("Failed")
+        await expect(result).to_contain_text("declined (busy)")
+        await expect(boss.page.get_by_test_id("member-bob")).to_contain_text("Missed")
+        await expect(bob.page.locator("#presence-pill")).to_have_text("Missed a call")
+        await screenshot(alice, "agent-transfer-failed")
+        await no_problems(alice, bob, boss)

@@ -46,6 +46,69 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
+# A stand-in for the Twilio Voice SDK bundle (served in place of /vendor/twilio.min.js):
+# the Device and Call surface softphone.js uses, recording what the page asked of it
+# and letting a test play Twilio's side (incoming calls, token expiry, lost network).
+FAKE_VOICE_SDK = """
+(() => {
+  class Emitter {
+    constructor() { this.handlers = {}; }
+    on(name, f) { (this.handlers[name] = this.handlers[name] || []).push(f); return this; }
+    emit(name, ...args) { (this.handlers[name] || []).forEach((f) => f(...args)); }
+  }
+  class Call extends Emitter {
+    constructor(sid, from, to) {
+      super();
+      this.parameters = { CallSid: sid, From: from, To: to };
+      this.customParameters = new Map();
+      this.log = [];
+      this.muted = false;
+    }
+    accept() { this.log.push("accept"); this.emit("accept", this); }
+    reject() { this.log.push("reject"); this.emit("reject"); }
+    disconnect() { this.log.push("disconnect"); this.emit("disconnect", this); }
+    mute(muted = true) {
+      this.log.push(muted ? "mute" : "unmute");
+      this.muted = muted;
+      this.emit("mute", muted, this);
+    }
+    isMuted() { return this.muted; }
+  }
+  class Device extends Emitter {
+    constructor(token, options) {
+      super();
+      this.token = token;
+      this.options = options;
+      this.state = "unregistered";
+      this.registrations = 0;
+      this.tokens = [token];
+      window.__twilio.device = this;
+    }
+    async register() {
+      this.registrations += 1;
+      this.state = "registering";
+      this.emit("registering");
+      this.state = "registered";
+      this.emit("registered");
+    }
+    updateToken(token) { this.token = token; this.tokens.push(token); }
+    loseNetwork() { this.state = "unregistered"; this.emit("unregistered"); }
+  }
+  window.__twilio = {
+    device: null,
+    calls: {},
+    incoming(sid, from, to) {
+      const call = new Call(sid, from, to);
+      this.calls[sid] = call;
+      this.device.emit("incoming", call);
+      return sid;
+    },
+  };
+  window.Twilio = { Device, Call };
+})();
+"""
+
+
 @dataclass
 class Watched:
     """A page and everything that went wrong on it."""
@@ -76,7 +139,12 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 async def open_page(
-    browser: Browser, app: AppServer, username: str, width: int = 1280, height: int = 860
+    browser: Browser,
+    app: AppServer,
+    username: str,
+    width: int = 1280,
+    height: int = 860,
+    fake_voice_sdk: bool = False,
 ) -> Watched:
     """A fresh browser context (own cookies) signed in as ``username`` through the form."""
     context: BrowserContext = await browser.new_context(
@@ -86,6 +154,11 @@ async def open_page(
         reduced_motion="reduce",
     )
     await context.add_init_script(WATCH_CSP)
+    if fake_voice_sdk:
+        await context.route(
+            "**/vendor/twilio.min.js",
+            lambda route: route.fulfill(body=FAKE_VOICE_SDK, content_type="text/javascript"),
+        )
     page = await context.new_page()
     page.set_default_timeout(10_000)
     watched = Watched(page, username)
@@ -108,14 +181,21 @@ async def open_page(
 
 @asynccontextmanager
 async def demo_world(
-    redis_server: EmbeddedRedis, redis: Redis, log_dir: Path, users: dict[str, str]
+    redis_server: EmbeddedRedis,
+    redis: Redis,
+    log_dir: Path,
+    users: dict[str, str],
+    demo: bool = True,
 ) -> AsyncIterator[tuple[Simulator, AppServer]]:
-    """The simulator and a real app in demo mode (browsers' softphones talk to the
-    simulator), with ``users`` ({name: role}) created."""
+    """The simulator and a real app, with ``users`` ({name: role}) created. In demo
+    mode browsers' softphones talk to the simulator; otherwise the app names the
+    Twilio Voice SDK and the simulator only plays Twilio's REST API and callbacks."""
     sim = Simulator("http://127.0.0.1:9", ACCOUNT_SID, AUTH_TOKEN, time_scale=1.0)
     await sim.start()
     try:
-        env = {"WARMLINE_SIMULATOR_URL": sim.base_url, "RING_TIMEOUT_SECONDS": "20"}
+        env = {"RING_TIMEOUT_SECONDS": "20"}
+        if demo:
+            env["WARMLINE_SIMULATOR_URL"] = sim.base_url
         async with app_server(redis_server.url, sim.base_url, log_dir, **env) as app:
             sim.point_at(app.url)
             for name, role in users.items():

@@ -5,13 +5,26 @@ with its coaching flag. Screenshots land in test-artifacts/."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import aiohttp
+import jwt
 import pytest
 from redis.asyncio import Redis
 
 from console.embedded_redis import EmbeddedRedis
-from tests.browser import Watched, chromium, demo_world, open_page, requires_chromium, screenshot
+from tests.browser import (
+    PASSWORD,
+    Watched,
+    chromium,
+    demo_world,
+    open_page,
+    requires_chromium,
+    screenshot,
+)
+from tests.servers import app_server, server_env, spawn_serve, wait_healthy
 
 expect = pytest.importorskip("playwright.async_api").expect
 pytestmark = [requires_chromium, pytest.mark.timeout(180)]
@@ -45,6 +58,15 @@ def conference_card(boss: Watched):
     return boss.page.get_by_test_id("conference").filter(has_text=CALLER_SHOWN)
 
 
+async def until_js(page, expression: str, expected: object, within: float = 10.0) -> None:
+    """Wait until a JavaScript expression in the page equals ``expected``. (Polled
+    from here: wait_for_function would eval a string, which the page's CSP forbids.)"""
+    deadline = time.monotonic() + within
+    while (value := await page.evaluate(expression)) != expected:
+        assert time.monotonic() < deadline, f"{expression} = {value!r}, not {expected!r}"
+        await asyncio.sleep(0.05)
+
+
 async def no_problems(*pages: Watched) -> None:
     for watched in pages:
         assert await watched.problems() == [], watched.name
@@ -58,7 +80,7 @@ async def test_warm_transfer_in_the_browser_watched_by_the_supervisor(
         chromium() as browser,
     ):
         alice = await open_page(browser, app, "alice")
-        bob = await open_page(browser, app, "bob")
+        bob = await open_page(browser, app, "bob", width=390, height=844)  # a phone
         boss = await open_page(browser, app, "boss", width=1440, height=900)
         await go_available(alice)
         await go_available(bob)
@@ -174,3 +196,113 @@ async def test_failed_transfer_shows_its_reason(
         await expect(bob.page.locator("#presence-pill")).to_have_text("Missed a call")
         await screenshot(alice, "agent-transfer-failed")
         await no_problems(alice, bob, boss)
+
+
+async def test_twilio_softphone_answers_mutes_renews_its_token_and_re_registers(
+    redis_server: EmbeddedRedis, redis: Redis, tmp_path: Path
+) -> None:
+    """Outside demo mode the page drives Twilio.Device (here a stand-in bundle that
+    the test bridges to the simulator's phone, playing Twilio's side)."""
+    async with (
+        demo_world(redis_server, redis, tmp_path, USERS, demo=False) as (sim, app),
+        chromium() as browser,
+    ):
+        alice = await open_page(browser, app, "alice", fake_voice_sdk=True)
+        page = alice.page
+        await go_available(alice)
+        device = "window.__twilio.device"
+        assert await page.evaluate(f"{device}.registrations") == 1
+        first_token = await page.evaluate(f"{device}.token")
+        claims = jwt.decode(first_token, options={"verify_signature": False})
+        assert claims["grants"]["identity"] == "alice"
+
+        # Twilio rings client:alice; the Device reports the incoming call.
+        phone = sim.phone("alice")
+        await sim.call_in(CALLER)
+        ring = await phone.next_call(within=10)
+        await page.evaluate(
+            "([sid, from]) => window.__twilio.incoming(sid, from, 'client:alice')",
+            [ring, "+15550001111"],
+        )
+        await expect(page.get_by_test_id("incoming").get_by_test_id("caller")).to_have_text(
+            CALLER_SHOWN
+        )
+        await page.get_by_role("button", name="Answer").click()
+        await until_js(page, f"window.__twilio.calls['{ring}'].log", ["accept"])
+        phone.answer(ring)
+        await expect(page.get_by_test_id("live-call")).to_be_visible()
+
+        mute = page.get_by_role("button", name="Mute")
+        await mute.click()
+        await expect(page.get_by_role("button", name="Unmute")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+
+        # The token is renewed before it expires, without re-registering.
+        await page.evaluate(f"{device}.emit('tokenWillExpire')")
+        await until_js(page, f"{device}.tokens.length", 2)
+        assert await page.evaluate(f"{device}.registrations") == 1
+
+        # A lost network unregisters the Device; the page registers it again.
+        await page.evaluate(f"{device}.loseNetwork()")
+        await expect(page.locator("#softphone-state")).to_have_attribute(
+            "data-state", "registered", timeout=5000
+        )
+        await until_js(page, f"{device}.registrations", 2)
+
+        await page.get_by_role("button", name="Hang up").click()
+        await until_js(
+            page, f"window.__twilio.calls['{ring}'].log", ["accept", "mute", "disconnect"]
+        )
+        phone.hangup(ring)
+        await expect(page.get_by_test_id("live-call")).to_be_hidden()
+        await no_problems(alice)
+
+
+async def test_connection_loss_shows_a_banner_and_resumes_with_since(
+    redis_server: EmbeddedRedis, redis: Redis, tmp_path: Path
+) -> None:
+    """The app goes away; the page says so; meanwhile another process of the same
+    deployment changes things; the app returns and the page catches up by replay."""
+    async with (
+        demo_world(redis_server, redis, tmp_path, USERS) as (sim, app),
+        app_server(redis_server.url, sim.base_url, tmp_path) as other,
+        chromium() as browser,
+    ):
+        alice = await open_page(browser, app, "alice")
+        sockets: list[str] = []
+        alice.page.on("websocket", lambda ws: sockets.append(ws.url))
+        await expect(alice.page.get_by_test_id("member-bob")).to_have_count(0)
+        banner = alice.page.locator("#banner")
+        await expect(banner).to_be_hidden()
+
+        env = server_env(redis_server.url, sim.base_url, int(app.url.rsplit(":", 1)[1]))
+        env["WARMLINE_SIMULATOR_URL"] = sim.base_url
+        assert app.terminate() == 0
+        await expect(banner).to_be_visible(timeout=15_000)
+        await expect(banner).to_contain_text("Connection lost")
+        await expect(alice.page.locator("#connection")).to_have_attribute("data-state", "lost")
+        await screenshot(alice, "agent-connection-lost")
+
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as bob:
+            form = {"username": "bob", "password": PASSWORD}
+            async with bob.post(other.url + "/login", data=form, allow_redirects=False) as r:
+                assert r.status == 303
+            async with bob.post(other.url + "/api/me/status", json={"status": "available"}) as r:
+                assert r.status == 200
+
+        app.process = spawn_serve(env, app.log)
+        try:
+            await wait_healthy(app)
+            await expect(banner).to_be_hidden(timeout=20_000)
+            await expect(alice.page.get_by_test_id("member-bob")).to_contain_text("Available")
+            assert "?since=" in sockets[-1], sockets
+        finally:
+            app.terminate()
+        # Only the refused connections while the app was away may be logged.
+        problems = [
+            p
+            for p in await alice.problems()
+            if "WebSocket" not in p and "ERR_CONNECTION_REFUSED" not in p
+        ]
+        assert problems == []

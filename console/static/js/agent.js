@@ -165,7 +165,7 @@ function renderCall() {
       h("div.incoming", { "data-testid": "incoming" },
         h("p.eyebrow", {}, transfer ? `Transfer from ${transfer.from_agent}` : "Incoming customer call"),
         h("p.caller", { "data-testid": "caller" }, phone(caller)),
-        h("p.meta", {}, "Waiting ", timer(waitingSince, { "data-testid": "wait" })),
+        h("p.meta", {}, transfer ? "On the line " : "Waiting ", timer(waitingSince, { "data-testid": "wait" })),
         note ? h("figure.note", {},
           h("figcaption", {}, `Note from ${transfer?.from_agent || "your colleague"}`),
           h("blockquote", { "data-testid": "note" }, note)) : null,

@@ -37,9 +37,9 @@ let timelineFor = null;
 const pendingMonitor = new Map(); // conference -> {mode, at}: our softphone will ring for it
 const AUTO_ANSWER_MS = 30_000;
 const MODES = [
-  ["listen", "Listen", "Join muted: nobody hears you"],
-  ["whisper", "Whisper", "Coach the agent: only the agent hears you"],
-  ["barge", "Barge", "Join the call: everyone hears you"],
+  ["listen", "Listen", "Join muted: nobody hears you", "Listening to", "nobody hears you"],
+  ["whisper", "Whisper", "Coach the agent: only the agent hears you", "Coaching on", "only the agent hears you"],
+  ["barge", "Barge", "Join the call: everyone hears you", "In the call with", "everyone hears you"],
 ];
 const WEBHOOK_ROUTES = [
   ["/conference/connect/client", "Incoming calls (Voice URL)"],
@@ -219,11 +219,10 @@ function renderMonitor() {
         button(`decline:${call.sid}`, "Decline", { onclick: () => act(`decline:${call.sid}`, () => softphone.decline(call.sid), "monitor") }))));
   }
   for (const [c, presence] of inIt) {
-    const label = MODES.find((m) => m[0] === presence.mode);
+    const [, label, , doing, who] = MODES.find((m) => m[0] === presence.mode);
     parts.push(h("div.monitor-live", { "data-testid": "monitoring" },
-      pill(presence.mode, label[1]),
-      h("span", {}, ` on the call with ${phone(c.from)} — ${label[2].toLowerCase()}. `),
-      timer(presence.participant.joined_at),
+      pill(presence.mode, label),
+      h("span.monitor-what", {}, h("strong", {}, `${doing} ${phone(c.from)}`), ` · ${who} · `, timer(presence.participant.joined_at)),
       h("div.actions", {}, button(`${c.name}:leave-line`, "Leave call", { onclick: () => leave(c) }, ".button-danger"))));
   }
   if (!parts.length) {

@@ -84,7 +84,8 @@ def sequence(form: Mapping[str, str], needed: bool) -> int | None:
         if needed:
             raise BadParams("missing parameter SequenceNumber")
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    # ASCII only: str.isdigit() also accepts "²" (which int() rejects) and other scripts.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise BadParams("malformed parameter SequenceNumber")
     return int(raw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Quart, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.exceptions import HTTPException
 
 
@@ -39,6 +40,16 @@ def error_response(message: str, status: int) -> Response:
 
 def register_error_handlers(app: Quart) -> None:
     """JSON errors under /api, plain text for Twilio and pages; never a traceback."""
+
+    @app.before_request
+    async def refuse_undecodable_json() -> None:
+        """Quart decodes a JSON body as UTF-8 and raises UnicodeDecodeError (a 500)
+        when it is not: refuse such a body as the client's error first."""
+        if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
+            try:
+                (await request.get_data(as_text=False)).decode()
+            except UnicodeDecodeError:
+                raise WerkzeugBadRequest(description="the body is not UTF-8 JSON") from None
 
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:

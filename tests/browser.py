@@ -7,7 +7,10 @@ Policy violations; a test ends by asserting there were none.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -200,9 +203,25 @@ async def demo_world(
             sim.point_at(app.url)
             for name, role in users.items():
                 await add_user(redis, name, role, PASSWORD)
-            yield sim, app
+            try:
+                yield sim, app
+            finally:
+                crash(app)
     finally:
         await sim.stop()
+
+
+def crash(app: AppServer) -> None:
+    """Kill the app and its Hypercorn worker at once (a crashed dyno, a dead network):
+    a graceful stop would wait out Hypercorn's graceful timeout for open sockets."""
+    pid = app.process.pid
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # the parent pid: a worker of this app
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+    app.process.kill()
+    app.process.wait()
 
 
 async def screenshot(watched: Watched, name: str) -> Path:

@@ -313,7 +313,7 @@ function renderTransfer() {
           : null),
       h("ol.steps", { "aria-label": "Transfer progress" }, STEPS.map((step, i) =>
         h("li.step", {
-          "data-state": i < current ? "done" : i === current ? "current" : "todo",
+          "data-state": i < current || active.status === "joined" ? "done" : i === current ? "current" : "todo",
           "aria-current": i === current ? "step" : undefined,
         }, TRANSFER_WORDS[step]))),
       active.note ? h("p.hint", {}, "Note: ", h("q", {}, active.note)) : null,

@@ -1,0 +1,131 @@
+"""The processes a benchmark measures: `warmline serve` and the bare broadcast, each a
+Hypercorn master with one worker process, plus the Redis and the Twilio stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from console.embedded_redis import free_port
+
+ACCOUNT_SID = "AC" + "a1" * 16
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
+API_KEY = "SK" + "b2" * 16
+API_SECRET = "bench-api-secret-0123456789abcdef0123"
+START_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class Server:
+    """One Hypercorn master (``process``) whose single worker is what gets measured."""
+
+    kind: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def worker(self) -> psutil.Process:
+        """The worker process (Hypercorn spawns it; the master only supervises)."""
+        children = [
+            child
+            for child in psutil.Process(self.process.pid).children(recursive=True)
+            if "resource_tracker" not in " ".join(child.cmdline())
+        ]
+        if len(children) != 1:
+            raise RuntimeError(f"expected one Hypercorn worker, found {children}")
+        return children[0]
+
+    def stop(self, grace_seconds: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL to the worker and the master after ``grace_seconds``:
+        a `warmline serve` worker that has served a WebSocket waits out Hypercorn's
+        whole graceful_timeout (10 s) on SIGTERM, which would only slow the bench."""
+        if self.process.poll() is not None:
+            return
+        try:
+            workers = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            workers = []
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            for worker in workers:
+                with contextlib.suppress(psutil.Error):
+                    worker.kill()
+            self.process.kill()
+            self.process.wait()
+
+
+def warmline_env(redis_url: str, twilio_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_REGION", "TWILIO_EDGE")}
+    env.update(
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TWILIO_API_KEY=API_KEY,
+        TWILIO_API_SECRET=API_SECRET,
+        TWILIO_CALLER_ID="+15550001111",
+        TWILIO_API_BASE_URL=twilio_url,
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        SECRET_KEY="bench-secret-key",
+        REDIS_URL=redis_url,
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+async def start_server(
+    kind: str, log_dir: Path, redis_url: str, twilio_url: str, refuse_deflate: bool = False
+) -> Server:
+    """``kind`` is "warmline" (`warmline serve`) or "bare" (the broadcast baseline under
+    ``bench.serve``). ``refuse_deflate`` serves either through ``bench.refuse_deflate``."""
+    port = free_port()
+    env = warmline_env(redis_url, twilio_url, port)
+    if refuse_deflate:
+        env["BENCH_APP"] = kind
+        args = [sys.executable, "-m", "bench.serve", "bench.refuse_deflate:app"]
+    elif kind == "warmline":
+        args = [sys.executable, "-m", "console.cli", "serve"]
+    else:
+        args = [sys.executable, "-m", "bench.serve", "bench.broadcast_app:app"]
+    log = log_dir / f"{kind}-{port}.log"
+    server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
+    try:
+        await _wait_healthy(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a server with its output in ``log`` (Popen returns at once)."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+async def _wait_healthy(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"{server.kind} exited early:\n{server.log.read_text()}")
+            try:
+                async with session.get(f"{server.url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{server.kind} not healthy in time:\n{server.log.read_text()}")

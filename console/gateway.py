@@ -116,6 +116,11 @@ class TwilioGateway:
         )
         return str(call.sid)
 
+    async def fetch_call(self, call_sid: str) -> Any:
+        """One call (its ``to`` names an agent's softphone, its ``_from`` the caller):
+        reconcile learns who a conference participant is from it."""
+        return await self._call("call fetch", self.client.calls(call_sid).fetch_async())
+
     async def end_call(self, call_sid: str, status: str = "canceled") -> None:
         """``canceled`` stops a ringing call; ``completed`` hangs up a live one."""
         await self._call("hang up", self.client.calls(call_sid).update_async(status=status))
@@ -149,10 +154,11 @@ class TwilioGateway:
         )
         return str(participant.call_sid)
 
-    async def live_conferences(self) -> list[Any]:
-        """Conferences Twilio reports in progress (for reconcile)."""
+    async def live_conferences(self, status: str = "in-progress") -> list[Any]:
+        """Conferences Twilio reports in ``status`` (for reconcile: ``in-progress``, and
+        ``init`` for customers still waiting alone)."""
         return await self._call(
-            "conference list", self.client.conferences.list_async(status="in-progress")
+            "conference list", self.client.conferences.list_async(status=status)
         )
 
     async def participants(self, conference_sid: str) -> list[Any]:

@@ -1,10 +1,11 @@
-"""The `warmline` command: serve, check, user. Errors are one clear line on stderr
+"""The `warmline` command: serve, check, reconcile, user. Errors are one clear line on stderr
 and a non-zero exit code, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -169,6 +170,37 @@ def cmd_check(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from console.reconcile import run_command
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"warmline: {problem}", file=sys.stderr)
+        return 2
+    try:
+        url, server = embedded_redis_url()
+    except EmbeddedRedisError as error:
+        return fail(str(error), 1)
+
+    # The command reports Twilio failures in its own words; no second, logged copy.
+    logging.getLogger("console.gateway").setLevel(logging.ERROR)
+
+    async def go() -> int:
+        redis = connect(url)
+        try:
+            return await run_command(settings, redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def cmd_user(args: argparse.Namespace) -> int:
     try:
         url, server = embedded_redis_url()
@@ -225,6 +257,10 @@ def parser() -> argparse.ArgumentParser:
     commands.choices["demo"].set_defaults(handler=cmd_demo)
     check = commands.add_parser("check", help="validate configuration, reach Redis and Twilio")
     check.set_defaults(handler=cmd_check)
+    reconcile = commands.add_parser(
+        "reconcile", help="rebuild live conferences from Twilio after Redis lost its data"
+    )
+    reconcile.set_defaults(handler=cmd_reconcile)
     cli_users.add_parser(commands)
     for name, sub in commands.choices.items():
         if name == "user":

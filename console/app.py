@@ -12,6 +12,7 @@ from console.gateway import TwilioGateway
 from console.hub import Hub
 from console.metrics import Metrics
 from console.presence import Presence
+from console.reconcile import AutoReconcile
 from console.redis_ext import RedisExtension
 from console.runner import Runner
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     Hub(app)
     Presence(app)
     Metrics(app)
+    AutoReconcile(app)  # after Redis and the gateway: it uses both at start-up
     _register_blueprints(app)
     register_error_handlers(app)
     app.after_request(_security_headers)

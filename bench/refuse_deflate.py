@@ -1,6 +1,6 @@
-"""The proposed fix for permessage-deflate, applied from outside ``console/``: serve
-``app`` (Warmline's, or the bare broadcast's when ``BENCH_APP=bare``) from a worker in
-which Hypercorn declines the extension.
+"""Serve ``app`` (Warmline's, or the bare broadcast's when ``BENCH_APP=bare``) from a
+worker in which Hypercorn declines permessage-deflate, as Warmline's own app now does
+(``console/hypercorn_ws.py``): this lets the bare baseline be measured the same way.
 
 Hypercorn 0.18 parses ``Sec-WebSocket-Extensions`` from the raw request before the
 ASGI app runs (``hypercorn.protocol.ws_stream.Handshake``) and always offers wsproto's
@@ -16,18 +16,9 @@ from __future__ import annotations
 
 import os
 
-from hypercorn.protocol import ws_stream
-from wsproto.extensions import PerMessageDeflate
+from console.hypercorn_ws import decline_permessage_deflate
 
-
-class DeclinedDeflate(PerMessageDeflate):
-    """permessage-deflate, always declined: never enabled, never compresses."""
-
-    def accept(self, offer: str) -> None:
-        return None
-
-
-ws_stream.PerMessageDeflate = DeclinedDeflate  # type: ignore[misc]
+decline_permessage_deflate()
 
 if os.environ.get("BENCH_APP") == "bare":
     from bench.broadcast_app import app

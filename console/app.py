@@ -10,6 +10,7 @@ from console.config import Settings
 from console.errors import register_error_handlers
 from console.gateway import TwilioGateway
 from console.hub import Hub
+from console.hypercorn_ws import decline_permessage_deflate
 from console.metrics import Metrics
 from console.presence import Presence
 from console.reconcile import AutoReconcile
@@ -36,6 +37,7 @@ def content_security_policy(settings: Settings) -> str:
 def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Quart:
     """Build the app for ``settings`` (default: from the environment)."""
     settings = settings or Settings.from_env()
+    decline_permessage_deflate()
     app = Quart(
         __name__,
         static_folder="static",

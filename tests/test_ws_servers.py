@@ -333,3 +333,15 @@ async def test_sockets_joining_while_events_flow_see_no_gap_and_no_duplicate(two
 async def newest_or_zero(redis: Redis) -> str:
     last = await redis.xrevrange(keys.EVENTS, count=1)
     return last[0][0] if last else "0-0"
+
+
+async def test_websockets_are_served_uncompressed_even_when_the_browser_offers_deflate(
+    redis_server, redis, twilio, tmp_path
+):
+    async with (
+        app_server(redis_server.url, twilio.base_url, tmp_path) as server,
+        user_session(redis, server, "sam", "supervisor") as sam,
+        sam.ws_connect("/ws", compress=15) as socket,
+    ):
+        assert (await receive(socket))["type"] == "snapshot"
+        assert socket.compress == 0  # offered, declined: see console/hypercorn_ws.py

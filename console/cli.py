@@ -45,7 +45,6 @@ def embedded_redis_url() -> tuple[str, EmbeddedRedis | None]:
 
 
 PORT_FILE = "warmline-port"
-WEBSOCKET_PING_SECONDS = 20.0
 
 
 def _running_embedded(directory: Path) -> str | None:
@@ -98,8 +97,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
     config.workers = args.workers or int(raw_workers)
     config.graceful_timeout = 10.0
-    # Proxies cut idle connections (Heroku's router after 55 s): pings keep sockets open.
-    config.websocket_ping_interval = WEBSOCKET_PING_SECONDS
     config.accesslog = "-"
     config.errorlog = "-"
     try:

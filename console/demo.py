@@ -124,7 +124,6 @@ async def run_demo(options: DemoOptions) -> None:
         config = Config()
         config.bind = [f"{options.host}:{options.port}"]
         config.graceful_timeout = 5.0
-        config.websocket_ping_interval = 20.0
         _print_banner(app_url, sim_url, options)
         await serve(create_app(settings, redis_url=redis_url), config, shutdown_trigger=stop.wait)
     finally:

@@ -174,11 +174,18 @@ async def test_failed_transfer_shows_its_reason(
         alice = await open_page(browser, app, "alice")
         bob = await open_page(browser, app, "bob")
         boss = await open_page(browser, app, "boss")
+        # Nobody is available yet: the customer waits, and everybody sees the queue.
+        await sim.call_in(CALLER)
+        waiting = boss.page.locator("#queue [data-longest='true']")
+        await expect(waiting).to_contain_text(CALLER_SHOWN)
+        await expect(alice.page.locator("#queue-count")).to_have_text("1")
+        await expect(boss.page.locator("#figures")).to_contain_text("waiting now")
+        await screenshot(boss, "supervisor-queue")
         await go_available(alice)
+        await answer_customer(alice)
+        await expect(boss.page.locator("#queue-count")).to_have_text("0")
         await go_available(bob)
         await expect(boss.page.get_by_test_id("member-bob")).to_contain_text("Available")
-        await sim.call_in(CALLER)
-        await answer_customer(alice)
 
         # Holding the customer, by keyboard: both views show the flag.
         hold = alice.page.get_by_role("button", name="Hold customer")

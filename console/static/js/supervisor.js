@@ -13,7 +13,6 @@ import {
   clock,
   duration,
   h,
-  now,
   phone,
   pill,
   reasonText,
@@ -122,10 +121,6 @@ function myPresence(conference) {
   const p = [...conference.participants.values()].find((x) => x.role === "supervisor" && x.agent === me);
   if (!p) return null;
   return { participant: p, mode: p.coaching ? "whisper" : p.muted ? "listen" : "barge" };
-}
-
-function modeOf(p) {
-  return p.coaching ? "whisper" : p.muted ? "listen" : "barge";
 }
 
 function roleOrder(p) {
@@ -248,7 +243,7 @@ function renderTransfers() {
       h("span.transfer-who", {}, `${t.from_agent} → ${t.to_agent || "any agent"}`),
       h("span.transfer-time", {}, clock(t.updated_at)),
       t.reason ? h("span.transfer-reason", {}, reasonText(t.reason)) : null))
-    : [h("li.empty", {}, "No transfers yet today.")]);
+    : [h("li.empty", {}, "Finished transfers appear here with their outcome.")]);
 }
 
 function renderQueue() {
@@ -272,7 +267,7 @@ function renderAgents() {
   const available = agents.filter((a) => a.status === "available").length;
   $("agents-count").textContent = `${available} of ${agents.length} available`;
   if (!agents.length) {
-    render($("agents"), h("li.empty", {}, "No agents yet. Add them with “warmline user add”."));
+    render($("agents"), h("li.empty", {}, "No agent has set a status yet today."));
     return;
   }
   render($("agents"), agents.map((a) =>
@@ -295,7 +290,7 @@ function renderFigures() {
   const reasons = f ? Object.entries(f.transfers.failed_reasons || {}).map(([r, n]) => `${n} ${reasonText(r)}`).join(", ") : "";
   render($("figures"),
     tile("Waiting", String(model.queue.length), model.queue.length ? "in the queue now" : "queue is empty", { "data-tone": model.queue.length ? "warn" : undefined }),
-    tile("Longest wait", oldest ? timer(oldest) : "—", "live"),
+    tile("Longest wait", oldest ? timer(oldest) : "—", oldest ? "waiting now" : "nobody waiting", { "data-tone": oldest ? "warn" : undefined }),
     tile("Answered today", f ? String(f.answered) : "—", f ? `mean wait ${seconds(f.mean_wait_ms)}` : ""),
     tile("Abandoned", f ? String(f.abandoned) : "—", "hung up while waiting", { "data-tone": f && f.abandoned ? "bad" : undefined }),
     tile("Service level", f ? percent(f.service_level) : "—", f ? `answered within ${f.service_level_seconds} s` : ""),

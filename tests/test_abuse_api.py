@@ -11,13 +11,12 @@ each answer against the document.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -29,18 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.flow_helpers import agent_answers, customer_waits, login, set_available
-from tests.test_abuse_webhooks import state_dump
+from tests.test_abuse_webhooks import FUZZ, state_dump
 
-EXAMPLES = int(os.environ.get("WARMLINE_EXAMPLES", "100"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
 BASE_URL = "http://localhost"
 
 

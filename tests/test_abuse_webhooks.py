@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from werkzeug.datastructures import MultiDict
 
-from console import keys
+from console import keys, reconcile
 from console.app import create_app
 from console.urls import (
     AGENT_CONNECT_PATH,
@@ -51,9 +51,10 @@ FUZZ = settings(
     ],
 )
 
-# Keys a rejected webhook may touch: the per-route health bookkeeping of SPEC §6
-# (when Twilio last reached a route, and the recent signature failures).
-BOOKKEEPING = frozenset({keys.WEBHOOK_HEALTH, keys.SIGNATURE_FAILURES})
+# Keys a rejected request may see change: the per-route health bookkeeping of SPEC §6
+# (when Twilio last reached a route, the recent signature failures), and the
+# reconcile marker, which a background loop claims whenever it is missing.
+BOOKKEEPING = frozenset({keys.WEBHOOK_HEALTH, keys.SIGNATURE_FAILURES, reconcile.MARKER})
 
 
 def webhook_routes() -> list[tuple[str, str]]:

@@ -10,6 +10,8 @@ import sys
 from hypercorn.config import Config
 from hypercorn.run import run
 
+from console.cli import worker_class
+
 
 def main(argv: list[str]) -> int:
     config = Config()
@@ -17,6 +19,7 @@ def main(argv: list[str]) -> int:
     config.bind = [f"0.0.0.0:{os.environ.get('PORT', '5000')}"]
     config.workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
     config.graceful_timeout = 10.0
+    config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"
     return run(config)

@@ -70,6 +70,16 @@ def _running_embedded(directory: Path) -> str | None:
     return f"redis://127.0.0.1:{port}/0" if same else None
 
 
+def worker_class() -> str:
+    """uvloop where it is installed (Linux, macOS): socket writes in C, measured on
+    the fan-out bench; asyncio elsewhere."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
 def fail(message: str, code: int = 2) -> int:
     print(f"warmline: {message}", file=sys.stderr)
     return code
@@ -97,6 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
     config.workers = args.workers or int(raw_workers)
     config.graceful_timeout = 10.0
+    config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"
     try:

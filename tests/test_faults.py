@@ -7,12 +7,14 @@ tests/test_transfers.py's ``test_rest_failure_fails_transfer_visibly``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from console import keys
 from tests.flow_helpers import (
     agent_answers,
     agent_status,
@@ -82,8 +84,8 @@ async def test_a_failed_dial_frees_the_agent_and_routing_moves_on_to_the_next(
     await set_available(bob)
     restore = await inject(twilio, FAULTS[fault])
     name = await customer_waits(voice)
-    await voice.settle()
-    await restore()
+    await until(lambda: _failed_dials(redis, name, 1))
+    await restore()  # Twilio is back before any other dial is tried
     snapshot = await state(alice)
     assert agent_status(snapshot, "alice") == "available"  # not missed: she never rang
     assert [q["call_sid"] for q in snapshot["queue"]] == [name]  # still waiting, first
@@ -107,6 +109,12 @@ async def test_a_failed_dial_frees_the_agent_and_routing_moves_on_to_the_next(
             ("client:alice", FAULTS[fault][0]),
             ("client:bob", 201),
         ]
+
+
+async def _failed_dials(redis, name: str, count: int) -> bool:
+    raw = await redis.get(keys.conference(name))
+    dials = json.loads(raw)["dials"].values() if raw else []
+    return sum(d["status"] == "api-error" for d in dials) == count
 
 
 async def _dialed(twilio: TwilioDouble, username: str) -> bool:

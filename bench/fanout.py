@@ -29,9 +29,10 @@ import psutil
 from redis.asyncio import Redis
 
 from bench.load import BareProducer, Conference, Producer, WarmlineProducer, call_sid
-from bench.servers import ACCOUNT_SID, AUTH_TOKEN, Server, start_server
+from bench.servers import Server, start_server
 from console.embedded_redis import start_redis
 from console.users import add_user
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.twilio_double import TwilioDouble
 
 SUPERVISOR = "bench_supervisor"

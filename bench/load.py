@@ -23,7 +23,7 @@ from email.utils import format_datetime
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from bench.servers import ACCOUNT_SID, AUTH_TOKEN
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.twilio_double import TwilioDouble
 
 CUSTOMER = "+15557654321"

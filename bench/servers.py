@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -17,11 +16,8 @@ import aiohttp
 import psutil
 
 from console.embedded_redis import free_port
+from tests.servers import server_env
 
-ACCOUNT_SID = "AC" + "a1" * 16
-AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
-API_KEY = "SK" + "b2" * 16
-API_SECRET = "bench-api-secret-0123456789abcdef0123"
 START_TIMEOUT_SECONDS = 60.0
 
 
@@ -66,32 +62,13 @@ class Server:
             self.process.wait()
 
 
-def warmline_env(redis_url: str, twilio_url: str, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_REGION", "TWILIO_EDGE")}
-    env.update(
-        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        TWILIO_API_KEY=API_KEY,
-        TWILIO_API_SECRET=API_SECRET,
-        TWILIO_CALLER_ID="+15550001111",
-        TWILIO_API_BASE_URL=twilio_url,
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        SECRET_KEY="bench-secret-key",
-        REDIS_URL=redis_url,
-        PORT=str(port),
-        WEB_CONCURRENCY="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 async def start_server(
     kind: str, log_dir: Path, redis_url: str, twilio_url: str, refuse_deflate: bool = False
 ) -> Server:
     """``kind`` is "warmline" (`warmline serve`) or "bare" (the broadcast baseline under
     ``bench.serve``). ``refuse_deflate`` serves either through ``bench.refuse_deflate``."""
     port = free_port()
-    env = warmline_env(redis_url, twilio_url, port)
+    env = server_env(redis_url, twilio_url, port)
     if refuse_deflate:
         env["BENCH_APP"] = kind
         args = [sys.executable, "-m", "bench.serve", "bench.refuse_deflate:app"]

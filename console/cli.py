@@ -80,6 +80,16 @@ def worker_class() -> str:
     return "uvloop"
 
 
+def settings_or_report() -> Settings | None:
+    """The settings, or None after one line per problem on stderr."""
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"warmline: {problem}", file=sys.stderr)
+        return None
+
+
 def fail(message: str, code: int = 2) -> int:
     print(f"warmline: {message}", file=sys.stderr)
     return code
@@ -89,11 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"warmline: {problem}", file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     raw_workers = os.environ.get("WEB_CONCURRENCY", "").strip() or "1"
     if not args.workers and not (raw_workers.isdigit() and int(raw_workers) >= 1):
@@ -181,11 +188,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from console.reconcile import run_command
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"warmline: {problem}", file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     try:
         url, server = embedded_redis_url()

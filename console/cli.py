@@ -16,14 +16,13 @@ from redis.exceptions import RedisError
 
 from console import cli_users, demo
 from console.config import ConfigError, Settings
-from console.embedded_redis import EmbeddedRedis, EmbeddedRedisError, start_redis
+from console.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
 from console.redis_ext import connect
 
 
 def data_dir() -> Path:
     """Where the embedded Redis keeps its data: the user's cache directory."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "warmline" / "redis"
+    return cache_dir("redis")
 
 
 def embedded_redis_url() -> tuple[str, EmbeddedRedis | None]:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import secrets
 import signal
-import tempfile
 from dataclasses import dataclass
 
 from hypercorn.asyncio import serve
@@ -23,7 +22,7 @@ from redis.asyncio import Redis
 from console import users
 from console.app import create_app
 from console.config import Settings
-from console.embedded_redis import EmbeddedRedis, free_port, start_redis
+from console.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
 from simulator.callbacks import Chaos
 from simulator.load import LoadPlan
 from simulator.server import Simulator
@@ -105,7 +104,9 @@ async def run_demo(options: DemoOptions) -> None:
     embedded: EmbeddedRedis | None = None
     redis_url = options.redis_url
     if redis_url is None:
-        embedded = start_redis(tempfile.mkdtemp(prefix="warmline-demo-"), persist=False)
+        # In the user's cache directory like `serve`'s, but nothing is saved: each demo
+        # starts from scratch.
+        embedded = start_redis(cache_dir("demo-redis"), persist=False)
         redis_url = embedded.url
     app_url = f"http://{_browser_host(options.host)}:{options.port}"
     simulator_port = options.simulator_port or free_port()

@@ -70,6 +70,12 @@ class EmbeddedRedis:
         self.stop()
 
 
+def cache_dir(name: str) -> Path:
+    """``name`` under the user's cache directory (``$XDG_CACHE_HOME`` or ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "warmline" / name
+
+
 def start_redis(
     directory: str | os.PathLike[str] | None = None,
     port: int | None = None,

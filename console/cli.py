@@ -105,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.workers and not (raw_workers.isdigit() and int(raw_workers) >= 1):
         return fail(f"WEB_CONCURRENCY must be a whole number of at least 1, got {raw_workers!r}")
     try:
-        _, server = embedded_redis_url()
+        redis_url, server = embedded_redis_url()
     except EmbeddedRedisError as error:
         return fail(str(error))
     config = Config()
@@ -117,6 +117,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.accesslog = "-"
     config.errorlog = "-"
     try:
+        if config.workers == 1:
+            from console.app import create_app
+            from console.shutdown import run_in_process
+
+            run_in_process(create_app(settings, redis_url=redis_url), config)
+            return 0
         return run(config)
     finally:
         if server is not None:

@@ -77,6 +77,14 @@ class _Resync:
 RESYNC: Final = _Resync()
 
 
+class _Close:
+    """Marker put in every backlog when the process stops: the socket is closed at once
+    (1012, service restart) so the browser resumes on another process."""
+
+
+CLOSE: Final = _Close()
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One socket's view of the live flow."""
@@ -84,8 +92,9 @@ class Subscriber:
     username: str
     supervisor: bool
     backlog: int
-    queue: asyncio.Queue[LogEntry | _Resync] = field(init=False)
+    queue: asyncio.Queue[LogEntry | _Resync | _Close] = field(init=False)
     behind: bool = False
+    closing: bool = False
     pinging: bool = False  # the client sends keep-alive pings, so silence means frozen
     last_seen: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
@@ -95,7 +104,7 @@ class Subscriber:
     def offer(self, entry: LogEntry) -> None:
         """Queue ``entry`` if this user may see it; on overflow, drop the backlog for a
         resync (never block the reader)."""
-        if self.behind or not entry.visible_to(self.username, self.supervisor):
+        if self.behind or self.closing or not entry.visible_to(self.username, self.supervisor):
             return
         if self.queue.qsize() < self.backlog:
             self.queue.put_nowait(entry)
@@ -105,7 +114,14 @@ class Subscriber:
             self.queue.get_nowait()
         self.queue.put_nowait(RESYNC)
 
-    async def next(self) -> LogEntry | _Resync:
+    def close(self) -> None:
+        """Stop the feed: nothing queued matters any more."""
+        self.closing = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSE)
+
+    async def next(self) -> LogEntry | _Resync | _Close:
         item = await self.queue.get()
         if item is RESYNC:
             self.behind = False  # entries from now on are queued again, after the snapshot
@@ -176,6 +192,11 @@ class Hub:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+
+    def close_all(self) -> None:
+        """Close every socket of this process (it is shutting down)."""
+        for subscriber in self.subscribers:
+            subscriber.close()
 
     def present_agents(self, grace_seconds: float) -> set[str]:
         """Agents with a live dashboard socket in this process."""

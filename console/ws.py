@@ -21,7 +21,7 @@ from console.app import get_settings
 from console.auth import SessionUser, current_user, origin_allowed
 from console.errors import error_response
 from console.events import now_ms
-from console.hub import RESYNC, LogEntry, StreamId, Subscriber, get_hub, newest_id, parse_id
+from console.hub import CLOSE, RESYNC, LogEntry, StreamId, Subscriber, get_hub, newest_id, parse_id
 from console.presence import get_presence
 from console.redis_ext import get_redis
 from console.snapshot import read_snapshot
@@ -29,6 +29,7 @@ from console.snapshot import read_snapshot
 blueprint = Blueprint("ws", __name__)
 
 REPLAY_PAGE = 500
+SERVICE_RESTART = 1012  # RFC 6455 close code: the browser reconnects (elsewhere) and resumes
 
 
 @blueprint.websocket("/ws")
@@ -83,6 +84,9 @@ class _Feed:
     async def _follow(self) -> None:
         while True:
             item = await self.subscriber.next()
+            if item is CLOSE:
+                await websocket.close(SERVICE_RESTART)
+                return
             if item is RESYNC:
                 await websocket.send('{"type":"resync"}')
                 await self._snapshot()

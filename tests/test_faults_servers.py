@@ -373,11 +373,6 @@ async def test_sigterm_exits_cleanly_after_draining_background_rest_actions(
     assert dial["status"] == "queued"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on SIGTERM nothing closes open /ws sockets; Hypercorn waits its full 10 s "
-    "graceful timeout for them, then cancels them with tracebacks in the log",
-)
 async def test_sigterm_closes_open_sockets_at_once(
     redis_server, redis: Redis, twilio: TwilioDouble, tmp_path: Path
 ) -> None:

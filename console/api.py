@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
-from quart_schema import validate_request
+from quart_schema import document_response, validate_request
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
 
@@ -33,23 +33,91 @@ TOKEN_TTL_SECONDS = 3600
 NAME = r"^[A-Za-z0-9_-]{1,128}$"
 
 
-class StatusBody(BaseModel):
+class Body(BaseModel):
+    """A request body: unknown fields are refused (400), so a typo is not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StatusBody(Body):
     status: Literal["available", "offline"]
 
 
-class TransferBody(BaseModel):
+class TransferBody(Body):
     conference: str = Field(pattern=NAME)
     to: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{1,121}$")
     note: str = Field(default="", max_length=500)
 
 
-class HoldBody(BaseModel):
+class HoldBody(Body):
     call_sid: str = Field(pattern=r"^CA[0-9a-f]{32}$")
     hold: bool
 
 
-class MonitorBody(BaseModel):
+class MonitorBody(Body):
     mode: Literal["listen", "whisper", "barge"]
+
+
+class AgentOut(BaseModel):
+    username: str
+    status: Literal["offline", "available", "ringing", "busy", "missed"]
+    since: int
+
+
+class TransferOut(BaseModel):
+    id: str
+    conference: str
+    from_agent: str
+    to_agent: str | None
+    status: Literal["requested", "ringing", "answered", "joined", "completed", "failed", "canceled"]
+    reason: str | None
+    note: str
+    created_at: int
+    updated_at: int
+
+
+class StateOut(BaseModel):
+    """The snapshot of SPEC §5, filtered to what the caller may see."""
+
+    conferences: list[dict[str, Any]]
+    queue: list[dict[str, Any]]
+    agents: list[AgentOut]
+    transfers: list[TransferOut]
+
+
+class TokenOut(BaseModel):
+    identity: str
+    token: str
+    expires: int
+
+
+class SoftphoneOut(BaseModel):
+    kind: Literal["twilio", "simulator"]
+    url: str | None = None
+
+
+class MeOut(BaseModel):
+    username: str
+    role: Literal["agent", "supervisor"]
+    softphone: SoftphoneOut
+
+
+class LeftOut(BaseModel):
+    conference: str
+    call_sid: str
+    left: bool
+
+
+class HeldOut(BaseModel):
+    conference: str
+    call_sid: str
+    hold: bool
+
+
+class MonitorOut(BaseModel):
+    conference: str
+    mode: Literal["listen", "whisper", "barge"]
+    call_sid: str | None
 
 
 async def _user() -> Any:
@@ -63,6 +131,7 @@ def _upstream_error(error: GatewayError) -> Response:
 
 
 @blueprint.get("/state")
+@document_response(StateOut, 200)
 @login_required
 async def get_state() -> Response:
     user = await _user()
@@ -71,6 +140,7 @@ async def get_state() -> Response:
 
 
 @blueprint.get("/me")
+@document_response(MeOut, 200)
 @login_required
 async def get_me() -> Response:
     """Who is signed in, and which softphone their browser should use: Twilio's
@@ -82,6 +152,7 @@ async def get_me() -> Response:
 
 
 @blueprint.get("/token")
+@document_response(TokenOut, 200)
 @login_required
 async def get_token() -> Response:
     """A Voice Access Token for the logged-in user's own identity only."""
@@ -101,6 +172,7 @@ async def get_token() -> Response:
 
 
 @blueprint.post("/me/status")
+@document_response(AgentOut, 200)
 @login_required
 @validate_request(StatusBody)
 async def post_my_status(data: StatusBody) -> Response:
@@ -114,6 +186,7 @@ async def post_my_status(data: StatusBody) -> Response:
 
 
 @blueprint.post("/transfers")
+@document_response(TransferOut, 201)
 @login_required
 @validate_request(TransferBody)
 async def post_transfer(data: TransferBody) -> tuple[Response, int]:
@@ -148,6 +221,7 @@ async def _transfer_conference(transfer_id: str) -> str:
 
 
 @blueprint.delete("/transfers/<transfer_id>")
+@document_response(TransferOut, 200)
 @login_required
 async def delete_transfer(transfer_id: str) -> Response:
     user = await _user()
@@ -161,6 +235,7 @@ async def delete_transfer(transfer_id: str) -> Response:
 
 
 @blueprint.post("/conferences/<name>/leave")
+@document_response(LeftOut, 200)
 @login_required
 async def post_leave(name: str) -> Response:
     user = await _user()
@@ -178,6 +253,7 @@ async def post_leave(name: str) -> Response:
 
 
 @blueprint.post("/conferences/<name>/hold")
+@document_response(HeldOut, 200)
 @login_required
 @validate_request(HoldBody)
 async def post_hold(name: str, data: HoldBody) -> Response:
@@ -198,6 +274,7 @@ async def post_hold(name: str, data: HoldBody) -> Response:
 
 
 @blueprint.post("/conferences/<name>/monitor")
+@document_response(MonitorOut, 200)
 @role_required("supervisor")
 @validate_request(MonitorBody)
 async def post_monitor(name: str, data: MonitorBody) -> Response:

@@ -12,6 +12,7 @@ from console.gateway import TwilioGateway
 from console.hub import Hub
 from console.hypercorn_ws import decline_permessage_deflate
 from console.metrics import Metrics
+from console.openapi import WarmlineOpenAPI
 from console.presence import Presence
 from console.reconcile import AutoReconcile
 from console.redis_ext import RedisExtension
@@ -57,7 +58,13 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         swagger_ui_path=None,
         redoc_ui_path=None,
         scalar_ui_path=None,
-        info={"title": "Warmline", "version": "0.1.0"},
+        info={
+            "title": "Warmline",
+            "version": "0.1.0",
+            "description": "Every call needs the session cookie warmline_session from "
+            "POST /login; state-changing calls take JSON bodies.",
+        },
+        openapi_provider_class=WarmlineOpenAPI,
     )
     # The runner comes first: after_serving hooks run in this order, and it must
     # drain its REST actions while Redis and the Twilio client are still open.

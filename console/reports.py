@@ -91,7 +91,19 @@ async def get_figures() -> dict[str, Any]:
     return await figures.read(get_redis(), now_ms(), get_settings().service_level_seconds)
 
 
+class SignatureFailure(BaseModel):
+    route: str
+    url: str
+    at: int
+
+
+class WebhookHealth(BaseModel):
+    last_request: dict[str, int]
+    signature_failures: list[SignatureFailure]
+
+
 @blueprint.get("/webhooks")
+@validate_response(WebhookHealth)
 @role_required("supervisor")
 async def get_webhook_health() -> dict[str, Any]:
     """When Twilio last reached each webhook route and the recent signature failures

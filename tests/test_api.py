@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jwt
 import pytest
 
@@ -186,3 +188,30 @@ async def test_me_names_the_user_and_their_softphone(app, redis):
     csp = (await alice.get("/agent")).headers["Content-Security-Policy"]
     assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
     assert "wss://*.twilio.com" in csp
+
+
+async def test_openapi_document_declares_answers_errors_and_required_bodies(app):
+    doc = await (await app.test_client().get("/openapi.json")).get_json()
+    assert all(path.startswith("/api/") for path in doc["paths"])  # no webhooks or pages
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            statuses = set(operation["responses"])
+            assert statuses & {"200", "201"}, (method, path)
+            assert {"400", "401", "403", "404", "409"} <= statuses, (method, path)
+            error = operation["responses"]["401"]["content"]["application/json"]["schema"]
+            assert error["required"] == ["error"]
+            if "requestBody" in operation:
+                assert operation["requestBody"]["required"] is True, (method, path)
+            for parameter in operation["parameters"]:
+                assert parameter["schema"].get("pattern"), (method, path, parameter)
+    transfer = doc["paths"]["/api/transfers"]["post"]["responses"]["201"]
+    assert "to_agent" in json.dumps(transfer)
+
+
+async def test_unknown_body_fields_are_refused(app, redis, call):
+    response = await call["alice"].post(
+        f"/api/conferences/{call['name']}/hold",
+        json={"call_sid": call["name"], "hold": True, "holdd": False},
+    )
+    assert response.status_code == 400
+    assert "error" in await response.get_json()

@@ -1,0 +1,68 @@
+"""The OpenAPI document of the JSON API (/openapi.json), complete enough for
+clients and for schemathesis to hold the API to it.
+
+quart-schema documents what the views declare; this provider adds what is true of
+every /api call and would be noise on each view: the ``{"error": message}`` answers
+and their statuses, the required JSON bodies and the path parameters' patterns.
+Webhooks, pages and sockets are not part of the API and are left out. The session
+cookie (``warmline_session``, from ``POST /login``) is described in the document's
+info rather than as a security scheme: generators such as schemathesis would
+otherwise make up cookies of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+from quart_schema import OpenAPIProvider
+from werkzeug.routing import Rule
+
+ERROR_STATUSES = {
+    400: "bad body or parameter",
+    401: "no valid session",
+    403: "the caller's role or conference does not allow it",
+    404: "unknown conference or transfer",
+    409: "the state does not allow it",
+    502: "Twilio did not accept the request",
+}
+PATH_PATTERNS = {
+    "name": r"^[A-Za-z0-9_-]{1,128}$",
+    "transfer_id": r"^[A-Za-z0-9_-]{1,128}$",
+}
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class WarmlineOpenAPI(OpenAPIProvider):
+    """Only /api, with the cross-cutting facts above."""
+
+    def generate_rules(self) -> Iterable[Rule]:
+        return (rule for rule in super().generate_rules() if rule.rule.startswith("/api/"))
+
+    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        error_object, error_components = self.build_response_object(ErrorBody, None)
+        components.update(error_components)
+        for operations in paths.values():
+            for operation in operations.values():
+                _complete(operation, error_object)
+        return paths, components
+
+
+def _complete(operation: dict[str, Any], error_object: dict[str, Any]) -> None:
+    if "requestBody" in operation:
+        operation["requestBody"] = {**operation["requestBody"], "required": True}
+    operation["parameters"] = [
+        {**p, "schema": {**p["schema"], "pattern": PATH_PATTERNS[p["name"]]}}
+        if p["in"] == "path" and p["name"] in PATH_PATTERNS
+        else p
+        for p in operation["parameters"]
+    ]
+    responses = dict(operation["responses"])
+    for status, description in ERROR_STATUSES.items():
+        responses.setdefault(status, {**error_object, "description": description})
+    operation["responses"] = responses

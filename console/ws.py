@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 from quart import Blueprint, Response, websocket
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from console import keys
 from console.app import get_settings
@@ -26,17 +28,22 @@ from console.presence import get_presence
 from console.redis_ext import get_redis
 from console.snapshot import read_snapshot
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("ws", __name__)
 
 REPLAY_PAGE = 500
 SERVICE_RESTART = 1012  # RFC 6455 close code: the browser reconnects (elsewhere) and resumes
+TRY_AGAIN_LATER = 1013
 
 
 @blueprint.websocket("/ws")
 async def ws() -> Response | None:
     if not origin_allowed(websocket.headers.get("Origin")):
         return error_response("cross-origin WebSocket refused", 403)
-    user = await current_user()
+    try:
+        user = await current_user()
+    except (RedisError, OSError):
+        return error_response("state store unavailable, try again shortly", 503)
     if user is None:
         return error_response("login required", 401)
     since = websocket.args.get("since")
@@ -52,6 +59,10 @@ async def ws() -> Response | None:
         if not user.is_supervisor:
             await get_presence().stamp(user.username)
         await _Feed(user, subscriber, get_redis()).run(since)
+    except (RedisError, OSError) as exc:
+        # The browser reconnects with `since` once Redis answers again.
+        log.warning("closing a dashboard socket, Redis failed: %s", exc)
+        await websocket.close(TRY_AGAIN_LATER)
     finally:
         hub.unsubscribe(subscriber)
     return None
@@ -68,7 +79,7 @@ class _Feed:
         self.hub = get_hub()
 
     async def run(self, since: str | None) -> None:
-        await get_hub().ready()
+        await self.hub.ready()
         if since is not None and await replayable(self.redis, since):
             await self._replay(since)
         else:

@@ -202,3 +202,15 @@ async def test_events_older_than_the_age_limit_are_trimmed(redis):
     assert await redis.xlen(keys.EVENTS) == 2
     await trim_by_age(redis, 24)
     assert [i for i, _ in await redis.xrange(keys.EVENTS)] == [fresh]
+
+
+async def test_handshake_while_redis_is_down_is_a_clear_503(settings):
+    from console.app import create_app
+    from console.auth import SESSION_COOKIE
+    from console.embedded_redis import free_port
+
+    app = create_app(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with app.test_app():
+        client = app.test_client()
+        client.set_cookie("localhost", SESSION_COOKIE, "a" * 43)
+        assert await handshake_status(client, "/ws") == 503

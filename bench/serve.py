@@ -1,9 +1,10 @@
 """``python -m bench.serve MODULE:APP``: serve an ASGI app exactly as `warmline serve`
 serves Warmline (``console.cli.cmd_serve``): same Hypercorn Config fields, one worker
-process (``WEB_CONCURRENCY``), bound to ``PORT``."""
+(``WEB_CONCURRENCY``) served in-process, bound to ``PORT``."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -11,6 +12,7 @@ from hypercorn.config import Config
 from hypercorn.run import run
 
 from console.cli import worker_class
+from console.shutdown import run_in_process
 
 
 def main(argv: list[str]) -> int:
@@ -22,6 +24,10 @@ def main(argv: list[str]) -> int:
     config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"
+    if config.workers == 1:  # as `warmline serve` does
+        module, _, name = config.application_path.partition(":")
+        run_in_process(getattr(importlib.import_module(module), name), config)
+        return 0
     return run(config)
 
 

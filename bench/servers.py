@@ -31,12 +31,16 @@ class Server:
     log: Path
 
     def worker(self) -> psutil.Process:
-        """The worker process (Hypercorn spawns it; the master only supervises)."""
+        """The process serving requests: with one worker, `warmline serve` (and
+        ``bench.serve``) serve in-process; with more, Hypercorn spawns them."""
+        master = psutil.Process(self.process.pid)
         children = [
             child
-            for child in psutil.Process(self.process.pid).children(recursive=True)
+            for child in master.children(recursive=True)
             if "resource_tracker" not in " ".join(child.cmdline())
         ]
+        if not children:
+            return master
         if len(children) != 1:
             raise RuntimeError(f"expected one Hypercorn worker, found {children}")
         return children[0]

@@ -92,10 +92,15 @@ class Runner:
             task.add_done_callback(self._tasks.discard)
 
     async def unit(
-        self, change: Callable[[Unit], Awaitable[object]], received_at: int | None = None
+        self,
+        change: Callable[[Unit], Awaitable[object]],
+        received_at: int | None = None,
+        conferences: tuple[str, ...] = (),
     ) -> object:
         """Run a unit of work and spawn the effects it asks for."""
-        result, effects = await run_unit(self.redis, self.settings, change, received_at)
+        result, effects = await run_unit(
+            self.redis, self.settings, change, received_at, conferences
+        )
         self.spawn(effects)
         return result
 

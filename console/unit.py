@@ -51,6 +51,26 @@ MAX_ATTEMPTS = 64
 ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
 
 
+# One read of everything a unit starts from, after its WATCH: agents, queue, queue
+# info, then each conference named (a missing one comes back as nil).
+_READ_STATE = """
+local out = {
+    redis.call('HGETALL', KEYS[1]),
+    redis.call('LRANGE', KEYS[2], 0, -1),
+    redis.call('HGETALL', KEYS[3]),
+}
+for i = 4, #KEYS do
+    out[i] = redis.call('GET', KEYS[i])
+end
+return out
+"""
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A flat HGETALL reply as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class Contended(Exception):
     """The unit kept losing optimistic races; the caller answers 503 so Twilio retries."""
 
@@ -82,26 +102,37 @@ class Unit:
         self._new_transfers: dict[str, str] = {}
         self._settled_status: dict[str, str] = {}  # conference -> status after settling
 
-    async def load(self) -> None:
-        await self.pipe.watch(keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO)
-        self._agents_raw = await self.pipe.hgetall(keys.AGENTS)
+    async def load(self, conferences: tuple[str, ...] = ()) -> None:
+        """WATCH and read the agents, the queue and the ``conferences`` the change will
+        need: two round trips however many keys (a status callback names its
+        conference up front)."""
+        conference_keys = [keys.conference(name) for name in conferences]
+        watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, *conference_keys]
+        await self.pipe.watch(*watched)
+        agents, queue, info, *raws = await self.pipe.eval(_READ_STATE, len(watched), *watched)
+        self._agents_raw = _pairs(agents)
         self.agents = {name: Agent.from_json(raw) for name, raw in self._agents_raw.items()}
-        self.queue = list(await self.pipe.lrange(keys.QUEUE, 0, -1))
+        self.queue = list(queue)
         self._queue_before = list(self.queue)
-        info = await self.pipe.hgetall(keys.QUEUE_INFO)
-        self.queued = {name: Queued.from_dict(json.loads(raw)) for name, raw in info.items()}
+        self.queued = {
+            name: Queued.from_dict(json.loads(raw)) for name, raw in _pairs(info).items()
+        }
+        for name, raw in zip(conferences, raws, strict=True):
+            self._remember(name, raw)
 
     async def conference(self, name: str) -> ConferenceRecord | None:
         """Load (and WATCH) one conference aggregate; cached for the unit."""
         if name not in self._conferences:
             key = keys.conference(name)
             await self.pipe.watch(key)
-            raw = await self.pipe.get(key)
-            record = ConferenceRecord.from_json(raw) if raw else None
-            before = ConferenceRecord.from_json(raw) if raw else None
-            self._before[name] = _Loaded(raw, before, derive(before) if before else None)
-            self._conferences[name] = record
+            self._remember(name, await self.pipe.get(key))
         return self._conferences[name]
+
+    def _remember(self, name: str, raw: str | None) -> None:
+        record = ConferenceRecord.from_json(raw) if raw else None
+        before = ConferenceRecord.from_json(raw) if raw else None
+        self._before[name] = _Loaded(raw, before, derive(before) if before else None)
+        self._conferences[name] = record
 
     def create_conference(self, name: str, from_number: str | None) -> ConferenceRecord:
         record = ConferenceRecord(name=name, created_at=self.now, from_number=from_number)
@@ -450,16 +481,18 @@ async def run_unit(
     settings: Settings,
     change: Callable[[Unit], Awaitable[T]],
     received_at: int | None = None,
+    conferences: tuple[str, ...] = (),
 ) -> tuple[T, list[Effect]]:
     """Run ``change`` as one atomic unit, retrying it when it lost a race.
     ``received_at`` (default: now) stamps its events: SPEC §5's ``ts`` is when the
-    app received what caused them, not when a retry finally committed."""
+    app received what caused them, not when a retry finally committed.
+    ``conferences`` the change will load are read with the rest, in one trip."""
     received_at = received_at or now_ms()
     for attempt in range(MAX_ATTEMPTS):
         async with redis.pipeline(transaction=True) as pipe:
             unit = Unit(pipe, settings, received_at)
             try:
-                await unit.load()
+                await unit.load(conferences)
                 result = await change(unit)
                 unit.settle()
                 if unit.write():

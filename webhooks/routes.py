@@ -57,8 +57,9 @@ def unavailable(reason: str) -> Response:
     return Response(f"503 Service Unavailable: {reason}\n", 503, mimetype="text/plain")
 
 
-async def record(change: Callable[[Unit], Awaitable[object]]) -> object:
-    return await get_runner().unit(change, received_at=g.received_at)
+async def record(change: Callable[[Unit], Awaitable[object]], conference: str) -> object:
+    """Run ``change``, reading ``conference`` with the rest of the state up front."""
+    return await get_runner().unit(change, received_at=g.received_at, conferences=(conference,))
 
 
 @blueprint.before_request
@@ -75,7 +76,9 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
         return bad_request(error)
     try:
         async with asyncio.timeout(VOICE_RECORD_BUDGET_SECONDS):
-            await record(lambda unit: enqueue_call(unit, call.call_sid, call.from_number))
+            await record(
+                lambda unit: enqueue_call(unit, call.call_sid, call.from_number), call.call_sid
+            )
     except (TimeoutError, RedisError, OSError, Contended) as exc:
         # The caller still waits on hold music; the conference callbacks (retried)
         # or `warmline reconcile` record the call once Redis answers again.
@@ -100,7 +103,9 @@ async def post_agent_connect(form: MultiDict[str, str]) -> Response:
     except p.BadParams as error:
         return bad_request(error)
     try:
-        answer = await record(lambda unit: accept_answer(unit, ref.conference, ref.dial, call_sid))
+        answer = await record(
+            lambda unit: accept_answer(unit, ref.conference, ref.dial, call_sid), ref.conference
+        )
     except (RedisError, OSError, Contended) as exc:
         log.warning("agent answer on %s not recorded: %s", ref.dial, exc)
         return xml(twiml.hang_up("Sorry, the call could not be connected. Please try again."))
@@ -122,7 +127,9 @@ async def post_conference_status(form: MultiDict[str, str]) -> Response:
         return Response(status=204)
     callback = event.callback
     return await _recorded(
-        lambda unit: apply_conference_callback(unit, event.name, callback), "conference callback"
+        lambda unit: apply_conference_callback(unit, event.name, callback),
+        event.name,
+        "conference callback",
     )
 
 
@@ -138,13 +145,16 @@ async def post_call_status(form: MultiDict[str, str]) -> Response:
         lambda unit: apply_call_status(
             unit, ref.conference, ref.dial, progress.call_sid, progress.status, progress.seq
         ),
+        ref.conference,
         "call status",
     )
 
 
-async def _recorded(change: Callable[[Unit], Awaitable[object]], what: str) -> Response:
+async def _recorded(
+    change: Callable[[Unit], Awaitable[object]], conference: str, what: str
+) -> Response:
     try:
-        await record(change)
+        await record(change, conference)
     except (RedisError, OSError, Contended) as exc:
         log.warning("%s not recorded, asking Twilio to retry: %s", what, exc)
         return unavailable("state could not be recorded; retry")

@@ -3,12 +3,14 @@
 // /ws) and the softphone's state; actions go to the JSON API or the softphone.
 
 import { api } from "./api.js";
+import { Controls } from "./controls.js";
 import { Model, isTerminal } from "./model.js";
 import { createSoftphone } from "./softphone.js";
 import {
   STATUS_WORDS,
   TRANSFER_WORDS,
   announce,
+  byRoleThenJoin,
   h,
   now,
   phone,
@@ -25,28 +27,12 @@ import { LiveSocket } from "./ws.js";
 const $ = (id) => document.getElementById(id);
 const me = document.body.dataset.username;
 const model = new Model(me, false);
+const controls = new Controls(renderAll);
 let softphone = null;
-let busyAction = null; // the key of the button whose request is in flight
-let lastError = null; // {where, text}
 const seenTransferStates = new Map();
 
 // --- actions ------------------------------------------------------------------------------
 
-async function act(key, action, where = "call") {
-  if (busyAction) return;
-  busyAction = key;
-  lastError = null;
-  schedule();
-  try {
-    await action();
-  } catch (error) {
-    lastError = { where, text: error.message || String(error) };
-    announce(lastError.text, true);
-  } finally {
-    busyAction = null;
-    schedule();
-  }
-}
 
 function myStatus() {
   return model.agents.get(me)?.status || "offline";
@@ -55,7 +41,7 @@ function myStatus() {
 $("presence-toggle").addEventListener("click", () => {
   const status = myStatus();
   const next = status === "available" ? "offline" : "available";
-  act("presence", async () => {
+  controls.act("presence", async () => {
     const agent = await api.setStatus(next);
     model.agents.set(agent.username, agent);
     announce(next === "available" ? "You are available for calls." : "You are offline.");
@@ -68,7 +54,7 @@ $("transfer-form").addEventListener("submit", (event) => {
   if (!call) return;
   const to = $("transfer-to").value || null;
   const note = $("transfer-note").value.trim();
-  act("transfer-start", async () => {
+  controls.act("transfer-start", async () => {
     const transfer = await api.transfer(call.conference.name, to, note);
     model.transfers.set(transfer.id, { ...(model.transfers.get(transfer.id) || {}), ...transfer });
     $("transfer-note").value = "";
@@ -78,13 +64,6 @@ $("transfer-form").addEventListener("submit", (event) => {
 
 // --- rendering ------------------------------------------------------------------------------
 
-let frame = 0;
-function schedule() {
-  if (!frame) frame = requestAnimationFrame(() => {
-    frame = 0;
-    renderAll();
-  });
-}
 
 function renderAll() {
   renderPresence();
@@ -106,7 +85,7 @@ function renderPresence() {
   const toggle = $("presence-toggle");
   const on = status !== "offline" && status !== "missed";
   toggle.setAttribute("aria-checked", String(on));
-  toggle.disabled = status === "ringing" || status === "busy" || busyAction === "presence" || !model.ready;
+  toggle.disabled = status === "ringing" || status === "busy" || controls.busy === "presence" || !model.ready;
   const help = $("presence-help");
   if (status === "missed") {
     help.textContent = "You missed a call, so calls stopped ringing here. Switch on to take calls again.";
@@ -121,26 +100,14 @@ function renderPresence() {
     help.textContent = "Switch on to take calls. You will not be dialed while offline.";
     delete help.dataset.tone;
   }
-  if (lastError?.where === "presence") {
-    help.textContent = lastError.text;
+  if (controls.error?.where === "presence") {
+    help.textContent = controls.error.text;
     help.dataset.tone = "error";
   }
   if (softphone) setSoftphoneState($("softphone-state"), softphone.state, softphone.detail);
 }
 
-function button(key, label, attrs = {}, cls = "") {
-  return h(`button.button${cls}`, {
-    type: "button",
-    "data-key": key,
-    disabled: attrs.disabled || busyAction === key || undefined,
-    "aria-busy": busyAction === key ? "true" : undefined,
-    ...attrs,
-  }, label);
-}
 
-function errorLine(where) {
-  return lastError?.where === where ? h("p.alert", { role: "alert" }, lastError.text) : null;
-}
 
 function renderCall() {
   const card = $("call-card");
@@ -171,10 +138,10 @@ function renderCall() {
           h("blockquote", { "data-testid": "note" }, note)) : null,
         h("div.actions",
           {},
-          button("answer", "Answer", { onclick: () => act("answer", () => softphone.answer(ring.sid)) }, ".button-answer"),
-          button("decline", "Decline", { onclick: () => act("decline", () => softphone.decline(ring.sid)) }, ".button-danger-quiet"),
+          controls.button("answer", "Answer", { onclick: () => controls.act("answer", () => softphone.answer(ring.sid)) }, ".button-answer"),
+          controls.button("decline", "Decline", { onclick: () => controls.act("decline", () => softphone.decline(ring.sid)) }, ".button-danger-quiet"),
         ),
-        errorLine("call"),
+        controls.errorLine("call"),
       ));
     return;
   }
@@ -196,20 +163,20 @@ function renderCall() {
         h("p.meta", {}, "Talking ", timer(mine.joined_at || conference.started_at)),
         held ? h("p.callout", { role: "status" }, "The customer is on hold and hears music.") : null,
         h("div.actions", {},
-          button("mute", muted ? "Unmute" : "Mute", {
+          controls.button("mute", muted ? "Unmute" : "Mute", {
             "aria-pressed": String(muted),
             disabled: !leg || undefined,
-            onclick: () => act("mute", () => softphone.mute(mine.call_sid, !muted)),
+            onclick: () => controls.act("mute", () => softphone.mute(mine.call_sid, !muted)),
           }),
-          customer ? button("hold", held ? "Resume customer" : "Hold customer", {
+          customer ? controls.button("hold", held ? "Resume customer" : "Hold customer", {
             "aria-pressed": String(held),
-            onclick: () => act("hold", () => api.hold(conference.name, customer.call_sid, !held)),
+            onclick: () => controls.act("hold", () => api.hold(conference.name, customer.call_sid, !held)),
           }) : null,
-          button("hangup", "Hang up", {
-            onclick: () => act("hangup", () => (leg ? softphone.hangup(mine.call_sid) : api.leave(conference.name))),
+          controls.button("hangup", "Hang up", {
+            onclick: () => controls.act("hangup", () => (leg ? softphone.hangup(mine.call_sid) : api.leave(conference.name))),
           }, ".button-danger"),
         ),
-        errorLine("call"),
+        controls.errorLine("call"),
       ));
     return;
   }
@@ -223,8 +190,8 @@ function renderCall() {
     render(body,
       h("div.connecting", {},
         h("p.caller", {}, "Joining the customer…"),
-        h("div.actions", {}, button("hangup", "Hang up", { onclick: () => act("hangup", () => softphone.hangup(open.sid)) }, ".button-danger")),
-        errorLine("call"),
+        h("div.actions", {}, controls.button("hangup", "Hang up", { onclick: () => controls.act("hangup", () => softphone.hangup(open.sid)) }, ".button-danger")),
+        controls.errorLine("call"),
       ));
     return;
   }
@@ -239,7 +206,7 @@ function renderCall() {
     busy: ["Wrapping up", "You will be available again in a moment."],
     ringing: ["Your phone is ringing", "Connecting the call to this browser…"],
   }[status] || ["", ""];
-  render(body, h("div.idle", {}, h("p.idle-title", {}, words[0]), h("p.hint", {}, words[1]), errorLine("call")));
+  render(body, h("div.idle", {}, h("p.idle-title", {}, words[0]), h("p.hint", {}, words[1]), controls.errorLine("call")));
 }
 
 function participantName(p) {
@@ -256,7 +223,7 @@ function renderParticipants() {
   const people = [...call.conference.participants.values()]
     // A supervisor listening in silently is not shown; coaching or barging is.
     .filter((p) => p.role !== "supervisor" || p.coaching || !p.muted)
-    .sort((a, b) => roleOrder(a) - roleOrder(b) || (a.joined_at || 0) - (b.joined_at || 0));
+    .sort(byRoleThenJoin);
   render($("participants"), people.map((p) => {
     const flags = [];
     if (p.hold) flags.push(pill("hold", "On hold"));
@@ -271,9 +238,6 @@ function renderParticipants() {
   }));
 }
 
-function roleOrder(p) {
-  return { customer: 0, agent: 1, supervisor: 2 }[p.role] ?? 3;
-}
 
 const STEPS = ["requested", "ringing", "answered", "joined"];
 
@@ -319,8 +283,8 @@ function renderTransfer() {
       active.note ? h("p.hint", {}, "Note: ", h("q", {}, active.note)) : null,
     ));
     if (active.status === "requested" || active.status === "ringing") {
-      parts.push(h("div.actions", {}, button("cancel-transfer", "Cancel transfer", {
-        onclick: () => act("cancel-transfer", async () => {
+      parts.push(h("div.actions", {}, controls.button("cancel-transfer", "Cancel transfer", {
+        onclick: () => controls.act("cancel-transfer", async () => {
           const t = await api.cancelTransfer(active.id);
           model.transfers.set(t.id, t);
           announce("Transfer canceled.");
@@ -339,16 +303,16 @@ function renderTransfer() {
     const names = colleagues.map((p) => p.agent).join(", ");
     parts.push(h("div.handover", {},
       h("p", {}, `${names} ${colleagues.length > 1 ? "are" : "is"} with the customer. Leave when you have handed over; the customer stays connected.`),
-      h("div.actions", {}, button("leave", "Leave call", {
-        onclick: () => act("leave", () => api.leave(conference.name), "transfer"),
+      h("div.actions", {}, controls.button("leave", "Leave call", {
+        onclick: () => controls.act("leave", () => api.leave(conference.name), "transfer"),
       }, ".button-primary"))));
   }
-  if (lastError?.where === "transfer") parts.push(errorLine("transfer"));
+  if (controls.error?.where === "transfer") parts.push(controls.errorLine("transfer"));
   render(progress, ...parts);
 
   form.hidden = Boolean(active) || colleagues.length > 0;
   updateTargets();
-  $("transfer-start").disabled = busyAction === "transfer-start";
+  $("transfer-start").disabled = controls.busy === "transfer-start";
 }
 
 function updateTargets() {
@@ -405,13 +369,13 @@ function renderTeam() {
 
 async function main() {
   startTicker();
-  model.addEventListener("change", schedule);
+  model.addEventListener("change", () => controls.schedule());
   const socket = new LiveSocket(model, showConnection);
   socket.start();
   try {
     const who = await api.me();
     softphone = createSoftphone(who);
-    softphone.addEventListener("change", schedule);
+    softphone.addEventListener("change", () => controls.schedule());
     softphone.addEventListener("incoming", (event) => {
       const context = model.ringingFor();
       const from = context?.conference?.from;
@@ -427,7 +391,7 @@ async function main() {
   } catch (error) {
     setSoftphoneState($("softphone-state"), "error", error.message);
   }
-  schedule();
+  controls.schedule();
 }
 
 main();

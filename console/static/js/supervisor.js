@@ -3,6 +3,7 @@
 // today's figures, a call's timeline and webhook health.
 
 import { api } from "./api.js";
+import { Controls } from "./controls.js";
 import { Model } from "./model.js";
 import { createSoftphone } from "./softphone.js";
 import {
@@ -10,6 +11,7 @@ import {
   TRANSFER_WORDS,
   ago,
   announce,
+  byRoleThenJoin,
   clock,
   duration,
   h,
@@ -27,9 +29,8 @@ import { LiveSocket } from "./ws.js";
 const $ = (id) => document.getElementById(id);
 const me = document.body.dataset.username;
 const model = new Model(me, true);
+const controls = new Controls(renderAll);
 let softphone = null;
-let busyAction = null;
-let lastError = null; // {where, text}
 let figures = null;
 let webhooks = null;
 let timelineFor = null;
@@ -50,24 +51,9 @@ const WEBHOOK_ROUTES = [
 
 // --- actions -----------------------------------------------------------------------------------
 
-async function act(key, action, where) {
-  if (busyAction) return;
-  busyAction = key;
-  lastError = null;
-  schedule();
-  try {
-    await action();
-  } catch (error) {
-    lastError = { where, text: error.message || String(error) };
-    announce(lastError.text, true);
-  } finally {
-    busyAction = null;
-    schedule();
-  }
-}
 
 function monitor(conference, mode) {
-  act(`${conference.name}:${mode}`, async () => {
+  controls.act(`${conference.name}:${mode}`, async () => {
     pendingMonitor.set(conference.name, { mode, at: Date.now() });
     await api.monitor(conference.name, mode);
     announce(`${MODES.find((m) => m[0] === mode)[1]} mode on the call with ${phone(conference.from)}.`);
@@ -75,7 +61,7 @@ function monitor(conference, mode) {
 }
 
 function leave(conference) {
-  act(`${conference.name}:leave`, async () => {
+  controls.act(`${conference.name}:leave`, async () => {
     pendingMonitor.delete(conference.name);
     await api.leave(conference.name);
     announce("You left the call.");
@@ -84,13 +70,6 @@ function leave(conference) {
 
 // --- rendering ------------------------------------------------------------------------------
 
-let frame = 0;
-function schedule() {
-  if (!frame) frame = requestAnimationFrame(() => {
-    frame = 0;
-    renderAll();
-  });
-}
 
 function renderAll() {
   renderMonitor();
@@ -102,19 +81,7 @@ function renderAll() {
   renderWebhooks();
 }
 
-function button(key, label, attrs = {}, cls = "") {
-  return h(`button.button${cls}`, {
-    type: "button",
-    "data-key": key,
-    disabled: attrs.disabled || busyAction === key || undefined,
-    "aria-busy": busyAction === key ? "true" : undefined,
-    ...attrs,
-  }, label);
-}
 
-function errorLine(where) {
-  return lastError?.where === where ? h("p.alert", { role: "alert" }, lastError.text) : null;
-}
 
 /** This supervisor's participant in a conference and the mode it is in. */
 function myPresence(conference) {
@@ -123,9 +90,6 @@ function myPresence(conference) {
   return { participant: p, mode: p.coaching ? "whisper" : p.muted ? "listen" : "barge" };
 }
 
-function roleOrder(p) {
-  return { customer: 0, agent: 1, supervisor: 2 }[p.role] ?? 3;
-}
 
 function visibleConferences() {
   const queued = new Set(model.queue.map((q) => q.call_sid));
@@ -151,9 +115,7 @@ function conferenceCard(c) {
   const pending = model.monitors.get(c.name)?.get(me);
   const current = mine?.mode || null;
   const transfer = model.liveTransfers().find((t) => t.conference === c.name);
-  const people = [...c.participants.values()].sort(
-    (a, b) => roleOrder(a) - roleOrder(b) || (a.joined_at || 0) - (b.joined_at || 0),
-  );
+  const people = [...c.participants.values()].sort(byRoleThenJoin);
   const statusWords = { "in-progress": "In progress", waiting: "Connecting", ended: "Ended" };
   const canMonitor = c.status === "in-progress";
   const title = `call-${c.name}`;
@@ -189,16 +151,16 @@ function conferenceCard(c) {
     transfer.note ? h("span.note-inline", {}, h("q", {}, transfer.note)) : null) : null,
   h("div.conference-actions", {},
     h("div.segmented", { role: "group", "aria-label": `Monitor the call with ${phone(c.from)}` },
-      MODES.map(([mode, label, help]) => button(`${c.name}:${mode}`, label, {
+      MODES.map(([mode, label, help]) => controls.button(`${c.name}:${mode}`, label, {
         "aria-pressed": String(current === mode),
         "data-pending": !current && pending === mode ? "true" : undefined,
         title: help,
         disabled: !canMonitor || undefined,
         onclick: () => monitor(c, mode),
       }, ".segment"))),
-    mine || pending ? button(`${c.name}:leave`, "Leave", { onclick: () => leave(c) }, ".button-small") : null,
-    button(`${c.name}:timeline`, "Timeline", { onclick: () => openTimeline(c) }, ".button-quiet.button-small")),
-  errorLine(c.name));
+    mine || pending ? controls.button(`${c.name}:leave`, "Leave", { onclick: () => leave(c) }, ".button-small") : null,
+    controls.button(`${c.name}:timeline`, "Timeline", { onclick: () => openTimeline(c) }, ".button-quiet.button-small")),
+  controls.errorLine(c.name));
 }
 
 function renderMonitor() {
@@ -210,20 +172,20 @@ function renderMonitor() {
     parts.push(h("div.monitor-ring", {},
       h("p", {}, "Your phone is ringing."),
       h("div.actions", {},
-        button(`answer:${call.sid}`, "Answer", { onclick: () => act(`answer:${call.sid}`, () => softphone.answer(call.sid), "monitor") }, ".button-answer"),
-        button(`decline:${call.sid}`, "Decline", { onclick: () => act(`decline:${call.sid}`, () => softphone.decline(call.sid), "monitor") }))));
+        controls.button(`answer:${call.sid}`, "Answer", { onclick: () => controls.act(`answer:${call.sid}`, () => softphone.answer(call.sid), "monitor") }, ".button-answer"),
+        controls.button(`decline:${call.sid}`, "Decline", { onclick: () => controls.act(`decline:${call.sid}`, () => softphone.decline(call.sid), "monitor") }))));
   }
   for (const [c, presence] of inIt) {
     const [, label, , doing, who] = MODES.find((m) => m[0] === presence.mode);
     parts.push(h("div.monitor-live", { "data-testid": "monitoring" },
       pill(presence.mode, label),
       h("span.monitor-what", {}, h("strong", {}, `${doing} ${phone(c.from)}`), ` · ${who} · `, timer(presence.participant.joined_at)),
-      h("div.actions", {}, button(`${c.name}:leave-line`, "Leave call", { onclick: () => leave(c) }, ".button-danger"))));
+      h("div.actions", {}, controls.button(`${c.name}:leave-line`, "Leave call", { onclick: () => leave(c) }, ".button-danger"))));
   }
   if (!parts.length) {
     parts.push(h("p.hint", {}, "Choose Listen, Whisper or Barge on a call. Your phone rings and is answered for you."));
   }
-  parts.push(errorLine("monitor"));
+  parts.push(controls.errorLine("monitor"));
   render($("monitor-body"), ...parts);
 }
 
@@ -364,7 +326,7 @@ async function refreshFigures() {
   clearTimeout(figuresTimer);
   try {
     figures = await api.figures();
-    schedule();
+    controls.schedule();
   } catch (error) {
     console.warn("figures", error.message);
   }
@@ -374,7 +336,7 @@ async function refreshFigures() {
 async function refreshWebhooks() {
   try {
     webhooks = await api.webhooks();
-    schedule();
+    controls.schedule();
   } catch (error) {
     console.warn("webhooks", error.message);
   }
@@ -396,7 +358,7 @@ function refreshSoon(kind) {
 async function main() {
   startTicker();
   model.addEventListener("change", (event) => {
-    schedule();
+    controls.schedule();
     refreshSoon(event.detail.kind);
     if (timelineFor && event.detail.kind !== "agent.updated" && event.detail.kind !== "queue.updated") {
       clearTimeout(main.timelineSoon);
@@ -407,18 +369,17 @@ async function main() {
   refreshFigures();
   refreshWebhooks();
   setInterval(refreshWebhooks, 15_000);
-  setInterval(schedule, 10_000); // "ago" texts
+  setInterval(() => controls.schedule(), 10_000); // "ago" texts
   try {
     softphone = createSoftphone(await api.me());
-    softphone.addEventListener("change", schedule);
+    softphone.addEventListener("change", () => controls.schedule());
     softphone.addEventListener("incoming", (event) => {
       // The ring we asked for by choosing a mode is answered for us.
       const fresh = [...pendingMonitor.values()].some((p) => Date.now() - p.at < AUTO_ANSWER_MS);
       if (fresh) {
         pendingMonitor.clear();
         softphone.answer(event.detail.sid).catch((error) => {
-          lastError = { where: "monitor", text: error.message };
-          schedule();
+          controls.fail("monitor", error.message);
         });
       } else {
         announce("Your phone is ringing.", true);
@@ -428,7 +389,7 @@ async function main() {
   } catch (error) {
     setSoftphoneState($("softphone-state"), "error", error.message);
   }
-  schedule();
+  controls.schedule();
 }
 
 main();

@@ -204,3 +204,9 @@ export function setSoftphoneState(el, state, detail) {
   if (detail) el.setAttribute("aria-description", detail);
   else el.removeAttribute("aria-description");
 }
+
+/** Participants in reading order: the customer, agents, supervisors; then by join time. */
+export function byRoleThenJoin(a, b) {
+  const order = (p) => ({ customer: 0, agent: 1, supervisor: 2 })[p.role] ?? 3;
+  return order(a) - order(b) || (a.joined_at || 0) - (b.joined_at || 0);
+}

@@ -8,10 +8,11 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from console import cli_users, demo
@@ -190,54 +191,47 @@ def cmd_check(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def with_redis(work: Callable[[Redis], Awaitable[int]], embedded_failure_code: int) -> int:
+    """Run ``work`` against REDIS_URL or the embedded server (started if need be, and
+    stopped after), with one client opened and closed around it."""
+    try:
+        url, server = embedded_redis_url()
+    except EmbeddedRedisError as error:
+        return fail(str(error), embedded_failure_code)
+
+    async def go() -> int:
+        redis = connect(url)
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from console.reconcile import run_command
 
     settings = settings_or_report()
     if settings is None:
         return 2
-    try:
-        url, server = embedded_redis_url()
-    except EmbeddedRedisError as error:
-        return fail(str(error), 1)
-
     # The command reports Twilio failures in its own words; no second, logged copy.
     logging.getLogger("console.gateway").setLevel(logging.ERROR)
-
-    async def go() -> int:
-        redis = connect(url)
-        try:
-            return await run_command(settings, redis)
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(go())
-    finally:
-        if server is not None:
-            server.stop()
+    return with_redis(lambda redis: run_command(settings, redis), embedded_failure_code=1)
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    try:
-        url, server = embedded_redis_url()
-    except EmbeddedRedisError as error:
-        return fail(str(error))
-
-    async def go() -> int:
-        redis = connect(url)
+    async def work(redis: Redis) -> int:
         try:
             return await cli_users.run(args, redis)
         except (RedisError, OSError) as exc:
             return fail(f"cannot reach Redis: {type(exc).__name__}", 1)
-        finally:
-            await redis.aclose()
 
-    try:
-        return asyncio.run(go())
-    finally:
-        if server is not None:
-            server.stop()
+    return with_redis(work, embedded_failure_code=2)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,32 +3,32 @@ Hypercorn master with one worker process, plus the Redis and the Twilio stand-in
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import psutil
 
 from console.embedded_redis import free_port
-from tests.servers import server_env
+from tests.servers import server_env, wait_healthy
 
 START_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass
 class Server:
-    """One Hypercorn master (``process``) whose single worker is what gets measured."""
+    """One server process (``process``); ``worker()`` is what gets measured."""
 
     kind: str
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def worker(self) -> psutil.Process:
         """The process serving requests: with one worker, `warmline serve` (and
@@ -83,7 +83,7 @@ async def start_server(
     log = log_dir / f"{kind}-{port}.log"
     server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
     try:
-        await _wait_healthy(server)
+        await wait_healthy(server, START_TIMEOUT_SECONDS)
     except BaseException:
         server.stop()
         raise
@@ -94,19 +94,3 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     """Start a server with its output in ``log`` (Popen returns at once)."""
     with log.open("wb") as sink:
         return subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
-
-
-async def _wait_healthy(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{server.kind} exited early:\n{server.log.read_text()}")
-            try:
-                async with session.get(f"{server.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{server.kind} not healthy in time:\n{server.log.read_text()}")

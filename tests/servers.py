@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -93,12 +94,22 @@ def spawn_serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def wait_healthy(server: AppServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+class Serving(Protocol):
+    """A started server: what ``wait_healthy`` needs of it."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def output(self) -> str: ...
+
+
+async def wait_healthy(server: Serving, seconds: float = START_TIMEOUT_SECONDS) -> None:
+    """Poll /healthz until 200; fail with the server's output if it exits or is late."""
+    deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
-                raise RuntimeError(f"app exited early:\n{server.output()}")
+                raise RuntimeError(f"server exited early:\n{server.output()}")
             try:
                 async with session.get(f"{server.url}/healthz") as response:
                     if response.status == 200:
@@ -106,4 +117,4 @@ async def wait_healthy(server: AppServer) -> None:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"app not healthy within {START_TIMEOUT_SECONDS}s:\n{server.output()}")
+    raise RuntimeError(f"server not healthy within {seconds}s:\n{server.output()}")

@@ -171,70 +171,61 @@ def _mark(view: Callable[..., Any], rule: str) -> None:
     setattr(view, AUTH_MARK, rule)
 
 
+def _guard(
+    role: Role | None,
+    anonymous: Callable[[], Response],
+    wrong_role: Callable[[Role], Response],
+    mark: str,
+) -> Callable[[View[P, R]], View[P, R | Response]]:
+    """A view decorator that runs the view only for a session of ``role`` (any role
+    when None); the API and the pages differ only in how they refuse."""
+
+    def decorator(view: View[P, R]) -> View[P, R | Response]:
+        @wraps(view)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+            user = await current_user()
+            if user is None:
+                return anonymous()
+            if role is not None and user.role is not role:
+                return wrong_role(role)
+            return await view(*args, **kwargs)
+
+        _mark(wrapper, mark)
+        return wrapper
+
+    return decorator
+
+
+def _api_401() -> Response:
+    return error_response("login required", 401)
+
+
+def _api_403(role: Role) -> Response:
+    return error_response(f"{role.value}s only", 403)
+
+
+def _page_403(role: Role) -> Response:
+    return Response(f"403 Forbidden: {role.value}s only\n", 403, mimetype="text/plain")
+
+
 def login_required(view: View[P, R]) -> View[P, R | Response]:
     """API views: JSON 401 without a valid session."""
-
-    @wraps(view)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        if await current_user() is None:
-            return error_response("login required", 401)
-        return await view(*args, **kwargs)
-
-    _mark(wrapper, "login")
-    return wrapper
+    return _guard(None, _api_401, _api_403, "login")(view)
 
 
 def role_required(role: Role | str) -> Callable[[View[P, R]], View[P, R | Response]]:
     """API views: JSON 401 without a session, 403 for users of another role."""
-    role = Role(role)
-
-    def decorator(view: View[P, R]) -> View[P, R | Response]:
-        @wraps(view)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-            user = await current_user()
-            if user is None:
-                return error_response("login required", 401)
-            if user.role is not role:
-                return error_response(f"{role.value}s only", 403)
-            return await view(*args, **kwargs)
-
-        _mark(wrapper, role.value)
-        return wrapper
-
-    return decorator
+    return _guard(Role(role), _api_401, _api_403, Role(role).value)
 
 
 def page_login_required(view: View[P, R]) -> View[P, R | Response]:
     """HTML pages: 303 to the login page (coming back here after) without a session."""
-
-    @wraps(view)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        if await current_user() is None:
-            return _to_login()
-        return await view(*args, **kwargs)
-
-    _mark(wrapper, "page")
-    return wrapper
+    return _guard(None, _to_login, _page_403, "page")(view)
 
 
 def page_role_required(role: Role | str) -> Callable[[View[P, R]], View[P, R | Response]]:
     """HTML pages: 303 to login without a session, a plain 403 for another role."""
-    role = Role(role)
-
-    def decorator(view: View[P, R]) -> View[P, R | Response]:
-        @wraps(view)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-            user = await current_user()
-            if user is None:
-                return _to_login()
-            if user.role is not role:
-                return Response(f"403 Forbidden: {role.value}s only\n", 403, mimetype="text/plain")
-            return await view(*args, **kwargs)
-
-        _mark(wrapper, f"page:{role.value}")
-        return wrapper
-
-    return decorator
+    return _guard(Role(role), _to_login, _page_403, f"page:{Role(role).value}")
 
 
 def _to_login() -> Response:

@@ -107,3 +107,29 @@ async def leg_leaves(voice: TwilioVoice, name: str, leg: Leg, end_on_exit: bool 
     )
     await voice.send(voice.call_status(leg.create, leg.call_sid, "completed"))
     await voice.settle()
+
+
+async def hang_up_customer(voice: TwilioVoice, name: str, reason: str) -> None:
+    """The customer hangs up: they leave (they end the conference on exit), the
+    conference ends for ``reason``, and the app's reactions finish."""
+    await voice.event(
+        name,
+        "participant-leave",
+        name,
+        ParticipantLabel="customer",
+        EndConferenceOnExit=True,
+        ParticipantCallStatus="completed",
+    )
+    await voice.event(name, "conference-end", ReasonConferenceEnded=reason)
+    await voice.settle()
+
+
+async def alice_with_customer_bob_available(app: Any, redis: Redis, voice: TwilioVoice) -> dict:
+    """alice is with a customer; bob is available for a transfer."""
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    first = await agent_answers(voice, name, "alice")
+    await set_available(bob)
+    return {"alice": alice, "bob": bob, "name": name, "first": first}

@@ -18,6 +18,7 @@ from console import keys
 from tests.flow_helpers import (
     agent_answers,
     agent_status,
+    alice_with_customer_bob_available,
     customer_waits,
     dials_to,
     events,
@@ -143,13 +144,7 @@ async def test_a_customer_alone_with_one_agent_is_retried_after_the_failure(
 @pytest.fixture
 async def call(app, redis, voice):
     """alice is with a customer; bob is available for a transfer."""
-    alice = await login(app, redis, "alice")
-    bob = await login(app, redis, "bob")
-    await set_available(alice)
-    name = await customer_waits(voice)
-    first = await agent_answers(voice, name, "alice")
-    await set_available(bob)
-    return {"alice": alice, "bob": bob, "name": name, "first": first}
+    return await alice_with_customer_bob_available(app, redis, voice)
 
 
 @pytest.mark.parametrize("fault", ["503", "429", "refused"])

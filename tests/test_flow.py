@@ -9,6 +9,7 @@ from tests.flow_helpers import (
     customer_waits,
     dials_to,
     events,
+    hang_up_customer,
     leg_leaves,
     login,
     set_available,
@@ -105,15 +106,7 @@ async def test_customer_hanging_up_while_queued_leaves_the_queue_and_stops_the_r
     await voice.settle()
     create = dials_to(voice, "alice")[-1]
     sid = await voice.ring(create)
-    await voice.event(
-        name,
-        "participant-leave",
-        name,
-        ParticipantLabel="customer",
-        EndConferenceOnExit=True,
-        ParticipantCallStatus="completed",
-    )
-    await voice.event(name, "conference-end", ReasonConferenceEnded="last-participant-left")
+    await hang_up_customer(voice, name, "last-participant-left")
     await voice.settle()
     assert [u.param("Status") for u in voice.double.call_updates() if sid in u.path] == ["canceled"]
     # alice picks up in the same instant: she is told, not connected

@@ -19,6 +19,7 @@ from tests.flow_helpers import (
     agent_answers,
     customer_waits,
     dials_to,
+    hang_up_customer,
     leg_leaves,
     login,
     set_available,
@@ -52,19 +53,6 @@ def assert_in_order(entries: list[dict[str, Any]], expected: list[tuple[str, str
         assert found, f"missing {kind} by {actor} ({words!r}) in order:\n" + "\n".join(
             f"{e['type']} {e['actor']} {e['detail']}" for e in entries
         )
-
-
-async def hang_up_customer(voice: TwilioVoice, name: str, reason: str) -> None:
-    await voice.event(
-        name,
-        "participant-leave",
-        name,
-        ParticipantLabel="customer",
-        EndConferenceOnExit=True,
-        ParticipantCallStatus="completed",
-    )
-    await voice.event(name, "conference-end", ReasonConferenceEnded=reason)
-    await voice.settle()
 
 
 async def test_timeline_tells_who_did_what_in_order_and_is_kept_a_day(app, redis, voice):

@@ -9,11 +9,11 @@ from tests.flow_helpers import (
     Leg,
     agent_answers,
     agent_status,
-    customer_waits,
+    alice_with_customer_bob_available,
     dials_to,
+    hang_up_customer,
     leg_leaves,
     login,
-    set_available,
     state,
 )
 
@@ -21,13 +21,7 @@ from tests.flow_helpers import (
 @pytest.fixture
 async def call(app, redis, voice):
     """alice is with a customer; bob is available for a transfer."""
-    alice = await login(app, redis, "alice")
-    bob = await login(app, redis, "bob")
-    await set_available(alice)
-    name = await customer_waits(voice)
-    first = await agent_answers(voice, name, "alice")
-    await set_available(bob)
-    return {"alice": alice, "bob": bob, "name": name, "first": first}
+    return await alice_with_customer_bob_available(app, redis, voice)
 
 
 async def start(call, to="bob"):
@@ -127,19 +121,7 @@ async def test_customer_hanging_up_mid_transfer_fails_it_and_stops_the_ring(call
     create = dials_to(voice, "bob")[-1]
     sid = await voice.ring(create)
     name = call["name"]
-    await voice.event(
-        name,
-        "participant-leave",
-        name,
-        ParticipantLabel="customer",
-        EndConferenceOnExit=True,
-        ParticipantCallStatus="completed",
-    )
-    await voice.event(
-        name,
-        "conference-end",
-        ReasonConferenceEnded=("participant-with-end-conference-on-exit-left"),
-    )
+    await hang_up_customer(voice, name, "participant-with-end-conference-on-exit-left")
     await voice.settle()
     cancel = [u for u in voice.double.call_updates() if sid in u.path]
     assert cancel and cancel[-1].param("Status") == "canceled"

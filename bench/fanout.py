@@ -12,6 +12,7 @@ run in alternation so that a noisy machine hits both alike.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -479,3 +480,51 @@ def table(rows: list[dict[str, Any]], sockets: int, rate: float) -> str:
         if row["errors"]:
             lines.append(f"{row['target']}/{row['mode']} errors: {row['errors']}")
     return "\n".join(lines)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """``python -m bench fanout``."""
+    fan = commands.add_parser("fanout", help="WebSocket fan-out: Warmline beside a bare broadcast")
+    fan.add_argument("--sockets", type=int, default=1000)
+    fan.add_argument("--rate", type=float, default=20.0, help="callbacks per second")
+    fan.add_argument("--seconds", type=float, default=8.0, help="measured window per round")
+    fan.add_argument("--rounds", type=int, default=3)
+    fan.add_argument(
+        "--modes",
+        default="deflate,none",
+        help="comma list: deflate (offered as browsers do), none (not offered), "
+        "refused (offered, declined by the server: see bench/refuse_deflate.py)",
+    )
+    fan.add_argument("--clients", type=int, default=2, help="client processes")
+    fan.add_argument("--json", type=Path, help="also write every figure here")
+    fan.add_argument("--profile", type=Path, help="py-spy raw stacks of Warmline's worker here")
+    fan.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="before each round, wait up to this long for the machine to be quiet",
+    )
+    fan.set_defaults(main=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not set(modes) <= {"deflate", "none", "refused"}:
+        raise SystemExit("--modes takes deflate, none, refused")
+    results = asyncio.run(
+        run(
+            args.sockets,
+            args.rate,
+            args.seconds,
+            args.rounds,
+            modes,
+            args.clients,
+            args.profile,
+            args.settle,
+        )
+    )
+    rows = summarize(results)
+    print(table(rows, args.sockets, args.rate))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0

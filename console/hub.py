@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from console import keys
 from console.events import EVERYONE
 from console.redis_ext import connect
+from console.ws_frames import DirectWriter, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class LogEntry:
     raw_id: str
     audience: frozenset[str] | None  # None: everyone; empty: supervisors only
     text: str
+    frame: bytes  # ``text`` as a WebSocket frame, for sockets written directly
 
     @classmethod
     def from_stream(cls, raw_id: str, fields: dict[str, str]) -> LogEntry:
@@ -64,6 +66,7 @@ class LogEntry:
             raw_id=raw_id,
             audience=None if audience == EVERYONE else frozenset(filter(None, audience.split(","))),
             text=text,
+            frame=text_frame(text),
         )
 
     def visible_to(self, username: str, supervisor: bool) -> bool:
@@ -87,12 +90,20 @@ CLOSE: Final = _Close()
 
 @dataclass(eq=False)
 class Subscriber:
-    """One socket's view of the live flow."""
+    """One socket's view of the live flow.
+
+    While the socket is ``live`` (caught up, its feed idle, a ``writer`` available),
+    the hub writes each entry straight onto it; otherwise entries wait in ``queue``
+    for the feed, which sends them the ordinary way and goes live again once the
+    queue is empty (see console/ws_frames.py).
+    """
 
     username: str
     supervisor: bool
     backlog: int
     queue: asyncio.Queue[LogEntry | _Resync | _Close] = field(init=False)
+    writer: DirectWriter | None = None
+    live: bool = False
     behind: bool = False
     closing: bool = False
     pinging: bool = False  # the client sends keep-alive pings, so silence means frozen
@@ -101,22 +112,34 @@ class Subscriber:
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.backlog + 1)
 
-    def offer(self, entry: LogEntry) -> None:
-        """Queue ``entry`` if this user may see it; on overflow, drop the backlog for a
-        resync (never block the reader)."""
+    def offer(self, entry: LogEntry) -> bool:
+        """Write or queue ``entry`` if this user may see it (True: written now). On
+        overflow, drop the backlog for a resync (never block the reader)."""
         if self.behind or self.closing or not entry.visible_to(self.username, self.supervisor):
-            return
+            return False
+        if self.live:
+            assert self.writer is not None
+            if self.writer.write(entry.frame):
+                return True
+            self.live = False  # not keeping up: the feed sends it, with flow control
         if self.queue.qsize() < self.backlog:
             self.queue.put_nowait(entry)
-            return
+            return False
         self.behind = True
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(RESYNC)
+        return False
+
+    def go_live(self) -> None:
+        """Called by the feed between sends: with nothing queued (everything offered
+        so far is on the socket), let the hub write the next entries directly."""
+        self.live = self.writer is not None and self.queue.empty() and not self.closing
 
     def close(self) -> None:
         """Stop the feed: nothing queued matters any more."""
         self.closing = True
+        self.live = False
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(CLOSE)
@@ -145,6 +168,7 @@ class Hub:
         self.last_id: str | None = None
         self.published = 0
         self.delivered = 0
+        self.delivered_direct = 0
         self.resyncs = 0
         self._ready = asyncio.Event()
         self._redis: Redis | None = None
@@ -228,11 +252,14 @@ class Hub:
 
     def publish(self, entry: LogEntry) -> None:
         self.published += 1
+        direct = 0
         for subscriber in self.subscribers:
             was_behind = subscriber.behind
-            subscriber.offer(entry)
+            direct += subscriber.offer(entry)
             if subscriber.behind and not was_behind:
                 self.resyncs += 1
+        self.delivered += direct
+        self.delivered_direct += direct
 
 
 async def newest_id(redis: Redis) -> str:

@@ -37,6 +37,11 @@ class _HubCollector(Collector):
             "warmline_ws_delivered", "Event messages sent to sockets.", hub.delivered
         )
         yield CounterMetricFamily(
+            "warmline_ws_delivered_direct",
+            "Of those, written straight onto a caught-up socket by the log reader.",
+            hub.delivered_direct,
+        )
+        yield CounterMetricFamily(
             "warmline_ws_resyncs", "Sockets that fell behind and were resynced.", hub.resyncs
         )
         yield CounterMetricFamily(

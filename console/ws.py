@@ -27,6 +27,7 @@ from console.hub import CLOSE, RESYNC, LogEntry, StreamId, Subscriber, get_hub, 
 from console.presence import get_presence
 from console.redis_ext import get_redis
 from console.snapshot import read_snapshot
+from console.ws_frames import direct_writer
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("ws", __name__)
@@ -56,6 +57,7 @@ async def ws() -> Response | None:
     subscriber = hub.subscribe(user.username, user.is_supervisor, get_settings().ws_backlog)
     try:
         await websocket.accept()
+        subscriber.writer = direct_writer(websocket)
         if not user.is_supervisor:
             await get_presence().stamp(user.username)
         await _Feed(user, subscriber, get_redis()).run(since)
@@ -94,6 +96,7 @@ class _Feed:
 
     async def _follow(self) -> None:
         while True:
+            self.subscriber.go_live()
             item = await self.subscriber.next()
             if item is CLOSE:
                 await websocket.close(SERVICE_RESTART)

@@ -155,6 +155,8 @@ async def test_a_slow_socket_gets_a_resync_and_does_not_hold_up_a_fast_one(
         snapshot = await receive(slow)
         async with server_metrics(server) as metrics:
             assert metric(metrics, "warmline_ws_resyncs_total") >= 1
+            # the fast socket was written by the log reader itself (console/ws_frames.py)
+            assert metric(metrics, "warmline_ws_delivered_direct_total") >= len(ids)
     assert snapshot["type"] == "snapshot"
     assert len(messages) < len(ids)
 

@@ -15,7 +15,7 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from console import cli_users, demo
+from console import cli_users
 from console.config import ConfigError, Settings
 from console.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
 from console.redis_ext import connect
@@ -257,6 +257,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_demo_parser(commands: argparse._SubParsersAction) -> None:
+    """`warmline demo`'s options: here, so that commands other than the demo (the
+    `serve` master above all) do not import the demo's app and simulator."""
+    demo = commands.add_parser(
+        "demo", help="the app, an embedded Redis and a simulated Twilio, with demo users"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=5000, help="the app's port (default 5000)")
+    demo.add_argument(
+        "--simulator-port", type=int, default=0, help="the simulator's port (default: free)"
+    )
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="CALLS_PER_MINUTE",
+        help="generate customer calls at this rate (default 0: place them from the "
+        "simulator's page)",
+    )
+    demo.add_argument(
+        "--chaos", action="store_true", help="deliver callbacks late, duplicated, reordered"
+    )
+    demo.add_argument("--seed", type=int, help="seed for chaos and generated callers")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="warmline", description=__doc__.split(".")[0])
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -264,7 +289,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default: $PORT or 5000")
     serve.add_argument("--workers", type=int, help="default: $WEB_CONCURRENCY or 1")
     serve.set_defaults(handler=cmd_serve)
-    demo.add_parser(commands)
+    add_demo_parser(commands)
     commands.choices["demo"].set_defaults(handler=cmd_demo)
     check = commands.add_parser("check", help="validate configuration, reach Redis and Twilio")
     check.set_defaults(handler=cmd_check)

@@ -8,7 +8,6 @@ up per run; the simulator is the only "Twilio" the app talks to.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import secrets
@@ -46,29 +45,6 @@ class DemoOptions:
     chaos: bool
     seed: int | None
     redis_url: str | None
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser(
-        "demo", help="the app, an embedded Redis and a simulated Twilio, with demo users"
-    )
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    demo.add_argument("--port", type=int, default=5000, help="the app's port (default 5000)")
-    demo.add_argument(
-        "--simulator-port", type=int, default=0, help="the simulator's port (default: free)"
-    )
-    demo.add_argument(
-        "--rate",
-        type=float,
-        default=0.0,
-        metavar="CALLS_PER_MINUTE",
-        help="generate customer calls at this rate (default 0: place them from the "
-        "simulator's page)",
-    )
-    demo.add_argument(
-        "--chaos", action="store_true", help="deliver callbacks late, duplicated, reordered"
-    )
-    demo.add_argument("--seed", type=int, help="seed for chaos and generated callers")
 
 
 def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Settings:

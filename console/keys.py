@@ -15,6 +15,10 @@ QUEUE = PREFIX + "queue"
 QUEUE_INFO = PREFIX + "queue:info"
 """Hash: conference name -> queued record (JSON) of each waiting customer."""
 
+QUEUE_ANNOUNCED = PREFIX + "queue:announced"
+"""Hash: ``at`` (ms) of the last queue.updated, ``stale`` = 1 when one is held back
+(see console/waiting_line.py)."""
+
 LIVE = PREFIX + "live"
 """Set: names of conferences not yet ended."""
 

@@ -9,6 +9,7 @@ what makes late, duplicated and reordered callbacks end in one state.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
@@ -58,8 +59,14 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        known = _field_names(cls)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    """Looked up once per record class: ``fields()`` showed in the webhook profile."""
+    return frozenset(f.name for f in fields(cls))
 
 
 @dataclass

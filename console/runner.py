@@ -181,6 +181,7 @@ class Runner:
 
         async def change(unit: Unit) -> int:
             mark_absent_offline(unit, last_seen, grace)
+            unit.announce_held_back_queue()
             return await assign(unit)
 
         await self.unit(change)

@@ -12,9 +12,8 @@ processes can never both dial one agent or give one customer to two agents.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,6 +43,12 @@ from console.records import (
     TransferStatus,
 )
 from console.urls import hold_url
+from console.waiting_line import (
+    EAGER_QUEUE_UPDATES,
+    QUEUE_UPDATE_INTERVAL_MS,
+    QueueInfo,
+    write_line,
+)
 
 T = TypeVar("T")
 
@@ -52,14 +57,16 @@ ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
 
 
 # One read of everything a unit starts from, after its WATCH: agents, queue, queue
-# info, then each conference named (a missing one comes back as nil).
+# info, when queue.updated was last sent (not watched: a race only sends one more),
+# then each conference named (a missing one comes back as nil).
 _READ_STATE = """
 local out = {
     redis.call('HGETALL', KEYS[1]),
     redis.call('LRANGE', KEYS[2], 0, -1),
     redis.call('HGETALL', KEYS[3]),
+    redis.call('HGETALL', KEYS[4]),
 }
-for i = 4, #KEYS do
+for i = 5, #KEYS do
     out[i] = redis.call('GET', KEYS[i])
 end
 return out
@@ -91,7 +98,10 @@ class Unit:
         self.now = now
         self.agents: dict[str, Agent] = {}
         self.queue: list[str] = []
-        self.queued: dict[str, Queued] = {}
+        self.queued = QueueInfo({})
+        self._queue_announced: dict[str, str] = {}
+        self._announced_before: dict[str, str] = {}
+        self._flush_queue = False
         self.events: list[Event] = []
         self.effects: list[Effect] = []
         self._conferences: dict[str, ConferenceRecord | None] = {}
@@ -109,14 +119,16 @@ class Unit:
         conference_keys = [keys.conference(name) for name in conferences]
         watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, *conference_keys]
         await self.pipe.watch(*watched)
-        agents, queue, info, *raws = await self.pipe.eval(_READ_STATE, len(watched), *watched)
+        agents, queue, info, announced, *raws = await self.pipe.eval(
+            _READ_STATE, len(watched) + 1, *watched[:3], keys.QUEUE_ANNOUNCED, *watched[3:]
+        )
         self._agents_raw = _pairs(agents)
         self.agents = {name: Agent.from_json(raw) for name, raw in self._agents_raw.items()}
         self.queue = list(queue)
         self._queue_before = list(self.queue)
-        self.queued = {
-            name: Queued.from_dict(json.loads(raw)) for name, raw in _pairs(info).items()
-        }
+        self.queued = QueueInfo(_pairs(info))
+        self._queue_announced = _pairs(announced)
+        self._announced_before = dict(self._queue_announced)
         for name, raw in zip(conferences, raws, strict=True):
             self._remember(name, raw)
 
@@ -163,14 +175,15 @@ class Unit:
     def register_transfer(self, transfer_id: str, conference: str) -> None:
         self._new_transfers[transfer_id] = conference
 
-    def waiting(self) -> list[str]:
-        """Queued customers nobody is being dialed for, in queue order."""
+    def waiting(self) -> Iterator[str]:
+        """Queued customers nobody is being dialed for, in queue order (lazily: routing
+        looks at no more of the line than it has agents for)."""
         engaged = {a.conference for a in self.agents.values() if a.dial}
-        return [
+        return (
             name
             for name in self.queue
             if name not in engaged and self.queued[name].not_before <= self.now
-        ]
+        )
 
     def routable(self) -> list[Agent]:
         """Available agents, longest idle first."""
@@ -214,7 +227,7 @@ class Unit:
         for record in self._conferences.values():
             if record is not None:
                 _Settler(self, record).run()
-        if self.waiting() and self.routable():
+        if self.routable() and next(self.waiting(), None) is not None:
             self.effects.append(Route())
         self._announce_agents()
         self._announce_queue()
@@ -228,18 +241,34 @@ class Unit:
 
     def _announce_queue(self) -> None:
         if self.queue == self._queue_before:
+            if self._flush_queue and self._queue_announced.get("stale") == "1":
+                self._queue_updated(held_back_ok=True)
             return
         for name, reason in self._dequeued.items():
             if name not in self.queue:
                 self.events.append(
                     Event("call.dequeued", {"call_sid": name, "reason": reason}, self.now)
                 )
+        before = set(self._queue_before)
         for position, name in enumerate(self.queue, 1):
-            if name not in self._queue_before:
+            if name not in before:
                 self.events.append(
                     Event("call.queued", self.queued[name].public(position), self.now)
                 )
+        self._queue_updated(held_back_ok=len(self.queue) > EAGER_QUEUE_UPDATES)
+
+    def announce_held_back_queue(self) -> None:
+        """Send the queue.updated a busy line held back, once its interval is over (the
+        sweeper asks every unit it runs)."""
+        self._flush_queue = True
+
+    def _queue_updated(self, held_back_ok: bool) -> None:
+        last = int(self._queue_announced.get("at", 0))
+        if held_back_ok and self.now - last < QUEUE_UPDATE_INTERVAL_MS:
+            self._queue_announced = {"at": str(last), "stale": "1"}
+            return
         self.events.append(Event("queue.updated", {"queue": self.public_queue()}, self.now))
+        self._queue_announced = {"at": str(self.now), "stale": "0"}
 
     def public_queue(self) -> list[dict[str, object]]:
         return [self.queued[n].public(i) for i, n in enumerate(self.queue, 1) if n in self.queued]
@@ -287,19 +316,12 @@ class Unit:
         return bool(updates)
 
     def _write_queue(self) -> bool:
-        if self.queue == self._queue_before and not self._dequeued:
-            return False
-        self.pipe.delete(keys.QUEUE, keys.QUEUE_INFO)
-        if self.queue:
-            self.pipe.rpush(keys.QUEUE, *self.queue)
-            self.pipe.hset(
-                keys.QUEUE_INFO,
-                mapping={
-                    n: json.dumps(self.queued[n].to_dict(), separators=(",", ":"))
-                    for n in self.queue
-                },
-            )
-        return True
+        changed = write_line(self.pipe, self._queue_before, self.queue)
+        changed = self.queued.write(self.pipe) or changed
+        if self._queue_announced != self._announced_before:
+            self.pipe.hset(keys.QUEUE_ANNOUNCED, mapping=self._queue_announced)
+            changed = True
+        return changed
 
 
 class _Settler:

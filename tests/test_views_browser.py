@@ -326,3 +326,32 @@ async def test_connection_loss_shows_a_banner_and_resumes_with_since(
             if "WebSocket" not in p and "ERR_CONNECTION_REFUSED" not in p
         ]
         assert problems == []
+
+
+async def test_the_page_model_moves_the_line_up_when_a_caller_leaves(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Past 25 callers queue.updated comes at most once a second: between two, the
+    page's model must renumber the line itself from call.dequeued."""
+    async with (
+        app_server(redis_server.url, "http://127.0.0.1:9", tmp_path) as app,
+        chromium() as browser,
+    ):
+        page = await browser.new_page()
+        await page.goto(app.url + "/login")
+        line = await page.evaluate(
+            """async () => {
+                const { Model } = await import("/static/js/model.js");
+                const model = new Model("boss", true);
+                const queued = (sid, position) => ({ call_sid: sid, from: "+15550000000",
+                                                     queued_at: 1, position });
+                const queue = [queued("CA3", 3), queued("CA1", 1), queued("CA2", 2)];
+                model.applySnapshot({ id: "1-0",
+                    data: { conferences: [], agents: [], transfers: [], queue } });
+                model.apply({ id: "2-0", type: "call.dequeued",
+                              data: { call_sid: "CA1", reason: "hung-up" } });
+                model.apply({ id: "3-0", type: "call.queued", data: queued("CA4", 3) });
+                return model.queue.map((q) => [q.call_sid, q.position]);
+            }"""
+        )
+        assert line == [["CA2", 1], ["CA3", 2], ["CA4", 3]]

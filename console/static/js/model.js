@@ -81,7 +81,11 @@ export class Model extends EventTarget {
         this.queue.sort((a, b) => a.position - b.position);
         break;
       case "call.dequeued":
-        this.queue = this.queue.filter((q) => q.call_sid !== data.call_sid);
+        // Everyone behind moves up: positions stay right between queue.updated
+        // events, which a long line only gets once a second.
+        this.queue = this.queue
+          .filter((q) => q.call_sid !== data.call_sid)
+          .map((q, i) => ({ ...q, position: i + 1 }));
         break;
       case "conference.started":
       case "conference.ended":

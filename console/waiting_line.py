@@ -1,0 +1,111 @@
+"""The waiting line as one unit of work sees it, at a cost that does not grow with it.
+
+Every unit reads the queue (routing needs its head), but most change one caller or
+none. With a thousand callers waiting, parsing every caller's record and rewriting
+the whole list and hash on each change made a status callback cost ~6 ms of CPU and
+an incoming call ~40 ms (bench/RESULTS.md, webhooks). So records are parsed only
+when looked at, written back only when changed, and the list is changed with the
+few LREM/LPUSH/RPUSH that a join or a departure needs.
+
+``queue.updated`` carries the whole line to every dashboard. Sent on every change
+of a long line it was most of the bytes on every socket, so past
+``EAGER_QUEUE_UPDATES`` callers it is sent at most once per
+``QUEUE_UPDATE_INTERVAL_MS`` (the sweeper sends the one held back); the small
+``call.queued`` / ``call.dequeued`` events still go out with every change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+
+from redis.asyncio.client import Pipeline
+
+from console import keys
+from console.records import Queued
+
+EAGER_QUEUE_UPDATES = 25  # up to this many callers, every change sends queue.updated
+QUEUE_UPDATE_INTERVAL_MS = 1000
+
+
+class QueueInfo(MutableMapping[str, Queued]):
+    """Queued records by conference name, as read from ``wl:queue:info``."""
+
+    def __init__(self, raw: dict[str, str]) -> None:
+        self._before = raw
+        self._parsed: dict[str, Queued] = {}
+        self._removed: set[str] = set()
+
+    def __getitem__(self, name: str) -> Queued:
+        record = self._parsed.get(name)
+        if record is None:
+            if name in self._removed:
+                raise KeyError(name)
+            record = Queued.from_dict(json.loads(self._before[name]))
+            self._parsed[name] = record
+        return record
+
+    def __setitem__(self, name: str, record: Queued) -> None:
+        self._removed.discard(name)
+        self._parsed[name] = record
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._parsed.pop(name, None)
+        self._removed.add(name)
+
+    def __contains__(self, name: object) -> bool:
+        if name in self._parsed:
+            return True
+        return name in self._before and name not in self._removed
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (n for n in self._before if n not in self._removed)
+        yield from (n for n in self._parsed if n not in self._before)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def write(self, pipe: Pipeline) -> bool:
+        """Queue the records that changed; False when none did."""
+        upserts = {}
+        for name, record in self._parsed.items():
+            raw = json.dumps(record.to_dict(), separators=(",", ":"))
+            if raw != self._before.get(name):
+                upserts[name] = raw
+        deletes = [n for n in self._removed if n in self._before]
+        if upserts:
+            pipe.hset(keys.QUEUE_INFO, mapping=upserts)
+        if deletes:
+            pipe.hdel(keys.QUEUE_INFO, *deletes)
+        return bool(upserts or deletes)
+
+
+def write_line(pipe: Pipeline, before: list[str], after: list[str]) -> bool:
+    """Queue the list commands that turn ``before`` into ``after``: the few a join at
+    either end or a departure anywhere needs, or a rewrite for anything else (a
+    reconciled caller put back in arrival order). False when nothing changed."""
+    if before == after:
+        return False
+    kept_names = set(after)
+    old_names = set(before)
+    kept = [n for n in before if n in kept_names]
+    start, end = 0, len(after)
+    while start < end and after[start] not in old_names:
+        start += 1
+    while end > start and after[end - 1] not in old_names:
+        end -= 1
+    if after[start:end] != kept:
+        pipe.delete(keys.QUEUE)
+        if after:
+            pipe.rpush(keys.QUEUE, *after)
+        return True
+    for name in before:
+        if name not in kept_names:
+            pipe.lrem(keys.QUEUE, 1, name)
+    if start:
+        pipe.lpush(keys.QUEUE, *reversed(after[:start]))
+    if end < len(after):
+        pipe.rpush(keys.QUEUE, *after[end:])
+    return True

@@ -1,0 +1,88 @@
+"""A long waiting line costs each unit of work only what changed (console/waiting_line.py):
+the list edits replay exactly in Redis, and queue.updated is held back and then sent
+whole while call.queued / call.dequeued go out with every change."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from redis.asyncio import Redis
+
+from console import keys, waiting_line
+from console.waiting_line import EAGER_QUEUE_UPDATES, write_line
+from tests.flow_helpers import customer_waits, events, hang_up_customer
+
+
+async def replay(redis: Redis, before: list[str], after: list[str]) -> list[str]:
+    """Store ``before``, apply write_line's commands in a MULTI, read the list back."""
+    await redis.delete(keys.QUEUE)
+    if before:
+        await redis.rpush(keys.QUEUE, *before)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.multi()
+        changed = write_line(pipe, before, after)
+        await pipe.execute()
+    assert changed == (before != after)
+    return await redis.lrange(keys.QUEUE, 0, -1)
+
+
+def edited(rng: random.Random, before: list[str], fresh: list[str]) -> list[str]:
+    """What units do to the line: departures anywhere, joins at either end, and now
+    and then an arbitrary reorder (reconcile putting a caller back in arrival order)."""
+    after = [n for n in before if rng.random() > 0.2]
+    for name in fresh[: rng.randint(0, 3)]:
+        if rng.random() < 0.3:
+            after.insert(0, name)
+        else:
+            after.append(name)
+    if rng.random() < 0.1 and after:
+        moved = after.pop(rng.randrange(len(after)))
+        after.insert(rng.randrange(len(after) + 1), moved)
+    return after
+
+
+async def test_list_edits_turn_any_line_into_the_new_one(redis: Redis) -> None:
+    rng = random.Random(7)
+    for case in range(400):
+        before = [f"CA{case}-{i}" for i in range(rng.randint(0, 12))]
+        after = edited(rng, before, [f"CA{case}-new{i}" for i in range(3)])
+        assert await replay(redis, before, after) == after, (before, after)
+
+
+@pytest.fixture
+def hold_back_for_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting_line, "QUEUE_UPDATE_INTERVAL_MS", 60_000)
+    monkeypatch.setattr("console.unit.QUEUE_UPDATE_INTERVAL_MS", 60_000)
+
+
+async def test_a_long_line_sends_queue_updated_held_back_then_whole(
+    app, redis: Redis, voice, hold_back_for_a_minute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [await customer_waits(voice) for _ in range(EAGER_QUEUE_UPDATES + 15)]
+    await hang_up_customer(voice, names[3], "participant-with-end-conference-on-exit-left")
+    log = await events(redis)
+    queued = [e["data"]["call_sid"] for e in log if e["type"] == "call.queued"]
+    dequeued = [e["data"]["call_sid"] for e in log if e["type"] == "call.dequeued"]
+    updates = [e["data"]["queue"] for e in log if e["type"] == "queue.updated"]
+    assert queued == names  # every caller announced as they joined
+    assert dequeued == [names[3]]
+    # one queue.updated per change while the line was short, none past it
+    assert len(updates) == EAGER_QUEUE_UPDATES
+    assert [q["call_sid"] for q in updates[-1]] == names[:EAGER_QUEUE_UPDATES]
+    line = [n for n in names if n != names[3]]
+    assert await redis.lrange(keys.QUEUE, 0, -1) == line
+
+    runner = app.extensions["runner"]
+    await runner.sweep()  # the interval is not over: still held back
+    assert [e["type"] for e in await events(redis)].count("queue.updated") == len(updates)
+
+    monkeypatch.setattr("console.unit.QUEUE_UPDATE_INTERVAL_MS", 0)
+    await runner.sweep()
+    await runner.sweep()  # sent once, not again
+    log = await events(redis)
+    updates = [e["data"]["queue"] for e in log if e["type"] == "queue.updated"]
+    assert len(updates) == EAGER_QUEUE_UPDATES + 1
+    assert [(q["call_sid"], q["position"]) for q in updates[-1]] == [
+        (name, i) for i, name in enumerate(line, 1)
+    ]

@@ -69,7 +69,11 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     # The runner comes first: after_serving hooks run in this order, and it must
     # drain its REST actions while Redis and the Twilio client are still open.
     Runner(app)
-    RedisExtension(app, url=redis_url or settings.redis_url)
+    RedisExtension(
+        app,
+        url=redis_url or settings.redis_url,
+        max_connections=settings.redis_max_connections,
+    )
     TwilioGateway(app, settings)
     Hub(app)
     Presence(app)

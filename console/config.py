@@ -18,6 +18,8 @@ DEFAULT_WELCOME_MESSAGE = (
     "Thank you for calling. All of our agents are busy right now. "
     "Please stay on the line and the next available agent will be with you shortly."
 )
+# Per process: a unit of work holds one for its WATCH; hosted Redis plans cap clients.
+DEFAULT_REDIS_MAX_CONNECTIONS = 40
 
 # Required outside demo mode; demo mode fills them with local stand-ins.
 REQUIRED = (
@@ -52,6 +54,7 @@ class Settings:
     secret_key: str = field(repr=False)
     api_base_url: str = DEFAULT_API_BASE_URL
     redis_url: str | None = None
+    redis_max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
     port: int = 5000
     hold_music_url: str = DEFAULT_HOLD_MUSIC_URL
     welcome_message: str = DEFAULT_WELCOME_MESSAGE
@@ -167,6 +170,9 @@ class _Reader:
                 "TWILIO_API_BASE_URL", self.text("TWILIO_API_BASE_URL", DEFAULT_API_BASE_URL)
             ),
             redis_url=redis_url,
+            redis_max_connections=self.integer(
+                "REDIS_MAX_CONNECTIONS", DEFAULT_REDIS_MAX_CONNECTIONS, minimum=2
+            ),
             port=self.integer("PORT", 5000, minimum=1),
             hold_music_url=self.text("HOLD_MUSIC_URL", DEFAULT_HOLD_MUSIC_URL),
             welcome_message=self.text("WELCOME_MESSAGE", DEFAULT_WELCOME_MESSAGE),

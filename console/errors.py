@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from quart import Quart, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.exceptions import HTTPException
+
+from console.unit import Contended
+
+log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -62,11 +69,21 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        if request.path.startswith("/api/"):
-            return error_response(error.description or error.name, status)
-        return Response(
-            f"{status} {error.name}: {error.description}\n", status, mimetype="text/plain"
-        )
+        return _plain_or_json(status, error.name, error.description or error.name)
+
+    @app.errorhandler(RedisError)
+    @app.errorhandler(Contended)
+    async def state_unavailable(error: Exception) -> Response:
+        """Redis down, its connections all busy past the wait, or a unit that kept
+        losing races: nothing was written, so the client may simply try again."""
+        log.warning("%s %s: 503, %s: %s", request.method, request.path, type(error).__name__, error)
+        return _plain_or_json(503, "Service Unavailable", "state is unavailable; try again")
+
+
+def _plain_or_json(status: int, name: str, description: str) -> Response:
+    if request.path.startswith("/api/"):
+        return error_response(description, status)
+    return Response(f"{status} {name}: {description}\n", status, mimetype="text/plain")
 
 
 def _describe(error: RequestSchemaValidationError) -> str:

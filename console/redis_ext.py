@@ -6,13 +6,25 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from quart import Quart, current_app
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from console.config import DEFAULT_REDIS_MAX_CONNECTIONS
+
+POOL_WAIT_SECONDS = 5.0
 
 
-def connect(url: str, socket_timeout: float = 5.0) -> Redis:
+def connect(
+    url: str, socket_timeout: float = 5.0, max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
+) -> Redis:
     """An asyncio client for ``url``; ``rediss://`` accepts self-signed certificates
     because Heroku Redis presents one. Blocking reads need a ``socket_timeout``
-    longer than the block."""
+    longer than the block.
+
+    The pool is bounded and blocking: each unit of work holds a connection for its
+    WATCH, so a burst of webhooks would otherwise open one connection per request,
+    past a hosted Redis's client limit (redis-py's own pool raises at 100). Past
+    ``max_connections`` a request waits up to ``POOL_WAIT_SECONDS`` for one to come
+    back, and only then fails (a ConnectionError, answered 503)."""
     options: dict[str, object] = {
         "decode_responses": True,
         "socket_connect_timeout": 2.0,
@@ -22,14 +34,23 @@ def connect(url: str, socket_timeout: float = 5.0) -> Redis:
     }
     if urlsplit(url).scheme == "rediss":
         options["ssl_cert_reqs"] = "none"
-    return Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, **options
+    )
+    return Redis.from_pool(pool)
 
 
 class RedisExtension:
     """Holds the app's Redis client under ``app.extensions["redis"]``."""
 
-    def __init__(self, app: Quart | None = None, url: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Quart | None = None,
+        url: str | None = None,
+        max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS,
+    ) -> None:
         self.url = url
+        self.max_connections = max_connections
         self._client: Redis | None = None
         if app is not None:
             self.init_app(app)
@@ -42,7 +63,7 @@ class RedisExtension:
     async def _open(self) -> None:
         if self.url is None:
             raise RuntimeError("RedisExtension has no URL (set REDIS_URL or use the embedded one)")
-        self._client = connect(self.url)
+        self._client = connect(self.url, max_connections=self.max_connections)
 
     async def _close(self) -> None:
         if self._client is not None:

@@ -523,7 +523,9 @@ async def run_unit(
                     await pipe.reset()
                 return result, unit.effects
             except WatchError:
-                # Exponential backoff with jitter: under a burst every unit touches the
-                # agents and the queue, and tight retries would starve each other.
-                await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
+                pass
+        # Exponential backoff with jitter: under a burst every unit touches the agents
+        # and the queue, and tight retries would starve each other. The connection is
+        # back in the pool meanwhile, for a unit that may win.
+        await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
     raise Contended("state kept changing under this request; try again")

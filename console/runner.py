@@ -40,6 +40,8 @@ class Runner:
     def __init__(self, app: Quart | None = None) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._routing = False
+        self._route_again = False
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -108,9 +110,7 @@ class Runner:
         try:
             match effect:
                 case Route():
-                    from console.routing import assign
-
-                    await self.unit(assign)
+                    await self.route()
                 case PlaceCall():
                     await self.place_call(effect.conference, effect.dial, effect.agent)
                 case HangUp():
@@ -121,6 +121,24 @@ class Runner:
             log.warning("could not record the outcome of %s: %s", type(effect).__name__, exc)
         except Exception:
             log.exception("effect %s failed", type(effect).__name__)
+
+    async def route(self) -> None:
+        """Offer waiting customers to available agents. One routing pass at a time per
+        process: a burst of calls each asks for one, and a pass started after another
+        finished sees everything it would have (so asks that come while one runs
+        become a single pass after it, never a lost one)."""
+        from console.routing import assign
+
+        self._route_again = True
+        if self._routing:
+            return
+        self._routing = True
+        try:
+            while self._route_again:
+                self._route_again = False
+                await self.unit(assign)
+        finally:
+            self._routing = False
 
     async def place_call(self, conference: str, dial: str, agent: str) -> None:
         """Ring an agent's softphone and record the CallSid, or that it failed.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -498,6 +499,20 @@ def involved_agents(record: ConferenceRecord, view: ConferenceView) -> set[str]:
     return people | ringing | transferring
 
 
+# One unit at a time per client (per process, in the app): every unit WATCHes the
+# agents and the queue, so two running side by side in one process mostly made one
+# of them start over; a burst of a hundred incoming calls cost ~10 attempts each.
+# Units of other processes still race, and WATCH still decides.
+_turns: weakref.WeakKeyDictionary[Redis, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _turn(redis: Redis) -> asyncio.Lock:
+    lock = _turns.get(redis)
+    if lock is None:
+        lock = _turns[redis] = asyncio.Lock()
+    return lock
+
+
 async def run_unit(
     redis: Redis,
     settings: Settings,
@@ -511,7 +526,7 @@ async def run_unit(
     ``conferences`` the change will load are read with the rest, in one trip."""
     received_at = received_at or now_ms()
     for attempt in range(MAX_ATTEMPTS):
-        async with redis.pipeline(transaction=True) as pipe:
+        async with _turn(redis), redis.pipeline(transaction=True) as pipe:
             unit = Unit(pipe, settings, received_at)
             try:
                 await unit.load(conferences)
@@ -525,7 +540,7 @@ async def run_unit(
             except WatchError:
                 pass
         # Exponential backoff with jitter: under a burst every unit touches the agents
-        # and the queue, and tight retries would starve each other. The connection is
-        # back in the pool meanwhile, for a unit that may win.
+        # and the queue, and tight retries would starve each other. The turn and the
+        # connection are given back meanwhile, for a unit that may win.
         await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
     raise Contended("state kept changing under this request; try again")

@@ -24,7 +24,9 @@ async def assign(unit: Unit) -> int:
     """Offer waiting customers to available agents; returns how many were offered."""
     unit.end_wrap_ups()
     offered = 0
-    for name, agent in zip(unit.waiting(), unit.routable(), strict=False):
+    offers = list(zip(unit.waiting(), unit.routable(), strict=False))
+    await unit.preload([name for name, _ in offers])
+    for name, agent in offers:
         record = await unit.conference(name)
         if record is None:
             unit.dequeue(name, "hung-up")  # no record: nothing could ever connect it

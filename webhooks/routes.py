@@ -53,6 +53,16 @@ def bad_request(error: p.BadParams) -> Response:
     return Response(f"400 Bad Request: {error}\n", 400, mimetype="text/plain")
 
 
+def no_content() -> Response:
+    """204. Built with an empty bytes body: Quart sends a body-less Response's empty
+    iterable through a thread pool, a thread hop per callback (10 % of the worker's
+    time in the webhook benchmark). A 204 carries no Content-Length (RFC 9110 §8.6)."""
+    response = Response(b"", 204)
+    del response.headers["Content-Length"]
+    del response.headers["Content-Type"]
+    return response
+
+
 def unavailable(reason: str) -> Response:
     return Response(f"503 Service Unavailable: {reason}\n", 503, mimetype="text/plain")
 
@@ -124,7 +134,7 @@ async def post_conference_status(form: MultiDict[str, str]) -> Response:
     except p.BadParams as error:
         return bad_request(error)
     if event.callback is None:
-        return Response(status=204)
+        return no_content()
     callback = event.callback
     return await _recorded(
         lambda unit: apply_conference_callback(unit, event.name, callback),
@@ -158,4 +168,4 @@ async def _recorded(
     except (RedisError, OSError, Contended) as exc:
         log.warning("%s not recorded, asking Twilio to retry: %s", what, exc)
         return unavailable("state could not be recorded; retry")
-    return Response(status=204)
+    return no_content()

@@ -30,6 +30,7 @@ import psutil
 from redis.asyncio import Redis
 
 from bench.load import BareProducer, Conference, Producer, WarmlineProducer, call_sid
+from bench.measure import busy_seconds, cpu_seconds, percentile, settle, start_py_spy
 from bench.servers import Server, start_server
 from console.embedded_redis import start_redis
 from console.users import add_user
@@ -82,14 +83,6 @@ class Round:
 
     def per_1000(self, rss: int) -> float:
         return (rss - self.rss_idle) / MB * 1000 / self.sockets if self.sockets else 0.0
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 class ClientProcess:
@@ -288,27 +281,8 @@ class Bench:
     def start_profile(self, worker: Any, target: str, mode: str) -> subprocess.Popen[bytes] | None:
         if self.profile is None or target != "warmline":
             return None
-        self.profile.mkdir(parents=True, exist_ok=True)
         out = self.profile / f"{target}-{mode}-{int(time.time())}.txt"
-        return subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--nonblocking",
-                "--format",
-                "raw",
-                "--duration",
-                str(int(self.seconds)),
-                "--rate",
-                "200",
-                "--pid",
-                str(worker.pid),
-                "--output",
-                str(out),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return start_py_spy(worker.pid, self.seconds, out)
 
 
 def bench_processes(server: Server, clients: list[ClientProcess]) -> list[psutil.Process]:
@@ -316,32 +290,6 @@ def bench_processes(server: Server, clients: list[ClientProcess]) -> list[psutil
     me = psutil.Process()
     found = [me, *me.children(recursive=True)]
     return [p for p in found if p.pid != 0]
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
-async def settle(limit_s: float, quiet_cores: float = 0.3) -> float:
-    """Wait (up to ``limit_s``) until the machine is quiet: other work running beside
-    the bench skews every figure. Returns the cores busy in the last half second."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        before = busy_seconds()
-        await asyncio.sleep(0.5)
-        busy = (busy_seconds() - before) / 0.5
-        if busy <= quiet_cores or time.monotonic() >= deadline:
-            return busy
 
 
 async def sample_rss(worker: Any, peak: list[int]) -> None:

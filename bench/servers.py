@@ -1,5 +1,6 @@
-"""The processes a benchmark measures: `warmline serve` and the bare broadcast, each a
-Hypercorn master with one worker process, plus the Redis and the Twilio stand-in."""
+"""The processes a benchmark measures: `warmline serve` and the baselines (the bare
+broadcast, the hello-world form app), each a Hypercorn master with one worker process
+(or ``workers`` of them), plus the Redis and the Twilio stand-in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,24 +28,36 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    healthy_s: float = 0.0  # from spawning to the first 200 on /healthz (polled every 0.1 s)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
     def worker(self) -> psutil.Process:
-        """The process serving requests: with one worker, `warmline serve` (and
-        ``bench.serve``) serve in-process; with more, Hypercorn spawns them."""
-        master = psutil.Process(self.process.pid)
+        """The one process serving requests (benchmarks of a single worker)."""
+        workers = self.workers()
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one Hypercorn worker, found {workers}")
+        return workers[0]
+
+    def master(self) -> psutil.Process:
+        return psutil.Process(self.process.pid)
+
+    def workers(self) -> list[psutil.Process]:
+        """Every process serving requests: the master itself when it serves in-process
+        (one worker), else the worker processes Hypercorn spawned."""
+        master = self.master()
         children = [
             child
             for child in master.children(recursive=True)
             if "resource_tracker" not in " ".join(child.cmdline())
         ]
-        if not children:
-            return master
-        if len(children) != 1:
-            raise RuntimeError(f"expected one Hypercorn worker, found {children}")
-        return children[0]
+        return children or [master]
+
+    def processes(self) -> list[psutil.Process]:
+        """The master and every process under it (workers, multiprocessing helpers)."""
+        master = self.master()
+        return [master, *master.children(recursive=True)]
 
     def stop(self, grace_seconds: float = 2.0) -> None:
         """SIGTERM, then SIGKILL to the worker and the master after ``grace_seconds``:
@@ -67,26 +81,37 @@ class Server:
 
 
 async def start_server(
-    kind: str, log_dir: Path, redis_url: str, twilio_url: str, refuse_deflate: bool = False
+    kind: str,
+    log_dir: Path,
+    redis_url: str,
+    twilio_url: str,
+    refuse_deflate: bool = False,
+    workers: int = 1,
 ) -> Server:
-    """``kind`` is "warmline" (`warmline serve`) or "bare" (the broadcast baseline under
-    ``bench.serve``). ``refuse_deflate`` serves either through ``bench.refuse_deflate``."""
+    """``kind`` is "warmline" (`warmline serve`), "bare" (the broadcast baseline under
+    ``bench.serve``) or "hello" (the hello-world form app under ``bench.serve``).
+    ``refuse_deflate`` serves warmline or bare through ``bench.refuse_deflate``.
+    ``workers`` is passed as WEB_CONCURRENCY."""
     port = free_port()
-    env = server_env(redis_url, twilio_url, port)
+    env = server_env(redis_url, twilio_url, port, WEB_CONCURRENCY=str(workers))
     if refuse_deflate:
         env["BENCH_APP"] = kind
         args = [sys.executable, "-m", "bench.serve", "bench.refuse_deflate:app"]
     elif kind == "warmline":
         args = [sys.executable, "-m", "console.cli", "serve"]
+    elif kind == "hello":
+        args = [sys.executable, "-m", "bench.serve", "bench.hello_app:app"]
     else:
         args = [sys.executable, "-m", "bench.serve", "bench.broadcast_app:app"]
     log = log_dir / f"{kind}-{port}.log"
+    spawned = time.monotonic()
     server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
     try:
         await wait_healthy(server, START_TIMEOUT_SECONDS)
     except BaseException:
         server.stop()
         raise
+    server.healthy_s = time.monotonic() - spawned
     return server
 
 

@@ -78,3 +78,38 @@ async def test_burst_across_two_instances_never_double_assigns(
             first_round = {conf for _, conf in placed[:AGENTS]}
             # the customers first offered are still first in line
             assert {conf for _, conf in second_round} == first_round
+
+
+async def test_one_process_routes_a_burst_in_few_passes_and_never_retries(
+    app, redis, voice, twilio, monkeypatch
+):
+    """Units of one process take turns, and routing asked for during a pass becomes
+    one more pass after it: a burst of 40 calls with 4 agents free commits every
+    unit at its first attempt and dials each agent once."""
+    import console.routing
+
+    passes = 0
+    assign = console.routing.assign
+
+    async def counted(unit):
+        nonlocal passes
+        passes += 1
+        return await assign(unit)
+
+    monkeypatch.setattr(console.routing, "assign", counted)
+    agents = [await login(app, redis, f"agent{i}") for i in range(AGENTS)]
+    for agent in agents:
+        await set_available(agent)
+    watches_before = int((await redis.info("commandstats"))["cmdstat_watch"]["calls"])
+    sids = [call_sid() for _ in range(40)]
+    answers = await asyncio.gather(*(voice.send(voice.incoming(s)) for s in sids))
+    assert [a.status_code for a in answers] == [200] * len(sids)
+    await voice.settle()
+    watches = int((await redis.info("commandstats"))["cmdstat_watch"]["calls"]) - watches_before
+    placed = offers(twilio)
+    assert sorted(agent for agent, _ in placed) == [f"agent{i}" for i in range(AGENTS)]
+    assert len({conference for _, conference in placed}) == AGENTS
+    # Each call's unit, each dial's result, and the routing passes: one WATCH each
+    # (a routing pass that offers calls WATCHes their conferences once more).
+    assert watches <= len(sids) + AGENTS + 2 * passes + 4, (watches, passes)  # + sweeps
+    assert passes < len(sids) // 2, passes

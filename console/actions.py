@@ -180,15 +180,24 @@ async def prepare_leave(unit: Unit, username: str, name: str) -> Leaving:
 
 
 async def prepare_hold(
-    unit: Unit, username: str, supervisor: bool, name: str, call_sid: str
+    unit: Unit, username: str, supervisor: bool, name: str, call_sid: str, hold: bool
 ) -> str:
-    """Check a hold request; returns the ConferenceSid to address."""
-    _, view = await live_conference(unit, name)
+    """Check a hold request and remember who made it (the timeline names them when
+    Twilio reports the change); returns the ConferenceSid to address."""
+    record, view = await live_conference(unit, name)
     if not supervisor and present_as(view, username, "agent") is None:
         raise DomainError("you can only hold participants of your own conference", 403)
     if call_sid not in view.participants:
         raise NotFound(f"no participant {call_sid} in conference {name}")
+    record.hold_requests[call_sid] = {"by": username, "hold": hold, "at": unit.now}
     return view.sid or name
+
+
+async def forget_hold_request(unit: Unit, name: str, call_sid: str) -> None:
+    """Twilio refused the hold: no change will come to attribute."""
+    record = await unit.conference(name)
+    if record is not None:
+        record.hold_requests.pop(call_sid, None)
 
 
 @dataclass(frozen=True)

@@ -258,9 +258,10 @@ async def post_leave(name: str) -> Response:
 @validate_request(HoldBody)
 async def post_hold(name: str, data: HoldBody) -> Response:
     user = await _user()
-    conference_sid = await get_runner().unit(
+    runner = get_runner()
+    conference_sid = await runner.unit(
         lambda unit: actions.prepare_hold(
-            unit, user.username, user.is_supervisor, name, data.call_sid
+            unit, user.username, user.is_supervisor, name, data.call_sid, data.hold
         )
     )
     params: dict[str, Any] = {"hold": data.hold}
@@ -269,6 +270,7 @@ async def post_hold(name: str, data: HoldBody) -> Response:
     try:
         await get_gateway().update_participant(conference_sid, data.call_sid, **params)
     except GatewayError as error:
+        await runner.unit(lambda unit: actions.forget_hold_request(unit, name, data.call_sid))
         return _upstream_error(error)
     return jsonify({"conference": name, "call_sid": data.call_sid, "hold": data.hold})
 

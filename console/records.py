@@ -152,7 +152,9 @@ class ConferenceRecord(_Record):
     transfers: dict[str, Transfer] = field(default_factory=dict)
     end_on_exit_requested: dict[str, bool] = field(default_factory=dict)
     customer_auto_held: bool = False
-    hold_requested: bool | None = None
+    # call_sid -> {"by": username, "hold": bool, "at": ms}: holds people asked for
+    # through the API, so that the change Twilio reports names who asked for it.
+    hold_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

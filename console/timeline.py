@@ -165,11 +165,15 @@ def _participant(kind: str, data: dict[str, Any]) -> Described:
         return actor, data["call_sid"], f"{who} joined{suffix}{flags}", agents
     if kind == "participant.left":
         return actor, data["call_sid"], f"{who} left", agents
-    # participant.updated carries the new flags, not who asked for them: a supervisor's
-    # own participant changes only by their mode switch; anything else (hold, mute) is
-    # reported by Twilio without its requester, so it is the system's.
-    actor = actor if role == "supervisor" else SYSTEM
-    return actor, data["call_sid"], f"{who}:{_flags(data, only_set=False)}", agents
+    # participant.updated names who asked for a hold (``by``, from the API request);
+    # a supervisor's own participant changes only by their mode switch; anything else
+    # (hold music for a customer left alone) is the system's.
+    requester = data.get("by")
+    actor = requester or (actor if role == "supervisor" else SYSTEM)
+    detail = f"{who}:{_flags(data, only_set=False)}"
+    if requester:
+        detail += f" (by {requester})"
+    return actor, data["call_sid"], detail, agents
 
 
 def _flags(data: dict[str, Any], only_set: bool) -> str:

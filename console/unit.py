@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 MAX_ATTEMPTS = 64
 ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
+HOLD_REQUEST_MS = 60_000  # a hold change this long after the request is not its doing
 
 
 # One read of everything a unit starts from, after its WATCH: agents, queue, queue
@@ -483,10 +484,24 @@ class _Settler:
             if previous is None:
                 self._emit("participant.joined", person.public(view.name))
             elif previous.public(view.name) != person.public(view.name):
-                self._emit("participant.updated", person.public(view.name))
+                data = person.public(view.name)
+                if previous.hold != person.hold:
+                    data |= self._hold_requester(call_sid, person.hold)
+                self._emit("participant.updated", data)
         for call_sid, person in old_people.items():
             if call_sid not in view.participants:
                 self._emit("participant.left", person.public(view.name))
+
+    def _hold_requester(self, call_sid: str, hold: bool) -> dict[str, object]:
+        """``{"by": username}`` when someone asked for this hold change through the
+        API within the last minute; the request is used up. Else Twilio or the app
+        did it (hold music for a customer left alone): nothing is added."""
+        request = self.record.hold_requests.pop(call_sid, None)
+        if request is None or request["hold"] != hold:
+            return {}
+        if self.unit.now - request["at"] > HOLD_REQUEST_MS:
+            return {}
+        return {"by": request["by"]}
 
     def _emit(self, kind: str, data: dict[str, object], extra: set[str] | None = None) -> None:
         audience = self.audience | (extra or set())

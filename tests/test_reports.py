@@ -14,6 +14,7 @@ from console import figures, keys
 from console.app import create_app
 from console.events import Event, now_ms
 from console.projections import project
+from console.records import ConferenceRecord
 from tests.conftest import PUBLIC_BASE_URL, make_settings
 from tests.flow_helpers import (
     agent_answers,
@@ -100,8 +101,8 @@ async def test_timeline_tells_who_did_what_in_order_and_is_kept_a_day(app, redis
             ("conference.started", "system", "started"),
             ("supervisor.action", "sam", "sam listens in"),
             ("participant.joined", "sam", "as supervisor (muted)"),
-            ("participant.updated", "system", "on hold"),
-            ("participant.updated", "system", "off hold"),
+            ("participant.updated", "alice", "on hold, unmuted (by alice)"),
+            ("participant.updated", "alice", "off hold, unmuted (by alice)"),
             ("supervisor.action", "sam", "stops monitoring"),
             ("participant.left", "sam", "sam left"),
             ("transfer.updated", "alice", 'alice → bob: requested; note: "vip"'),
@@ -123,6 +124,25 @@ async def test_timeline_tells_who_did_what_in_order_and_is_kept_a_day(app, redis
     # kept 24 hours after the end, and a late entry does not stretch that
     ttl = await redis.ttl(keys.timeline(name))
     assert DAY - 60 < ttl <= DAY
+
+
+async def test_a_hold_twilio_refused_is_not_attributed_to_whoever_asked(app, redis, voice):
+    """alice's hold fails at Twilio: nothing is remembered, so the hold Twilio then
+    reports (the app's, or anyone's outside Warmline) is not hers."""
+    alice = await login(app, redis, "alice")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    await agent_answers(voice, name, "alice")
+    voice.double.fail_next("/Participants/", status=500, method="POST")
+    response = await alice.post(
+        f"/api/conferences/{name}/hold", json={"call_sid": name, "hold": True}
+    )
+    assert response.status_code == 502
+    record = ConferenceRecord.from_json(await redis.get(keys.conference(name)))
+    assert record.hold_requests == {}
+    await voice.event(name, "participant-hold", name, Hold=True, ParticipantLabel="customer")
+    holds = [e for e in await timeline_of(alice, name) if e["type"] == "participant.updated"]
+    assert [(e["actor"], "by" in e["detail"]) for e in holds] == [("system", False)]
 
 
 async def test_timeline_access_rules(app, redis, voice):

@@ -80,6 +80,29 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+async def _watch_and_run(
+    pipe: Pipeline, watched: list[str], command: tuple[str | int, ...]
+) -> object:
+    """WATCH ``watched`` and run one read ``command`` on the pipeline's connection,
+    sent together: one round trip where ``pipe.watch()`` then the read took two, for
+    every unit of work. The pipeline is left watching, as ``pipe.watch()`` leaves it,
+    so its MULTI/EXEC (or reset) ends the WATCH as usual."""
+    connection = pipe.connection
+    if connection is None:
+        connection = pipe.connection = await pipe.connection_pool.get_connection()
+    try:
+        await connection.send_packed_command(
+            connection.pack_commands([("WATCH", *watched), command])
+        )
+        pipe.watching = True
+        await connection.read_response()  # +OK
+        return await connection.read_response()
+    except BaseException:
+        # A reply may be left unread: the connection must not serve anyone else.
+        await connection.disconnect()
+        raise
+
+
 class Contended(Exception):
     """The unit kept losing optimistic races; the caller answers 503 so Twilio retries."""
 
@@ -116,13 +139,13 @@ class Unit:
 
     async def load(self, conferences: tuple[str, ...] = ()) -> None:
         """WATCH and read the agents, the queue and the ``conferences`` the change will
-        need: two round trips however many keys (a status callback names its
+        need: one round trip however many keys (a status callback names its
         conference up front)."""
         conference_keys = [keys.conference(name) for name in conferences]
         watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, *conference_keys]
-        await self.pipe.watch(*watched)
-        agents, queue, info, announced, *raws = await self.pipe.eval(
-            _READ_STATE, len(watched) + 1, *watched[:3], keys.QUEUE_ANNOUNCED, *watched[3:]
+        read = ("EVAL", _READ_STATE, len(watched) + 1, *watched[:3], keys.QUEUE_ANNOUNCED)
+        agents, queue, info, announced, *raws = await _watch_and_run(
+            self.pipe, watched, (*read, *watched[3:])
         )
         self._agents_raw = _pairs(agents)
         self.agents = {name: Agent.from_json(raw) for name, raw in self._agents_raw.items()}

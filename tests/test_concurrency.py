@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from console import keys
 from console.app import create_app
+from console.records import Agent
+from console.redis_ext import connect
+from console.unit import Unit, run_unit
 from tests.conftest import PUBLIC_BASE_URL
 from tests.flow_helpers import login, set_available
 from tests.twilio_voice import TwilioVoice, call_sid
@@ -113,3 +117,25 @@ async def test_one_process_routes_a_burst_in_few_passes_and_never_retries(
     # (a routing pass that offers calls WATCHes their conferences once more).
     assert watches <= len(sids) + AGENTS + 2 * passes + 4, (watches, passes)  # + sweeps
     assert passes < len(sids) // 2, passes
+
+
+async def test_a_write_between_the_read_and_the_commit_makes_the_unit_start_over(
+    settings, redis, redis_server
+):
+    """The unit's WATCH goes out with its read in one round trip: a change to a key it
+    read, made before its MULTI/EXEC, must still make it run again from scratch."""
+    client = connect(redis_server.url)
+    seen: list[set[str]] = []
+
+    async def change(unit: Unit) -> None:
+        seen.append(set(unit.agents))
+        if len(seen) == 1:  # someone else commits in between, once
+            await redis.hset(keys.AGENTS, "intruder", Agent(username="intruder").to_json())
+        unit.agent("alice")
+
+    try:
+        await run_unit(client, settings, change, conferences=(call_sid(),))
+    finally:
+        await client.aclose()
+    assert seen == [set(), {"intruder"}]
+    assert set(await redis.hkeys(keys.AGENTS)) == {"intruder", "alice"}

@@ -24,7 +24,10 @@ async def assign(unit: Unit) -> int:
     """Offer waiting customers to available agents; returns how many were offered."""
     unit.end_wrap_ups()
     offered = 0
-    offers = list(zip(unit.waiting(), unit.routable(), strict=False))
+    routable = unit.routable()
+    if not routable:
+        return 0
+    offers = list(zip(await unit.waiting(len(routable)), routable, strict=False))
     await unit.preload([name for name, _ in offers])
     for name, agent in offers:
         record = await unit.conference(name)

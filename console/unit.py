@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -58,17 +58,17 @@ ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
 HOLD_REQUEST_MS = 60_000  # a hold change this long after the request is not its doing
 
 
-# One read of everything a unit starts from, after its WATCH: agents, queue, queue
-# info, when queue.updated was last sent (not watched: a race only sends one more),
-# then each conference named (a missing one comes back as nil).
+# One read of everything a unit starts from, with its WATCH: agents, the queue's
+# names (callers' records are fetched when needed: console/waiting_line.py), when
+# queue.updated was last sent (not watched: a race only sends one more), then each
+# conference named (a missing one comes back as nil).
 _READ_STATE = """
 local out = {
     redis.call('HGETALL', KEYS[1]),
     redis.call('LRANGE', KEYS[2], 0, -1),
     redis.call('HGETALL', KEYS[3]),
-    redis.call('HGETALL', KEYS[4]),
 }
-for i = 5, #KEYS do
+for i = 4, #KEYS do
     out[i] = redis.call('GET', KEYS[i])
 end
 return out
@@ -123,7 +123,7 @@ class Unit:
         self.now = now
         self.agents: dict[str, Agent] = {}
         self.queue: list[str] = []
-        self.queued = QueueInfo({})
+        self.queued = QueueInfo()
         self._queue_announced: dict[str, str] = {}
         self._announced_before: dict[str, str] = {}
         self._flush_queue = False
@@ -143,15 +143,14 @@ class Unit:
         conference up front)."""
         conference_keys = [keys.conference(name) for name in conferences]
         watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, *conference_keys]
-        read = ("EVAL", _READ_STATE, len(watched) + 1, *watched[:3], keys.QUEUE_ANNOUNCED)
-        agents, queue, info, announced, *raws = await _watch_and_run(
-            self.pipe, watched, (*read, *watched[3:])
+        read = ("EVAL", _READ_STATE, 3 + len(conference_keys), keys.AGENTS, keys.QUEUE)
+        agents, queue, announced, *raws = await _watch_and_run(
+            self.pipe, watched, (*read, keys.QUEUE_ANNOUNCED, *conference_keys)
         )
         self._agents_raw = _pairs(agents)
         self.agents = {name: Agent.from_json(raw) for name, raw in self._agents_raw.items()}
         self.queue = list(queue)
         self._queue_before = list(self.queue)
-        self.queued = QueueInfo(_pairs(info))
         self._queue_announced = _pairs(announced)
         self._announced_before = dict(self._queue_announced)
         for name, raw in zip(conferences, raws, strict=True):
@@ -207,21 +206,26 @@ class Unit:
     def dequeue(self, name: str, reason: str) -> None:
         if name in self.queue:
             self.queue.remove(name)
-            self.queued.pop(name, None)
+            self.queued.discard(name)
             self._dequeued[name] = reason
 
     def register_transfer(self, transfer_id: str, conference: str) -> None:
         self._new_transfers[transfer_id] = conference
 
-    def waiting(self) -> Iterator[str]:
-        """Queued customers nobody is being dialed for, in queue order (lazily: routing
-        looks at no more of the line than it has agents for)."""
+    async def waiting(self, count: int) -> list[str]:
+        """Up to ``count`` queued customers nobody is being dialed for, in queue order.
+        Routing looks at no more of the line than it has agents for: records are
+        fetched a slice at a time."""
         engaged = {a.conference for a in self.agents.values() if a.dial}
-        return (
-            name
-            for name in self.queue
-            if name not in engaged and self.queued[name].not_before <= self.now
-        )
+        found: list[str] = []
+        step = max(2 * count, 16)
+        for start in range(0, len(self.queue), step):
+            if len(found) >= count:
+                break
+            names = [n for n in self.queue[start : start + step] if n not in engaged]
+            await self.queued.fetch(self.pipe, names)
+            found += [n for n in names if self.queued[n].not_before <= self.now]
+        return found[:count]
 
     def routable(self) -> list[Agent]:
         """Available agents, longest idle first."""
@@ -261,14 +265,20 @@ class Unit:
 
     # -- settling -------------------------------------------------------------
 
-    def settle(self) -> None:
+    async def settle(self) -> None:
         for record in self._conferences.values():
             if record is not None:
                 _Settler(self, record).run()
-        if self.routable() and next(self.waiting(), None) is not None:
+        if self.routable() and await self.waiting(1):
             self.effects.append(Route())
         self._announce_agents()
-        self._announce_queue()
+        update = self._queue_update()
+        if update:  # the whole line goes out: every caller's record is needed
+            await self.queued.fetch(self.pipe, self.queue)
+        elif self.queue != self._queue_before:  # who joined (set here, so no trip)
+            before = set(self._queue_before)
+            await self.queued.fetch(self.pipe, [n for n in self.queue if n not in before])
+        self._announce_queue(update)
 
     def _announce_agents(self) -> None:
         for name, agent in self.agents.items():
@@ -277,11 +287,30 @@ class Unit:
             if old != agent.public():
                 self.events.append(Event("agent.updated", agent.public(), self.now))
 
-    def _announce_queue(self) -> None:
+    def _queue_update(self) -> bool | None:
+        """Whether this unit sends queue.updated (True), holds it back (False: a long
+        line had one less than ``QUEUE_UPDATE_INTERVAL_MS`` ago), or has nothing to
+        announce (None). A held-back one is sent when the sweeper asks."""
         if self.queue == self._queue_before:
-            if self._flush_queue and self._queue_announced.get("stale") == "1":
-                self._queue_updated(held_back_ok=True)
-            return
+            if not (self._flush_queue and self._queue_announced.get("stale") == "1"):
+                return None
+            held_back_ok = True
+        else:
+            held_back_ok = len(self.queue) > EAGER_QUEUE_UPDATES
+        last = int(self._queue_announced.get("at", 0))
+        return not (held_back_ok and self.now - last < QUEUE_UPDATE_INTERVAL_MS)
+
+    def _announce_queue(self, update: bool | None) -> None:
+        if self.queue != self._queue_before:
+            self._announce_line_changes()
+        if update:
+            self.events.append(Event("queue.updated", {"queue": self.public_queue()}, self.now))
+            self._queue_announced = {"at": str(self.now), "stale": "0"}
+        elif update is False:
+            self._queue_announced = {**self._queue_announced, "stale": "1"}
+
+    def _announce_line_changes(self) -> None:
+        """call.dequeued for who left the line, call.queued for who joined it."""
         for name, reason in self._dequeued.items():
             if name not in self.queue:
                 self.events.append(
@@ -293,20 +322,11 @@ class Unit:
                 self.events.append(
                     Event("call.queued", self.queued[name].public(position), self.now)
                 )
-        self._queue_updated(held_back_ok=len(self.queue) > EAGER_QUEUE_UPDATES)
 
     def announce_held_back_queue(self) -> None:
         """Send the queue.updated a busy line held back, once its interval is over (the
         sweeper asks every unit it runs)."""
         self._flush_queue = True
-
-    def _queue_updated(self, held_back_ok: bool) -> None:
-        last = int(self._queue_announced.get("at", 0))
-        if held_back_ok and self.now - last < QUEUE_UPDATE_INTERVAL_MS:
-            self._queue_announced = {"at": str(last), "stale": "1"}
-            return
-        self.events.append(Event("queue.updated", {"queue": self.public_queue()}, self.now))
-        self._queue_announced = {"at": str(self.now), "stale": "0"}
 
     def public_queue(self) -> list[dict[str, object]]:
         return [self.queued[n].public(i) for i, n in enumerate(self.queue, 1) if n in self.queued]
@@ -582,7 +602,7 @@ async def run_unit(
             try:
                 await unit.load(conferences)
                 result = await change(unit)
-                unit.settle()
+                await unit.settle()
                 if unit.write():
                     await pipe.execute()
                 else:

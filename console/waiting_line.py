@@ -3,9 +3,12 @@
 Every unit reads the queue (routing needs its head), but most change one caller or
 none. With a thousand callers waiting, parsing every caller's record and rewriting
 the whole list and hash on each change made a status callback cost ~6 ms of CPU and
-an incoming call ~40 ms (bench/RESULTS.md, webhooks). So records are parsed only
-when looked at, written back only when changed, and the list is changed with the
-few LREM/LPUSH/RPUSH that a join or a departure needs.
+an incoming call ~40 ms (bench/RESULTS.md, webhooks); only reading the hash of
+1,100 records still cost a unit ~0.7 ms of CPU and ~1.7 ms of waiting on Redis. So a
+unit reads the list of names, and fetches callers' records only when it needs them
+(routing, a whole-line queue.updated), on the connection that WATCHes the hash;
+records are parsed only when looked at, written back only when changed, and the
+list is changed with the few LREM/LPUSH/RPUSH that a join or a departure needs.
 
 ``queue.updated`` carries the whole line to every dashboard. Sent on every change
 of a long line it was most of the bytes on every socket, so past
@@ -17,7 +20,7 @@ of a long line it was most of the bytes on every socket, so past
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 
 from redis.asyncio.client import Pipeline
 
@@ -28,17 +31,42 @@ EAGER_QUEUE_UPDATES = 25  # up to this many callers, every change sends queue.up
 QUEUE_UPDATE_INTERVAL_MS = 1000
 
 
-class QueueInfo(MutableMapping[str, Queued]):
-    """Queued records by conference name, as read from ``wl:queue:info``."""
+class NotFetched(LookupError):
+    """A caller's record was looked at before it was fetched: a bug in the caller."""
 
-    def __init__(self, raw: dict[str, str]) -> None:
-        self._before = raw
+
+class QueueInfo(MutableMapping[str, Queued]):
+    """Queued records by conference name, from ``wl:queue:info``, fetched on demand
+    (``fetch``) within the unit's WATCH."""
+
+    def __init__(self) -> None:
+        self._before: dict[str, str] = {}  # raw records fetched (absent ones: not here)
+        self._fetched: set[str] = set()  # names asked for, present or not
         self._parsed: dict[str, Queued] = {}
         self._removed: set[str] = set()
+
+    async def fetch(self, pipe: Pipeline, names: Iterable[str]) -> None:
+        """Read the records of ``names`` not read yet, in one HMGET."""
+        wanted = [
+            n
+            for n in dict.fromkeys(names)
+            if n not in self._fetched and n not in self._parsed and n not in self._removed
+        ]
+        if not wanted:
+            return
+        for name, raw in zip(wanted, await pipe.hmget(keys.QUEUE_INFO, wanted), strict=True):
+            if raw is not None:
+                self._before[name] = raw
+        self._fetched.update(wanted)
+
+    def _known(self, name: str) -> None:
+        if name not in self._fetched and name not in self._parsed and name not in self._removed:
+            raise NotFetched(f"queue record of {name} looked at before it was fetched")
 
     def __getitem__(self, name: str) -> Queued:
         record = self._parsed.get(name)
         if record is None:
+            self._known(name)
             if name in self._removed:
                 raise KeyError(name)
             record = Queued.from_dict(json.loads(self._before[name]))
@@ -52,15 +80,23 @@ class QueueInfo(MutableMapping[str, Queued]):
     def __delitem__(self, name: str) -> None:
         if name not in self:
             raise KeyError(name)
+        self.discard(name)
+
+    def discard(self, name: str) -> None:
+        """Remove ``name``'s record, fetched or not (a caller leaving the line)."""
         self._parsed.pop(name, None)
         self._removed.add(name)
 
     def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
         if name in self._parsed:
             return True
+        self._known(name)
         return name in self._before and name not in self._removed
 
     def __iter__(self) -> Iterator[str]:
+        """The records fetched or set in this unit (not the whole hash)."""
         yield from (n for n in self._before if n not in self._removed)
         yield from (n for n in self._parsed if n not in self._before)
 
@@ -74,7 +110,9 @@ class QueueInfo(MutableMapping[str, Queued]):
             raw = json.dumps(record.to_dict(), separators=(",", ":"))
             if raw != self._before.get(name):
                 upserts[name] = raw
-        deletes = [n for n in self._removed if n in self._before]
+        # A record removed unseen may or may not be stored: HDEL of a missing field is
+        # a no-op.
+        deletes = [n for n in self._removed if n in self._before or n not in self._fetched]
         if upserts:
             pipe.hset(keys.QUEUE_INFO, mapping=upserts)
         if deletes:

@@ -4,13 +4,15 @@ whole while call.queued / call.dequeued go out with every change."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from redis.asyncio import Redis
 
 from console import keys, waiting_line
-from console.waiting_line import EAGER_QUEUE_UPDATES, write_line
+from console.records import Queued
+from console.waiting_line import EAGER_QUEUE_UPDATES, NotFetched, QueueInfo, write_line
 from tests.flow_helpers import customer_waits, events, hang_up_customer
 
 
@@ -86,3 +88,49 @@ async def test_a_long_line_sends_queue_updated_held_back_then_whole(
     assert [(q["call_sid"], q["position"]) for q in updates[-1]] == [
         (name, i) for i, name in enumerate(line, 1)
     ]
+
+
+async def calls(redis: Redis) -> dict[str, int]:
+    stats = await redis.info("commandstats")
+    return {
+        c: int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("hmget", "hgetall", "watch")
+    }
+
+
+async def test_units_on_a_long_line_read_no_callers_records_they_do_not_need(
+    app, redis: Redis, voice, hold_back_for_a_minute
+) -> None:
+    """Nobody to route to and queue.updated held back: a new caller and a callback
+    about a waiting one fetch no caller's record. Each unit's read (one WATCH) does
+    two HGETALLs, of the agents and of when queue.updated was sent, not a third of
+    the callers' records."""
+    names = [await customer_waits(voice) for _ in range(EAGER_QUEUE_UPDATES + 5)]
+    before = await calls(redis)
+    newcomer = await customer_waits(voice)
+    await hang_up_customer(voice, names[7], "participant-with-end-conference-on-exit-left")
+    after = await calls(redis)
+    used = {c: after[c] - before[c] for c in after}
+    assert used["hmget"] == 0
+    assert used["watch"] > 0 and used["hgetall"] == 2 * used["watch"], used
+    assert await redis.lrange(keys.QUEUE, 0, -1) == [n for n in names if n != names[7]] + [newcomer]
+    assert not await redis.hexists(keys.QUEUE_INFO, names[7])
+    assert await redis.hexists(keys.QUEUE_INFO, newcomer)
+
+
+async def test_a_record_looked_at_before_it_is_fetched_is_a_loud_bug(redis: Redis) -> None:
+    record = Queued(call_sid="CA1", from_number=None, queued_at=5)
+    await redis.hset(keys.QUEUE_INFO, "CA1", json.dumps(record.to_dict()))
+    info = QueueInfo()
+    with pytest.raises(NotFetched):
+        info["CA1"]
+    with pytest.raises(NotFetched):
+        "CA1" in info  # noqa: B015 - the membership test itself must refuse
+    async with redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(keys.QUEUE_INFO)
+        await info.fetch(pipe, ["CA1", "CA2"])
+        assert info["CA1"].queued_at == 5
+        assert "CA2" not in info
+        info.discard("CA3")  # never fetched: removed all the same
+        pipe.multi()
+        assert info.write(pipe)
+        await pipe.execute()

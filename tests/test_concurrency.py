@@ -4,6 +4,7 @@ never two agents for one caller, never one agent for two callers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 
 from console import keys
@@ -139,3 +140,33 @@ async def test_a_write_between_the_read_and_the_commit_makes_the_unit_start_over
         await client.aclose()
     assert seen == [set(), {"intruder"}]
     assert set(await redis.hkeys(keys.AGENTS)) == {"intruder", "alice"}
+
+
+async def test_units_cancelled_at_any_moment_leave_no_stray_reply_for_the_next(
+    settings, redis, redis_server
+):
+    """A unit's WATCH and read go out together on its connection (not through
+    redis-py's own WATCH): cancelled between sending and reading (the Voice URL's
+    time budget does that), the connection must not serve a later unit the replies
+    left unread. Cancel 300 units at moments spread over a unit's duration (about one
+    in ten lands between the send and the last reply) on a pool of 2 connections;
+    every unit that completes reads the true state."""
+    client = connect(redis_server.url, max_connections=2)
+    name = call_sid()
+    await redis.hset(keys.AGENTS, "alice", Agent(username="alice").to_json())
+    seen: list[tuple[set[str], list[str]]] = []
+
+    async def look(unit: Unit) -> None:
+        await unit.conference(name)
+        seen.append((set(unit.agents), list(unit.queue)))
+
+    try:
+        for i in range(300):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.00003 * (i % 40)):
+                    await run_unit(client, settings, look, conferences=(name,))
+            await run_unit(client, settings, look, conferences=(name,))
+    finally:
+        await client.aclose()
+    assert len(seen) >= 300
+    assert all(state == ({"alice"}, []) for state in seen), {str(s) for s in seen}

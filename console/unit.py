@@ -16,7 +16,7 @@ import random
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -80,9 +80,7 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-async def _watch_and_run(
-    pipe: Pipeline, watched: list[str], command: tuple[str | int, ...]
-) -> object:
+async def _watch_and_run(pipe: Pipeline, watched: list[str], command: tuple[str | int, ...]) -> Any:
     """WATCH ``watched`` and run one read ``command`` on the pipeline's connection,
     sent together: one round trip where ``pipe.watch()`` then the read took two, for
     every unit of work. The pipeline is left watching, as ``pipe.watch()`` leaves it,
@@ -160,20 +158,18 @@ class Unit:
         """Load (and WATCH) one conference aggregate; cached for the unit."""
         if name not in self._conferences:
             key = keys.conference(name)
-            await self.pipe.watch(key)
-            self._remember(name, await self.pipe.get(key))
+            self._remember(name, await _watch_and_run(self.pipe, [key], ("GET", key)))
         return self._conferences[name]
 
     async def preload(self, names: list[str]) -> None:
-        """Load (and WATCH) several conferences in two trips: routing offers up to one
-        customer per available agent, and one trip each made a pass over a hundred
-        agents hold its turn for two hundred round trips."""
+        """Load (and WATCH) several conferences in one trip: routing offers up to one
+        customer per available agent, and a trip each made a pass over a hundred
+        agents hold its turn for a hundred round trips."""
         missing = [name for name in dict.fromkeys(names) if name not in self._conferences]
         if not missing:
             return
         conference_keys = [keys.conference(name) for name in missing]
-        await self.pipe.watch(*conference_keys)
-        raws = await self.pipe.mget(conference_keys)
+        raws = await _watch_and_run(self.pipe, conference_keys, ("MGET", *conference_keys))
         for name, raw in zip(missing, raws, strict=True):
             self._remember(name, raw)
 

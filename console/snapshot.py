@@ -4,7 +4,6 @@ it reflects, and filtered to what one user may see."""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +77,6 @@ def _build(results: list[Any]) -> Snapshot:
     return Snapshot(
         last_id=last[0][0] if last else "0-0",
         conferences=[ConferenceRecord.from_json(r) for r in raw_conferences if r],
-        queue=[Queued.from_dict(json.loads(info[n])) for n in queue if n in info],
+        queue=[Queued.from_json(info[n]) for n in queue if n in info],
         agents=[Agent.from_json(raw) for raw in agents.values()],
     )

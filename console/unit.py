@@ -130,6 +130,7 @@ class Unit:
         self._conferences: dict[str, ConferenceRecord | None] = {}
         self._before: dict[str, _Loaded] = {}
         self._agents_raw: dict[str, str] = {}
+        self._agents_before: dict[str, Agent] = {}  # as read; compared, never serialised
         self._queue_before: list[str] = []
         self._dequeued: dict[str, str] = {}
         self._new_transfers: dict[str, str] = {}
@@ -146,7 +147,8 @@ class Unit:
             self.pipe, watched, (*read, keys.QUEUE_ANNOUNCED, *conference_keys)
         )
         self._agents_raw = _pairs(agents)
-        self.agents = {name: Agent.from_json(raw) for name, raw in self._agents_raw.items()}
+        self._agents_before = {n: Agent.from_json(raw) for n, raw in self._agents_raw.items()}
+        self.agents = {n: Agent.from_json(raw) for n, raw in self._agents_raw.items()}
         self.queue = list(queue)
         self._queue_before = list(self.queue)
         self._queue_announced = _pairs(announced)
@@ -278,9 +280,8 @@ class Unit:
 
     def _announce_agents(self) -> None:
         for name, agent in self.agents.items():
-            before = self._agents_raw.get(name)
-            old = Agent.from_json(before).public() if before else None
-            if old != agent.public():
+            before = self._agents_before.get(name)
+            if before is None or before.public() != agent.public():
                 self.events.append(Event("agent.updated", agent.public(), self.now))
 
     def _queue_update(self) -> bool | None:
@@ -363,7 +364,7 @@ class Unit:
         updates = {
             name: agent.to_json()
             for name, agent in self.agents.items()
-            if agent.to_json() != self._agents_raw.get(name)
+            if agent != self._agents_before.get(name)
         }
         if updates:
             self.pipe.hset(keys.AGENTS, mapping=updates)
@@ -506,7 +507,7 @@ class _Settler:
             if (status, reason) != (transfer.status, transfer.reason):
                 transfer.status, transfer.reason = status, reason
                 transfer.updated_at = self.unit.now
-            if before is None or before.to_dict() != transfer.to_dict():
+            if before != transfer:
                 audience = {transfer.from_agent} | ({transfer.to_agent} - {None})
                 self._emit("transfer.updated", transfer.public(self.record.name), audience)
 

@@ -19,7 +19,6 @@ of a long line it was most of the bytes on every socket, so past
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, MutableMapping
 
 from redis.asyncio.client import Pipeline
@@ -69,7 +68,7 @@ class QueueInfo(MutableMapping[str, Queued]):
             self._known(name)
             if name in self._removed:
                 raise KeyError(name)
-            record = Queued.from_dict(json.loads(self._before[name]))
+            record = Queued.from_json(self._before[name])
             self._parsed[name] = record
         return record
 
@@ -107,7 +106,7 @@ class QueueInfo(MutableMapping[str, Queued]):
         """Queue the records that changed; False when none did."""
         upserts = {}
         for name, record in self._parsed.items():
-            raw = json.dumps(record.to_dict(), separators=(",", ":"))
+            raw = record.to_json()
             if raw != self._before.get(name):
                 upserts[name] = raw
         # A record removed unseen may or may not be stored: HDEL of a missing field is

@@ -4,7 +4,6 @@ whole while call.queued / call.dequeued go out with every change."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -119,7 +118,7 @@ async def test_units_on_a_long_line_read_no_callers_records_they_do_not_need(
 
 async def test_a_record_looked_at_before_it_is_fetched_is_a_loud_bug(redis: Redis) -> None:
     record = Queued(call_sid="CA1", from_number=None, queued_at=5)
-    await redis.hset(keys.QUEUE_INFO, "CA1", json.dumps(record.to_dict()))
+    await redis.hset(keys.QUEUE_INFO, "CA1", record.to_json())
     info = QueueInfo()
     with pytest.raises(NotFetched):
         info["CA1"]

@@ -97,6 +97,7 @@ class Phase:
     others_cores: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)  # every answer, warm-up included
     unit_attempts: float = 0.0  # closed loop, per request (WATCH calls ÷ answers)
+    redis_trips: float = 0.0  # closed loop, per request: the units' round trips
     redis_calls: dict[str, float] = field(default_factory=dict)  # per request, closed loop
     queue_end: int = 0  # Voice URL: customers waiting at the end of the closed window
     request_bytes: int = 0
@@ -295,9 +296,15 @@ class Bench:
         phase.loadgen_cores = closed["cpu_s"] / closed["wall_s"]
         phase.loadgen_us = closed["cpu_s"] / answered * 1e6
         phase.others_cores = meter.others_cores
-        # A unit of work WATCHes its keys once per attempt (console.unit): more than one
-        # a request means conflicts made units run again.
+        # A unit of work that writes sends one WATCH per attempt (console/unit_state.py):
+        # more than one a request means stale copies or conflicts made units run again.
         phase.unit_attempts = meter.commands.get("watch", 0) / answered
+        # Each of a unit's round trips carries exactly one of these: the commit (WATCH),
+        # a read of the state or a lone check (EVALSHA), a conference or callers'
+        # records read mid-unit (MGET, HMGET). Commands inside scripts count too, so
+        # GET and EVAL are not counted: the commit's check makes both.
+        trips = sum(meter.commands.get(c, 0) for c in ("watch", "evalsha", "mget", "hmget"))
+        phase.redis_trips = trips / answered
         phase.redis_calls = {k: v / answered for k, v in sorted(meter.commands.items())}
         if route == "voice":
             phase.queue_end = await self.client.llen(keys.QUEUE)
@@ -607,6 +614,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                     ],
                     "redis_cpu_ms": median([p.redis_cpu_ms for p in phases]),
                     "unit_attempts": median([p.unit_attempts for p in phases]),
+                    "redis_trips": median([p.redis_trips for p in phases]),
                     "loadgen_cores": median([p.loadgen_cores for p in phases]),
                     "loadgen_cores_half": median([p.loadgen_cores_half for p in phases]),
                     "loadgen_us": median([p.loadgen_us for p in phases]),
@@ -636,11 +644,12 @@ def table(
     header = (
         "| route (server) | workers | max req/s | x hello | ½-max rate req/s | p50 / p99 ms "
         "at ½ max | p99 ms at max | server CPU ms/req | Redis CPU ms/req | unit attempts/req "
+        "| Redis round trips/req "
         "| load gen CPU "
         "cores (max / ½) | others' CPU cores | non-2xx | start-up s | idle RSS MB master "
         "/ each worker |"
     )
-    lines = [header, "|" + " --- |" * 15]
+    lines = [header, "|" + " --- |" * 16]
     for row in rows:
         ratio = "" if row["route"] == "hello" else f"{row['vs_hello']:.2f}"
         master = "in-process" if math.isnan(row["master_rss_mb"]) else f"{row['master_rss_mb']:.0f}"
@@ -649,7 +658,7 @@ def table(
             f"| {row['max_rate']:,.0f}{' (ran out)' if row['exhausted'] else ''} | {ratio} "
             f"| {row['half_rate']:,.0f} | {row['p50_ms']:.1f} / {row['p99_ms']:.1f} "
             f"| {row['closed_p99_ms']:.1f} | {row['server_cpu_ms']:.2f} "
-            f"| {row['redis_cpu_ms']:.2f} | {row['unit_attempts']:.2f} "
+            f"| {row['redis_cpu_ms']:.2f} | {row['unit_attempts']:.2f} | {row['redis_trips']:.2f} "
             f"| {row['loadgen_cores']:.2f} / "
             f"{row['loadgen_cores_half']:.2f} | {row['others_cores']:.2f} | {row['non_2xx']} "
             f"| {row['startup_s']:.2f} | {master} / {row['worker_rss_mb']:.0f} |"

@@ -18,7 +18,7 @@ DEFAULT_WELCOME_MESSAGE = (
     "Thank you for calling. All of our agents are busy right now. "
     "Please stay on the line and the next available agent will be with you shortly."
 )
-# Per process: a unit of work holds one for its WATCH; hosted Redis plans cap clients.
+# Per process: each unit's round trip takes one; hosted Redis plans cap clients.
 DEFAULT_REDIS_MAX_CONNECTIONS = 40
 
 # Required outside demo mode; demo mode fills them with local stand-ins.

@@ -125,7 +125,7 @@ async def record_dial_result(
     if call_sid is None:
         if dial.call_sid is None and not dial.ended:
             dial.status = "api-error"
-            await unit.queued.fetch(unit.pipe, [conference])
+            await unit.queued.fetch(unit.redis, [conference])
             if conference in unit.queued:
                 unit.queued[conference].not_before = unit.now + 3000
         return

@@ -19,6 +19,12 @@ QUEUE_ANNOUNCED = PREFIX + "queue:announced"
 """Hash: ``at`` (ms) of the last queue.updated, ``stale`` = 1 when one is held back
 (see console/waiting_line.py)."""
 
+VERSION = PREFIX + "version"
+"""String: a random token, new with every unit of work's commit (console/unit_state.py)."""
+
+UNIT_CONFLICTS = PREFIX + "unit-conflicts"
+"""Counter: commits refused because their process's copy of the state was stale."""
+
 LIVE = PREFIX + "live"
 """Set: names of conferences not yet ended."""
 

@@ -338,7 +338,7 @@ async def _rebuild(unit: Unit, *, seen: SeenConference) -> Rebuilt | None:
             ),
         )
         people.append(_describe(person))
-    await unit.queued.fetch(unit.pipe, unit.queue)  # placed in arrival order among them
+    await unit.queued.fetch(unit.redis, unit.queue)  # placed in arrival order among them
     queued = _place_customer(unit, record, seen)
     if not people and not queued:
         return None

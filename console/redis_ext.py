@@ -20,8 +20,8 @@ def connect(
     because Heroku Redis presents one. Blocking reads need a ``socket_timeout``
     longer than the block.
 
-    The pool is bounded and blocking: each unit of work holds a connection for its
-    WATCH, so a burst of webhooks would otherwise open one connection per request,
+    The pool is bounded and blocking: a burst of webhooks would otherwise open one
+    connection per request (each API read, each unit's round trip, each socket),
     past a hosted Redis's client limit (redis-py's own pool raises at 100). Past
     ``max_connections`` a request waits up to ``POOL_WAIT_SECONDS`` for one to come
     back, and only then fails (a ConnectionError, answered 503)."""

@@ -1,12 +1,14 @@
 """A unit of work: read, change and commit Warmline's state in one atomic step.
 
-Every state change runs as a unit: it WATCHes the agents, the queue and each
-conference it loads, changes them in memory, *settles* the consequences (an agent
-released when their call ends, a customer requeued when nobody is with them, the
-endConferenceOnExit flags SPEC §1.8 asks for), derives the events from the
-difference between before and after, and commits state and events in one MULTI.
-If anything it read changed meanwhile, the unit runs again from scratch, so two
-processes can never both dial one agent or give one customer to two agents.
+Every state change runs as a unit: it starts from the agents, the queue and each
+conference it loads, as of one version of the state (console/unit_state.py: read
+in one trip, or this process's own copy), changes them in memory, *settles* the
+consequences (an agent released when their call ends, a customer requeued when
+nobody is with them, the endConferenceOnExit flags SPEC §1.8 asks for), derives the
+events from the difference between before and after, and commits state and events
+in one MULTI, which runs only if the version is still the one it started from. If
+anything changed meanwhile, the unit runs again from scratch, so two processes can
+never both dial one agent or give one customer to two agents.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import random
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from console import keys
 from console.config import Settings
@@ -43,6 +44,16 @@ from console.records import (
     Queued,
     TransferStatus,
 )
+from console.unit_state import (
+    After,
+    LostRace,
+    Start,
+    StateCopy,
+    check,
+    commit,
+    read_start,
+    state_copy,
+)
 from console.urls import hold_url
 from console.waiting_line import (
     EAGER_QUEUE_UPDATES,
@@ -56,49 +67,6 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 64
 ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
 HOLD_REQUEST_MS = 60_000  # a hold change this long after the request is not its doing
-
-
-# One read of everything a unit starts from, with its WATCH: agents, the queue's
-# names (callers' records are fetched when needed: console/waiting_line.py), when
-# queue.updated was last sent (not watched: a race only sends one more), then each
-# conference named (a missing one comes back as nil).
-_READ_STATE = """
-local out = {
-    redis.call('HGETALL', KEYS[1]),
-    redis.call('LRANGE', KEYS[2], 0, -1),
-    redis.call('HGETALL', KEYS[3]),
-}
-for i = 4, #KEYS do
-    out[i] = redis.call('GET', KEYS[i])
-end
-return out
-"""
-
-
-def _pairs(flat: list[str]) -> dict[str, str]:
-    """A flat HGETALL reply as a dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-async def _watch_and_run(pipe: Pipeline, watched: list[str], command: tuple[str | int, ...]) -> Any:
-    """WATCH ``watched`` and run one read ``command`` on the pipeline's connection,
-    sent together: one round trip where ``pipe.watch()`` then the read took two, for
-    every unit of work. The pipeline is left watching, as ``pipe.watch()`` leaves it,
-    so its MULTI/EXEC (or reset) ends the WATCH as usual."""
-    connection = pipe.connection
-    if connection is None:
-        connection = pipe.connection = await pipe.connection_pool.get_connection()
-    try:
-        await connection.send_packed_command(
-            connection.pack_commands([("WATCH", *watched), command])
-        )
-        pipe.watching = True
-        await connection.read_response()  # +OK
-        return await connection.read_response()
-    except BaseException:
-        # A reply may be left unread: the connection must not serve anyone else.
-        await connection.disconnect()
-        raise
 
 
 class Contended(Exception):
@@ -115,65 +83,67 @@ class _Loaded:
 class Unit:
     """One attempt at an atomic change; see the module docstring."""
 
-    def __init__(self, pipe: Pipeline, settings: Settings, now: int) -> None:
-        self.pipe = pipe
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        now: int,
+        start: Start,
+        copy: StateCopy | None = None,
+    ) -> None:
+        self.redis = redis  # reads beyond the start; the commit's check covers them
+        self.pipe: Pipeline = redis.pipeline(transaction=True)  # collects the writes
         self.settings = settings
         self.now = now
-        self.agents: dict[str, Agent] = {}
-        self.queue: list[str] = []
+        self.start = start
+        self._copy = copy if start.from_copy else None
+        self._agents_raw = start.agents
+        self._agents_before = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
+        self.agents = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
+        self.queue = list(start.queue)
+        self._queue_before = list(start.queue)
         self.queued = QueueInfo()
-        self._queue_announced: dict[str, str] = {}
-        self._announced_before: dict[str, str] = {}
+        self._queue_announced = dict(start.announced)
+        self._announced_before = start.announced
         self._flush_queue = False
         self.events: list[Event] = []
         self.effects: list[Effect] = []
         self._conferences: dict[str, ConferenceRecord | None] = {}
         self._before: dict[str, _Loaded] = {}
-        self._agents_raw: dict[str, str] = {}
-        self._agents_before: dict[str, Agent] = {}  # as read; compared, never serialised
-        self._queue_before: list[str] = []
         self._dequeued: dict[str, str] = {}
         self._new_transfers: dict[str, str] = {}
         self._settled_status: dict[str, str] = {}  # conference -> status after settling
-
-    async def load(self, conferences: tuple[str, ...] = ()) -> None:
-        """WATCH and read the agents, the queue and the ``conferences`` the change will
-        need: one round trip however many keys (a status callback names its
-        conference up front)."""
-        conference_keys = [keys.conference(name) for name in conferences]
-        watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, *conference_keys]
-        read = ("EVAL", _READ_STATE, 3 + len(conference_keys), keys.AGENTS, keys.QUEUE)
-        agents, queue, announced, *raws = await _watch_and_run(
-            self.pipe, watched, (*read, keys.QUEUE_ANNOUNCED, *conference_keys)
-        )
-        self._agents_raw = _pairs(agents)
-        self._agents_before = {n: Agent.from_json(raw) for n, raw in self._agents_raw.items()}
-        self.agents = {n: Agent.from_json(raw) for n, raw in self._agents_raw.items()}
-        self.queue = list(queue)
-        self._queue_before = list(self.queue)
-        self._queue_announced = _pairs(announced)
-        self._announced_before = dict(self._queue_announced)
-        for name, raw in zip(conferences, raws, strict=True):
+        self._written: dict[str, str] = {}  # conferences the commit writes, for the copy
+        self._agents_written: dict[str, str] = {}
+        for name, raw in start.conferences.items():
             self._remember(name, raw)
 
     async def conference(self, name: str) -> ConferenceRecord | None:
-        """Load (and WATCH) one conference aggregate; cached for the unit."""
+        """Load one conference aggregate; cached for the unit."""
         if name not in self._conferences:
-            key = keys.conference(name)
-            self._remember(name, await _watch_and_run(self.pipe, [key], ("GET", key)))
+            await self.preload([name])
         return self._conferences[name]
 
     async def preload(self, names: list[str]) -> None:
-        """Load (and WATCH) several conferences in one trip: routing offers up to one
-        customer per available agent, and a trip each made a pass over a hundred
-        agents hold its turn for a hundred round trips."""
-        missing = [name for name in dict.fromkeys(names) if name not in self._conferences]
-        if not missing:
-            return
-        conference_keys = [keys.conference(name) for name in missing]
-        raws = await _watch_and_run(self.pipe, conference_keys, ("MGET", *conference_keys))
-        for name, raw in zip(missing, raws, strict=True):
-            self._remember(name, raw)
+        """Load several conferences in one trip (none when the process's copy holds
+        them): routing offers up to one customer per available agent."""
+        missing = []
+        for name in dict.fromkeys(names):
+            if name in self._conferences:
+                continue
+            found, raw = self._copy.conference(name) if self._copy else (False, None)
+            if found:
+                self._remember(name, raw)
+            else:
+                missing.append(name)
+        if missing:
+            raws = await self.redis.mget([keys.conference(name) for name in missing])
+            for name, raw in zip(missing, raws, strict=True):
+                self._remember(name, raw)
+
+    def loaded(self) -> list[str]:
+        """The conferences this unit read or created, in the order it met them."""
+        return list(self._conferences)
 
     def _remember(self, name: str, raw: str | None) -> None:
         record = ConferenceRecord.from_json(raw) if raw else None
@@ -221,7 +191,7 @@ class Unit:
             if len(found) >= count:
                 break
             names = [n for n in self.queue[start : start + step] if n not in engaged]
-            await self.queued.fetch(self.pipe, names)
+            await self.queued.fetch(self.redis, names)
             found += [n for n in names if self.queued[n].not_before <= self.now]
         return found[:count]
 
@@ -272,10 +242,10 @@ class Unit:
         self._announce_agents()
         update = self._queue_update()
         if update:  # the whole line goes out: every caller's record is needed
-            await self.queued.fetch(self.pipe, self.queue)
+            await self.queued.fetch(self.redis, self.queue)
         elif self.queue != self._queue_before:  # who joined (set here, so no trip)
             before = set(self._queue_before)
-            await self.queued.fetch(self.pipe, [n for n in self.queue if n not in before])
+            await self.queued.fetch(self.redis, [n for n in self.queue if n not in before])
         self._announce_queue(update)
 
     def _announce_agents(self) -> None:
@@ -331,9 +301,9 @@ class Unit:
     # -- committing -----------------------------------------------------------
 
     def write(self) -> bool:
-        """Queue every changed key and the events on MULTI; False when nothing changed."""
+        """Collect every changed key and the events for the commit; False when nothing
+        changed."""
         pipe = self.pipe
-        pipe.multi()
         changed = False
         for name, record in self._conferences.items():
             if record is None:
@@ -343,6 +313,7 @@ class Unit:
                 continue
             changed = True
             key = keys.conference(name)
+            self._written[name] = raw
             pipe.set(key, raw)
             if self._settled_status[name] == "ended":
                 pipe.expire(key, ENDED_RETENTION_SECONDS)
@@ -360,6 +331,20 @@ class Unit:
             changed = True
         return changed
 
+    def writes(self) -> list[tuple[Any, ...]]:
+        """The commands ``write`` collected, as sent."""
+        return [args for args, _options in self.pipe.command_stack]
+
+    def after(self) -> After:
+        """What Redis holds once this unit committed, for the process's copy."""
+        conferences = {
+            name: self._written.get(name)
+            or (self._before[name].raw if name in self._before else None)
+            for name in self._conferences
+        }
+        agents = {**self._agents_raw, **self._agents_written}
+        return After(agents, self.queue, self._queue_announced, conferences)
+
     def _write_agents(self) -> bool:
         updates = {
             name: agent.to_json()
@@ -368,6 +353,7 @@ class Unit:
         }
         if updates:
             self.pipe.hset(keys.AGENTS, mapping=updates)
+        self._agents_written = updates
         return bool(updates)
 
     def _write_queue(self) -> bool:
@@ -567,10 +553,10 @@ def involved_agents(record: ConferenceRecord, view: ConferenceView) -> set[str]:
     return people | ringing | transferring
 
 
-# One unit at a time per client (per process, in the app): every unit WATCHes the
+# One unit at a time per client (per process, in the app): every unit reads the
 # agents and the queue, so two running side by side in one process mostly made one
 # of them start over; a burst of a hundred incoming calls cost ~10 attempts each.
-# Units of other processes still race, and WATCH still decides.
+# Units of other processes still race, and the commit's version check decides.
 _turns: weakref.WeakKeyDictionary[Redis, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -591,24 +577,59 @@ async def run_unit(
     """Run ``change`` as one atomic unit, retrying it when it lost a race.
     ``received_at`` (default: now) stamps its events: SPEC §5's ``ts`` is when the
     app received what caused them, not when a retry finally committed.
-    ``conferences`` the change will load are read with the rest, in one trip."""
+    ``conferences`` the change will load are read with the rest, in one trip (or
+    taken from the process's copy: console/unit_state.py)."""
     received_at = received_at or now_ms()
+    copy = state_copy(redis)
+    fresh: Start | None = None  # the current state, as a failed check answered it
     for attempt in range(MAX_ATTEMPTS):
-        async with _turn(redis), redis.pipeline(transaction=True) as pipe:
-            unit = Unit(pipe, settings, received_at)
-            try:
-                await unit.load(conferences)
-                result = await change(unit)
-                await unit.settle()
-                if unit.write():
-                    await pipe.execute()
-                else:
-                    await pipe.reset()
-                return result, unit.effects
-            except WatchError:
-                pass
-        # Exponential backoff with jitter: under a burst every unit touches the agents
-        # and the queue, and tight retries would starve each other. The turn and the
-        # connection are given back meanwhile, for a unit that may win.
-        await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
+        async with _turn(redis):
+            start = fresh or copy.start(conferences) or await read_start(redis, conferences)
+            unit = Unit(redis, settings, received_at, start, copy)
+            outcome = await _attempt(unit, change)
+        if isinstance(outcome, _Done):
+            return outcome.result, unit.effects
+        fresh = outcome if attempt == 0 else None
+        if fresh is None:
+            # Exponential backoff with jitter: under a burst across processes every
+            # unit touches the agents and the queue, and tight retries would starve
+            # each other. The turn is given back meanwhile, for a unit that may win.
+            await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
     raise Contended("state kept changing under this request; try again")
+
+
+@dataclass
+class _Done(Generic[T]):
+    result: T
+
+
+async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[T] | Start | None:
+    """One attempt: done, or the current state to start again from (None: read it)."""
+    redis, start, copy = unit.redis, unit.start, state_copy(unit.redis)
+    try:
+        result = await change(unit)
+        await unit.settle()
+    except Exception:
+        # A refusal (404, 409...) decided on the process's copy must hold on the
+        # current state too: if the copy was stale, the change runs again.
+        stale = await check(redis, start, unit.loaded()) if start.from_copy else None
+        if stale is None:
+            raise
+        copy.outdated(stale)
+        return stale
+    names = unit.loaded()
+    try:
+        if unit.write():
+            outcome = await commit(redis, start, names, unit.writes())
+        elif start.from_copy:
+            outcome = await check(redis, start, names) or start.version
+        else:
+            outcome = start.version  # read just now, nothing to write: done
+    except LostRace:
+        copy.outdated(None)
+        return None
+    if isinstance(outcome, Start):
+        copy.outdated(outcome)
+        return outcome
+    copy.committed(start, outcome, unit.after())
+    return _Done(result)

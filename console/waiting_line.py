@@ -6,7 +6,7 @@ the whole list and hash on each change made a status callback cost ~6 ms of CPU 
 an incoming call ~40 ms (bench/RESULTS.md, webhooks); only reading the hash of
 1,100 records still cost a unit ~0.7 ms of CPU and ~1.7 ms of waiting on Redis. So a
 unit reads the list of names, and fetches callers' records only when it needs them
-(routing, a whole-line queue.updated), on the connection that WATCHes the hash;
+(routing, a whole-line queue.updated), checked by the unit's commit like the rest;
 records are parsed only when looked at, written back only when changed, and the
 list is changed with the few LREM/LPUSH/RPUSH that a join or a departure needs.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from console import keys
@@ -36,7 +37,7 @@ class NotFetched(LookupError):
 
 class QueueInfo(MutableMapping[str, Queued]):
     """Queued records by conference name, from ``wl:queue:info``, fetched on demand
-    (``fetch``) within the unit's WATCH."""
+    (``fetch``): a plain read, which the unit's commit check covers (console/unit_state.py)."""
 
     def __init__(self) -> None:
         self._before: dict[str, str] = {}  # raw records fetched (absent ones: not here)
@@ -44,7 +45,7 @@ class QueueInfo(MutableMapping[str, Queued]):
         self._parsed: dict[str, Queued] = {}
         self._removed: set[str] = set()
 
-    async def fetch(self, pipe: Pipeline, names: Iterable[str]) -> None:
+    async def fetch(self, redis: Redis, names: Iterable[str]) -> None:
         """Read the records of ``names`` not read yet, in one HMGET."""
         wanted = [
             n
@@ -53,7 +54,7 @@ class QueueInfo(MutableMapping[str, Queued]):
         ]
         if not wanted:
             return
-        for name, raw in zip(wanted, await pipe.hmget(keys.QUEUE_INFO, wanted), strict=True):
+        for name, raw in zip(wanted, await redis.hmget(keys.QUEUE_INFO, wanted), strict=True):
             if raw is not None:
                 self._before[name] = raw
         self._fetched.update(wanted)

@@ -120,18 +120,21 @@ async def test_one_process_routes_a_burst_in_few_passes_and_never_retries(
     assert passes < len(sids) // 2, passes
 
 
-async def test_a_write_between_the_read_and_the_commit_makes_the_unit_start_over(
+async def test_a_commit_between_the_read_and_the_commit_makes_the_unit_start_over(
     settings, redis, redis_server
 ):
-    """The unit's WATCH goes out with its read in one round trip: a change to a key it
-    read, made before its MULTI/EXEC, must still make it run again from scratch."""
+    """Another process (its own client) commits after this unit read its state and
+    before it committed: the unit must run again from scratch, seeing that commit."""
     client = connect(redis_server.url)
     seen: list[set[str]] = []
+
+    async def intrude(unit: Unit) -> None:
+        unit.agent("intruder")
 
     async def change(unit: Unit) -> None:
         seen.append(set(unit.agents))
         if len(seen) == 1:  # someone else commits in between, once
-            await redis.hset(keys.AGENTS, "intruder", Agent(username="intruder").to_json())
+            await run_unit(redis, settings, intrude)
         unit.agent("alice")
 
     try:
@@ -145,28 +148,33 @@ async def test_a_write_between_the_read_and_the_commit_makes_the_unit_start_over
 async def test_units_cancelled_at_any_moment_leave_no_stray_reply_for_the_next(
     settings, redis, redis_server
 ):
-    """A unit's WATCH and read go out together on its connection (not through
-    redis-py's own WATCH): cancelled between sending and reading (the Voice URL's
+    """A unit's check and commit go out together on its connection (not through
+    redis-py's pipeline): cancelled between sending and reading (the Voice URL's
     time budget does that), the connection must not serve a later unit the replies
-    left unread. Cancel 300 units at moments spread over a unit's duration (about one
-    in ten lands between the send and the last reply) on a pool of 2 connections;
-    every unit that completes reads the true state."""
+    left unread, and a commit that landed unseen must not leave the process's copy
+    of the state behind. Cancel 300 units at moments spread over a unit's duration,
+    on a pool of 2 connections; after each, a unit that completes adds one to what
+    Redis truly holds."""
     client = connect(redis_server.url, max_connections=2)
     name = call_sid()
     await redis.hset(keys.AGENTS, "alice", Agent(username="alice").to_json())
-    seen: list[tuple[set[str], list[str]]] = []
 
-    async def look(unit: Unit) -> None:
+    async def bump(unit: Unit) -> tuple[int, list[str]]:
         await unit.conference(name)
-        seen.append((set(unit.agents), list(unit.queue)))
+        alice = unit.agent("alice")
+        alice.since += 1
+        return alice.since, list(unit.queue)
 
+    committed = []
     try:
         for i in range(300):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.00003 * (i % 40)):
-                    await run_unit(client, settings, look, conferences=(name,))
-            await run_unit(client, settings, look, conferences=(name,))
+                    await run_unit(client, settings, bump, conferences=(name,))
+            (since, queue), _ = await run_unit(client, settings, bump, conferences=(name,))
+            assert queue == []
+            assert Agent.from_json(await redis.hget(keys.AGENTS, "alice")).since == since
+            committed.append(since)
     finally:
         await client.aclose()
-    assert len(seen) >= 300
-    assert all(state == ({"alice"}, []) for state in seen), {str(s) for s in seen}
+    assert committed == sorted(set(committed)) and committed[-1] >= 300

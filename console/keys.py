@@ -20,10 +20,11 @@ QUEUE_ANNOUNCED = PREFIX + "queue:announced"
 (see console/waiting_line.py)."""
 
 VERSION = PREFIX + "version"
-"""String: a random token, new with every unit of work's commit (console/unit_state.py)."""
+"""Hash: ``agents``, ``queue`` -> a random token, new with every unit of work's commit
+that writes them (console/unit_state.py)."""
 
 UNIT_CONFLICTS = PREFIX + "unit-conflicts"
-"""Counter: commits refused because their process's copy of the state was stale."""
+"""Counter: commits refused because what their unit started from had changed."""
 
 LIVE = PREFIX + "live"
 """Set: names of conferences not yet ended."""

@@ -1,14 +1,14 @@
 """A unit of work: read, change and commit Warmline's state in one atomic step.
 
 Every state change runs as a unit: it starts from the agents, the queue and each
-conference it loads, as of one version of the state (console/unit_state.py: read
-in one trip, or this process's own copy), changes them in memory, *settles* the
-consequences (an agent released when their call ends, a customer requeued when
-nobody is with them, the endConferenceOnExit flags SPEC §1.8 asks for), derives the
-events from the difference between before and after, and commits state and events
-in one MULTI, which runs only if the version is still the one it started from. If
-anything changed meanwhile, the unit runs again from scratch, so two processes can
-never both dial one agent or give one customer to two agents.
+conference it loads (console/unit_state.py: read in one trip, or taken from this
+process's own copy), changes them in memory, *settles* the consequences (an agent
+released when their call ends, a customer requeued when nobody is with them, the
+endConferenceOnExit flags SPEC §1.8 asks for), derives the events from the
+difference between before and after, and commits state and events in one MULTI,
+which runs only if what the unit started from is still so. If anything changed
+meanwhile, the unit runs again from the current state, so two processes can never
+both dial one agent or give one customer to two agents.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class Unit:
         self._settled_status: dict[str, str] = {}  # conference -> status after settling
         self._written: dict[str, str] = {}  # conferences the commit writes, for the copy
         self._agents_written: dict[str, str] = {}
+        self.wrote: set[str] = set()  # "agents", "queue": the versions the commit moves
         for name, raw in start.conferences.items():
             self._remember(name, raw)
 
@@ -131,8 +132,10 @@ class Unit:
         for name in dict.fromkeys(names):
             if name in self._conferences:
                 continue
-            found, raw = self._copy.conference(name) if self._copy else (False, None)
+            digests: dict[str, str] = {}
+            found, raw = self._copy.conference(name, digests) if self._copy else (False, None)
             if found:
+                self.start.digests.update(digests)
                 self._remember(name, raw)
             else:
                 missing.append(name)
@@ -141,9 +144,10 @@ class Unit:
             for name, raw in zip(missing, raws, strict=True):
                 self._remember(name, raw)
 
-    def loaded(self) -> list[str]:
-        """The conferences this unit read or created, in the order it met them."""
-        return list(self._conferences)
+    def first_seen(self) -> dict[str, str | None]:
+        """Each conference this unit read or created, as it first saw it (None:
+        absent): what the commit checks is still so."""
+        return {n: self._before[n].raw if n in self._before else None for n in self._conferences}
 
     def _remember(self, name: str, raw: str | None) -> None:
         record = ConferenceRecord.from_json(raw) if raw else None
@@ -320,8 +324,11 @@ class Unit:
                 pipe.srem(keys.LIVE, name)
             else:
                 pipe.sadd(keys.LIVE, name)
-        changed = self._write_agents() or changed
-        changed = self._write_queue() or changed
+        if self._write_agents():
+            self.wrote.add("agents")
+        if self._write_queue():
+            self.wrote.add("queue")
+        changed = bool(self.wrote) or changed
         if self._new_transfers:
             pipe.hset(keys.TRANSFERS, mapping=self._new_transfers)
             changed = True
@@ -612,19 +619,19 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
     except Exception:
         # A refusal (404, 409...) decided on the process's copy must hold on the
         # current state too: if the copy was stale, the change runs again.
-        stale = await check(redis, start, unit.loaded()) if start.from_copy else None
+        stale = await check(redis, start, unit.first_seen()) if start.from_copy else None
         if stale is None:
             raise
         copy.outdated(stale)
         return stale
-    names = unit.loaded()
+    seen = unit.first_seen()
     try:
         if unit.write():
-            outcome = await commit(redis, start, names, unit.writes())
+            outcome = await commit(redis, start, seen, unit.writes(), unit.wrote)
         elif start.from_copy:
-            outcome = await check(redis, start, names) or start.version
+            outcome = await check(redis, start, seen) or start.versions
         else:
-            outcome = start.version  # read just now, nothing to write: done
+            outcome = start.versions  # read just now, nothing to write: done
     except LostRace:
         copy.outdated(None)
         return None

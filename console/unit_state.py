@@ -3,34 +3,41 @@ this process already holds the state the unit reads.
 
 Every unit reads the agents, the queue and the conferences it changes, and in a
 process that handles the calls most of that was last written by the process
-itself. So each process keeps, per Redis client, a copy of that state as of a
-*version*: ``wl:version``, which every commit sets to a new random token inside its
-MULTI. A unit
-starts from the copy without asking Redis, and commits in one pipelined send:
+itself. So each process keeps, per Redis client, a copy of that state, and a unit
+starts from it without asking Redis. What the copy must still match is checked at
+commit time:
 
-    WATCH wl:version wl:unit-conflicts
-    EVAL check   the version is still the copy's and the conferences the unit took
-                 for new are still absent; if not, it increments wl:unit-conflicts,
-                 a watched key, which makes the EXEC below abort, and answers the
-                 current state for the retry
-    MULTI, SET wl:version <new token>, the unit's writes, EXEC
+- the agents and the queue (its names, callers' records, when queue.updated went
+  out) by their *versions*, two fields of ``wl:version`` that a commit sets to new
+  random tokens when it writes that part (a unit changes the agents or the queue far
+  less often than it reads them, so other processes' commits rarely outdate them);
+- each conference by its contents (a SHA-1 of the JSON, '' for absent): a conference
+  the copy has never seen is taken for new, and must still be absent.
 
-A copy that is missing, or that other processes keep outdating, makes the unit read
-first (the state and its version, in one script), then commit the same way: two
-trips, as WATCH-and-read then MULTI/EXEC took before.
+The unit commits in one pipelined send:
 
-The invariant the copy rests on: every write to a key a unit reads is a unit's
-commit, so it moves the version. Keys that expire (an ended conference, a day on)
-are not trusted from the copy after ``COPY_SECONDS``. Versions are random tokens,
-not a counter, so that a Redis taken back to an earlier state (a FLUSHALL, a backup
-restored, a failover to a replica that lagged) and written on from there can never
-show a version a copy holds for different contents.
+    WATCH   the keys it read, and wl:unit-conflicts
+    EVAL    the check; when it fails it increments wl:unit-conflicts, a watched key,
+            which makes the EXEC below abort, and answers the current state
+    MULTI, the new versions, the unit's writes, EXEC
+
+so the EXEC runs only if the state was as the unit saw it when the check ran and
+stayed so until the EXEC. A copy that keeps failing its check (other processes are
+busy with the same agents or conferences) makes the next units read first: the
+state and its versions in one script, then the commit as above, two trips.
+
+The invariant the copy rests on: the agents and the queue are written only by units'
+commits, which move their versions. Versions are random tokens, not counters, so a
+Redis taken back to an earlier state (a FLUSHALL, a backup restored, a failover to a
+replica that lagged) and written on from there never shows a version that a copy
+holds for different contents. Conferences are compared by contents, so their
+expiry needs no version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -43,52 +50,67 @@ from redis.exceptions import ResponseError
 from console import keys
 
 COPY_CONFERENCES = 4096  # conferences kept in a process's copy, least recently used dropped
-COPY_SECONDS = 3600.0  # well inside the day an ended conference is kept (console.unit)
 MAX_DISTRUST = 64  # after repeated stale copies, units read first for up to this many units
+ABSENT = ""  # the digest of a conference that does not exist
 
-# KEYS: version, conflicts, agents, queue, queue announced, conferences...
-# ARGV: the version expected ('' for a plain read), then one character per conference,
-# '1' where the unit took it for new (absent). Answers {1} when the expectation
-# holds, else {0, version, agents, queue names, queue announced, conferences...}.
+# (HGET, not HMGET, for the versions: the webhook benchmark counts HMGETs as the
+# callers' records read mid-unit.)
+# KEYS: versions, conflicts, agents, queue, queue announced, conferences...
+# ARGV: the agents' and the queue's versions expected ('' for a plain read), then the
+# digest expected of each conference. Answers {1} when the expectation holds, else
+# {0, agents version, queue version, agents, queue names, queue announced,
+# conferences...}.
 _READ_OR_CHECK = """
-local version = redis.call('GET', KEYS[1]) or '0'
+local agents_version = redis.call('HGET', KEYS[1], 'agents') or '0'
+local queue_version = redis.call('HGET', KEYS[1], 'queue') or '0'
 if ARGV[1] ~= '' then
-    local holds = version == ARGV[1]
-    for i = 1, #ARGV[2] do
+    local holds = agents_version == ARGV[1] and queue_version == ARGV[2]
+    for i = 6, #KEYS do
         if not holds then break end
-        if string.sub(ARGV[2], i, i) == '1' and redis.call('EXISTS', KEYS[5 + i]) == 1 then
-            holds = false
-        end
+        local raw = redis.call('GET', KEYS[i])
+        holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 3]
     end
     if holds then return {1} end
     redis.call('INCR', KEYS[2])
 end
 local out = {
     0,
-    version,
+    agents_version,
+    queue_version,
     redis.call('HGETALL', KEYS[3]),
     redis.call('LRANGE', KEYS[4], 0, -1),
     redis.call('HGETALL', KEYS[5]),
 }
 for i = 6, #KEYS do
-    out[i] = redis.call('GET', KEYS[i])
+    out[i + 1] = redis.call('GET', KEYS[i])
 end
 return out
 """
 
 
+def digest(raw: str | None) -> str:
+    """What the check compares a conference by (Redis's ``redis.sha1hex``)."""
+    return ABSENT if raw is None else hashlib.sha1(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Versions:
+    agents: str
+    queue: str
+
+
 @dataclass
 class Start:
-    """The state a unit starts from: what Redis held at ``version``, the
-    conferences in ``assumed_new`` excepted (taken for absent, checked at commit)."""
+    """The state a unit starts from: the agents and the queue at ``versions``, and
+    the conferences as they were read or copied (None: absent, or never seen)."""
 
-    version: str
+    versions: Versions
     agents: dict[str, str]
     queue: list[str]
     announced: dict[str, str]
     conferences: dict[str, str | None]
-    assumed_new: set[str] = field(default_factory=set)
     from_copy: bool = False
+    digests: dict[str, str] = field(default_factory=dict)  # of conferences, when known
 
 
 @dataclass
@@ -116,10 +138,10 @@ def _script_keys(names: list[str]) -> list[str]:
 
 
 def _start(reply: list[Any], names: list[str]) -> Start:
-    """A Start from the script's state reply (``{0, version, ...}``)."""
-    _, version, agents, queue, announced, *raws = reply
+    """A Start from the script's state reply (``{0, versions..., state...}``)."""
+    _, agents_version, queue_version, agents, queue, announced, *raws = reply
     return Start(
-        version=str(version),
+        versions=Versions(str(agents_version), str(queue_version)),
         agents=_pairs(agents),
         queue=list(queue),
         announced=_pairs(announced),
@@ -128,91 +150,77 @@ def _start(reply: list[Any], names: list[str]) -> Start:
 
 
 class StateCopy:
-    """One process's copy of the state as of ``version`` (see the module docstring).
-    Units take turns per process (console.unit), so it is never used by two at once."""
+    """One process's copy of the state (see the module docstring). Units take turns
+    per process (console.unit), so it is never used by two at once."""
 
     def __init__(self) -> None:
-        self.version: str | None = None
+        self.versions: Versions | None = None
         self.agents: dict[str, str] = {}
         self.queue: list[str] = []
         self.announced: dict[str, str] = {}
-        self._conferences: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        self._conferences: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
         self._skip = 0  # units still to start with a read
         self._distrust = 1  # units to skip after the next stale copy
         self.script: AsyncScript | None = None
 
     def start(self, names: tuple[str, ...]) -> Start | None:
         """A Start from the copy, or None when the unit should read first."""
-        if self.version is None:
+        if self.versions is None:
             return None
         if self._skip > 0:
             self._skip -= 1
             return None
-        conferences: dict[str, str | None] = {}
-        assumed_new: set[str] = set()
-        for name in names:
-            found, raw = self.conference(name)
-            conferences[name] = raw
-            if not found:
-                assumed_new.add(name)
-        return Start(
-            self.version,
+        start = Start(
+            self.versions,
             dict(self.agents),
             list(self.queue),
             dict(self.announced),
-            conferences,
-            assumed_new,
+            {},
             from_copy=True,
         )
+        for name in names:  # one the copy never saw is taken for new (an incoming call)
+            _, start.conferences[name] = self.conference(name, start.digests)
+        return start
 
-    def conference(self, name: str) -> tuple[bool, str | None]:
-        """(True, raw) when the copy holds ``name`` (raw None: known absent)."""
+    def conference(self, name: str, digests: dict[str, str]) -> tuple[bool, str | None]:
+        """(True, raw) when the copy holds ``name`` (raw None: absent), its digest
+        noted in ``digests``; (False, None) when it never saw it (digest: absent)."""
         entry = self._conferences.get(name)
         if entry is None:
-            return False, None
-        raw, stored = entry
-        if time.monotonic() - stored > COPY_SECONDS:
-            del self._conferences[name]
+            digests[name] = ABSENT
             return False, None
         self._conferences.move_to_end(name)
-        return True, raw
+        digests[name] = entry[1]
+        return True, entry[0]
 
     def outdated(self, fresh: Start | None) -> None:
         """A unit's copy was stale: the next units read first, more of them each time
-        in a row (other processes are committing), and the copy takes ``fresh``."""
+        in a row (other processes are busy with the same state), and the copy takes
+        ``fresh``."""
         self._skip = self._distrust
         self._distrust = min(2 * self._distrust, MAX_DISTRUST)
         if fresh is None:
-            self.forget()
+            self.versions = None
         else:
             self.replace(fresh)
 
     def replace(self, start: Start) -> None:
-        """Take what a read found, as of its version; conferences cached at another
-        version are dropped."""
-        self.version = start.version
+        """Take what a read found."""
+        self.versions = start.versions
         self.agents, self.queue, self.announced = start.agents, start.queue, start.announced
-        self._conferences.clear()
         self._store(start.conferences)
 
-    def committed(self, start: Start, version: str, after: After) -> None:
-        """A unit that started from ``start`` left ``after`` at ``version``."""
+    def committed(self, start: Start, versions: Versions, after: After) -> None:
+        """A unit that started from ``start`` left ``after``, at ``versions``."""
         if start.from_copy:
             self._distrust = 1
-        elif start.version != self.version:
-            self._conferences.clear()  # kept as of an older version
-        self.version = version
+        self.versions = versions
         self.agents, self.queue, self.announced = after.agents, after.queue, after.announced
         self._store(after.conferences)
 
-    def forget(self) -> None:
-        self.version = None
-        self._conferences.clear()
-
     def _store(self, conferences: dict[str, str | None]) -> None:
-        now = time.monotonic()
         for name, raw in conferences.items():
-            self._conferences[name] = (raw, now)
+            self._conferences[name] = (raw, digest(raw))
             self._conferences.move_to_end(name)
         while len(self._conferences) > COPY_CONFERENCES:
             self._conferences.popitem(last=False)
@@ -229,13 +237,6 @@ def state_copy(redis: Redis) -> StateCopy:
     return copy
 
 
-async def read_start(redis: Redis, names: tuple[str, ...]) -> Start:
-    """The state and its version, read in one script."""
-    listed = list(names)
-    reply = await _script(redis)(keys=_script_keys(listed), args=["", ""])
-    return _start(reply, listed)
-
-
 def _script(redis: Redis) -> AsyncScript:
     """The read-or-check script as EVALSHA (alone in its trip, so a NOSCRIPT is
     retried by redis-py; inside a commit it goes as EVAL, see ``commit``)."""
@@ -245,45 +246,71 @@ def _script(redis: Redis) -> AsyncScript:
     return copy.script
 
 
-def _check(start: Start, names: list[str]) -> tuple[str | int, ...]:
-    script_keys = _script_keys(names)
-    mask = "".join("1" if name in start.assumed_new else "0" for name in names)
-    return ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, start.version, mask)
+async def read_start(redis: Redis, names: tuple[str, ...]) -> Start:
+    """The state and its versions, read in one script."""
+    listed = list(names)
+    reply = await _script(redis)(keys=_script_keys(listed), args=["", ""])
+    return _start(reply, listed)
 
 
-async def check(redis: Redis, start: Start, names: list[str]) -> Start | None:
+def _expected(start: Start, names: list[str], raws: dict[str, str | None]) -> list[str]:
+    """The check's ARGV: the versions, then each conference's digest as first seen."""
+    digests = [start.digests.get(n) or digest(raws[n]) for n in names]
+    return [start.versions.agents, start.versions.queue, *digests]
+
+
+async def check(redis: Redis, start: Start, raws: dict[str, str | None]) -> Start | None:
     """For a unit with nothing to write: None when what it started from still holds,
-    else the current state."""
-    mask = "".join("1" if name in start.assumed_new else "0" for name in names)
-    reply = await _script(redis)(keys=_script_keys(names), args=[start.version, mask])
+    else the current state. ``raws``: each conference as the unit first saw it."""
+    names = list(raws)
+    args = _expected(start, names, raws)
+    reply = await _script(redis)(keys=_script_keys(names), args=args)
     return None if reply[0] == 1 else _start(reply, names)
 
 
 async def commit(
-    redis: Redis, start: Start, names: list[str], writes: list[tuple[Any, ...]]
-) -> str | Start:
-    """Send the check and the writes in one trip (see the module docstring). Returns
-    the new version, or the current state when the check failed; raises LostRace
-    when the check held but a commit slipped in before the EXEC."""
-    version = secrets.token_hex(8)
+    redis: Redis,
+    start: Start,
+    raws: dict[str, str | None],
+    writes: list[tuple[Any, ...]],
+    wrote: set[str],
+) -> Versions | Start:
+    """Send the check and the writes in one trip (see the module docstring). ``raws``:
+    each conference as the unit first saw it; ``wrote``: "agents" and/or "queue"
+    when the unit wrote them. Returns the new versions, or the current state when
+    the check failed; raises LostRace when the check held but a commit came before
+    the EXEC."""
+    names = list(raws)
+    script_keys = _script_keys(names)
+    versions = Versions(
+        secrets.token_hex(8) if "agents" in wrote else start.versions.agents,
+        secrets.token_hex(8) if "queue" in wrote else start.versions.queue,
+    )
+    moved = {
+        family: new
+        for family, new, old in (
+            ("agents", versions.agents, start.versions.agents),
+            ("queue", versions.queue, start.versions.queue),
+        )
+        if new != old
+    }
+    watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED, *script_keys[5:]]
     # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
-    commands = [
-        ("WATCH", keys.VERSION, keys.UNIT_CONFLICTS),
-        _check(start, names),
+    commands: list[tuple[Any, ...]] = [
+        ("WATCH", keys.UNIT_CONFLICTS, *watched),
+        ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, *_expected(start, names, raws)),
         ("MULTI",),
-        ("SET", keys.VERSION, version),
-        *writes,
-        ("EXEC",),
     ]
+    if moved:
+        commands.append(("HSET", keys.VERSION, *(x for pair in moved.items() for x in pair)))
+    commands += [*writes, ("EXEC",)]
     replies = await _send(redis, commands)
     checked, executed = replies[1], replies[-1]
     if isinstance(checked, Exception):
         raise checked
     if checked[0] != 1:
         return _start(checked, names)
-    if isinstance(executed, Exception):
-        raise executed
-    failed = next((r for r in replies[2:-1] if isinstance(r, Exception)), None)
+    failed = next((r for r in replies[2:] if isinstance(r, Exception)), None)
     if failed is not None:
         raise failed
     if executed is None:
@@ -291,7 +318,7 @@ async def commit(
     failed = next((r for r in executed if isinstance(r, Exception)), None)
     if failed is not None:
         raise failed
-    return version
+    return versions
 
 
 async def _send(redis: Redis, commands: list[tuple[Any, ...]]) -> list[Any]:

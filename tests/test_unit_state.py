@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from console import keys, unit_state
+from console import keys
 from console.errors import NotFound
 from console.records import ConferenceRecord
 from console.redis_ext import connect
@@ -104,11 +104,11 @@ async def test_a_flush_never_lets_the_copy_match_again(settings, redis, other) -
     """Versions are random tokens: after a FLUSHALL, another process's commits cannot
     bring back the one this process's copy holds (a counter would, in as many)."""
     await run_unit(redis, settings, lambda u: join(u, "alice"))
-    first = await redis.get(keys.VERSION)
-    assert len(first) == 16
+    first = await redis.hget(keys.VERSION, "agents")
+    assert first is not None and len(first) == 16
     await redis.flushall()
     await run_unit(other, settings, lambda u: join(u, "bob"))
-    assert await redis.get(keys.VERSION) not in (first, None)
+    assert await redis.hget(keys.VERSION, "agents") not in (first, None)
     seen: list[set[str]] = []
 
     async def look(unit: Unit) -> None:
@@ -133,20 +133,50 @@ async def test_a_unit_with_nothing_to_write_still_checks_its_copy(settings, redi
     assert result == {"alice", "bob"}
 
 
-async def test_an_old_copy_of_a_conference_is_read_again(settings, redis, monkeypatch) -> None:
-    """Ended conferences expire a day on, and an expiry moves no version: a copy
-    older than COPY_SECONDS is not trusted."""
+async def test_a_conference_gone_from_redis_is_noticed_by_its_contents(settings, redis) -> None:
+    """Ended conferences expire a day on, and an expiry moves no version: the check
+    compares each conference's contents, so the copy's is not trusted once gone."""
     name = call_sid()
     await run_unit(redis, settings, lambda u: create(u, name), conferences=(name,))
     await redis.delete(keys.conference(name))  # as its expiry would
-    monkeypatch.setattr(unit_state, "COPY_SECONDS", 0.0)
     found: list[ConferenceRecord | None] = []
 
     async def note(unit: Unit) -> None:
         found.append(await unit.conference(name))
 
     await run_unit(redis, settings, note, conferences=(name,))
-    assert found == [None]
+    assert found[0] is not None and found[-1] is None
+
+
+async def test_status_callbacks_of_two_processes_do_not_outdate_each_other(
+    settings, redis, other
+) -> None:
+    """Units that change only their own conference leave the agents' and the queue's
+    versions alone: two processes' copies both stay good, one trip per unit."""
+    names = [call_sid() for _ in range(6)]
+    for i, name in enumerate(names):  # queues them: the queue's version moves
+        client = (redis, other)[i % 2]
+        await run_unit(client, settings, lambda u, n=name: create(u, n), conferences=(name,))
+
+    async def touch(unit: Unit, name: str, mark: str) -> None:
+        record = await unit.conference(name)
+        record.end_on_exit_requested[mark] = True
+
+    async def round_of_touches(mark: str) -> None:
+        for i, name in enumerate(names):
+            client = (redis, other)[i % 2]
+            await run_unit(
+                client, settings, lambda u, n=name: touch(u, n, mark), conferences=(name,)
+            )
+
+    await round_of_touches("CA1")  # both copies catch up with the creations
+    before = await commands(redis)
+    conflicts = int(await redis.get(keys.UNIT_CONFLICTS) or 0)
+    await round_of_touches("CA2")
+    await round_of_touches("CA3")
+    spent = used(before, await commands(redis))
+    assert spent["watch"] == 12 and spent["evalsha"] == 0, spent
+    assert int(await redis.get(keys.UNIT_CONFLICTS) or 0) == conflicts
 
 
 async def test_a_refusal_decided_on_a_stale_copy_is_decided_again(settings, redis, other) -> None:
@@ -159,6 +189,7 @@ async def test_a_refusal_decided_on_a_stale_copy_is_decided_again(settings, redi
             raise NotFound(f"no conference {name}")
         return name
 
+    await run_unit(redis, settings, lambda u: join(u, "alice"))  # a copy exists
     with pytest.raises(NotFound):
         await run_unit(redis, settings, need, conferences=(name,))  # the copy: absent
     await run_unit(other, settings, lambda u: create(u, name), conferences=(name,))

@@ -1160,11 +1160,18 @@ def callback_answers(sim: Simulator) -> dict[str, Any]:
     """How the app answered the simulator's status callbacks (the last attempt of
     each), and how many needed a retry."""
     final: collections.Counter[str] = collections.Counter()
+    failed: collections.Counter[str] = collections.Counter()  # attempts before the last
     retried = 0
     for delivery in sim.deliverer.sent:
         final[str(delivery.statuses[-1]) if delivery.statuses else "none"] += 1
         retried += len(delivery.statuses) > 1
-    return {"sent": len(sim.deliverer.sent), "final": dict(final), "retried": retried}
+        failed.update(str(status) for status in delivery.statuses[:-1])
+    return {
+        "sent": len(sim.deliverer.sent),
+        "final": dict(final),
+        "retried": retried,
+        "failed_attempts": dict(failed),
+    }
 
 
 def summarize(
@@ -1380,9 +1387,10 @@ def table(report: dict[str, Any]) -> str:
         ),
         ("5xx answers / tracebacks in the server log", f"{fives} / {log['tracebacks']}"),
         (
-            "status callbacks sent (final answers; retried)",
+            "status callbacks sent (final answers; retried: the failed attempts, "
+            "rt = no answer in time, ct = no connection)",
             f"{report['callbacks']['sent']:,} ({report['callbacks']['final']}; "
-            f"{report['callbacks']['retried']})",
+            f"{report['callbacks']['retried']}: {report['callbacks']['failed_attempts']})",
         ),
     ]
     lines = ["| measure | value |", "| --- | --- |"]

@@ -58,8 +58,10 @@ from console.urls import hold_url
 from console.waiting_line import (
     EAGER_QUEUE_UPDATES,
     QUEUE_UPDATE_INTERVAL_MS,
+    LineChange,
     QueueInfo,
-    write_line,
+    line_change,
+    write_change,
 )
 
 T = TypeVar("T")
@@ -113,6 +115,8 @@ class Unit:
         self._dequeued: dict[str, str] = {}
         self._new_transfers: dict[str, str] = {}
         self._settled_status: dict[str, str] = {}  # conference -> status after settling
+        self._line: LineChange | None = None  # how settle() found the line changed
+        self._settled = False
         self._written: dict[str, str] = {}  # conferences the commit writes, for the copy
         self._agents_written: dict[str, str] = {}
         self.wrote: set[str] = set()  # "agents", "queue": the versions the commit moves
@@ -244,13 +248,14 @@ class Unit:
         if self.routable() and await self.waiting(1):
             self.effects.append(Route())
         self._announce_agents()
-        update = self._queue_update()
+        line = self._line = line_change(self._queue_before, self.queue)
+        self._settled = True
+        update = self._queue_update(line)
         if update:  # the whole line goes out: every caller's record is needed
             await self.queued.fetch(self.redis, self.queue)
-        elif self.queue != self._queue_before:  # who joined (set here, so no trip)
-            before = set(self._queue_before)
-            await self.queued.fetch(self.redis, [n for n in self.queue if n not in before])
-        self._announce_queue(update)
+        elif line is not None:  # who joined (set here, so no trip)
+            await self.queued.fetch(self.redis, [name for _, name in line.joined(self.queue)])
+        self._announce_queue(update, line)
 
     def _announce_agents(self) -> None:
         for name, agent in self.agents.items():
@@ -258,11 +263,11 @@ class Unit:
             if before is None or before.public() != agent.public():
                 self.events.append(Event("agent.updated", agent.public(), self.now))
 
-    def _queue_update(self) -> bool | None:
+    def _queue_update(self, line: LineChange | None) -> bool | None:
         """Whether this unit sends queue.updated (True), holds it back (False: a long
         line had one less than ``QUEUE_UPDATE_INTERVAL_MS`` ago), or has nothing to
         announce (None). A held-back one is sent when the sweeper asks."""
-        if self.queue == self._queue_before:
+        if line is None:
             if not (self._flush_queue and self._queue_announced.get("stale") == "1"):
                 return None
             held_back_ok = True
@@ -271,28 +276,24 @@ class Unit:
         last = int(self._queue_announced.get("at", 0))
         return not (held_back_ok and self.now - last < QUEUE_UPDATE_INTERVAL_MS)
 
-    def _announce_queue(self, update: bool | None) -> None:
-        if self.queue != self._queue_before:
-            self._announce_line_changes()
+    def _announce_queue(self, update: bool | None, line: LineChange | None) -> None:
+        if line is not None:
+            self._announce_line_changes(line)
         if update:
             self.events.append(Event("queue.updated", {"queue": self.public_queue()}, self.now))
             self._queue_announced = {"at": str(self.now), "stale": "0"}
         elif update is False:
             self._queue_announced = {**self._queue_announced, "stale": "1"}
 
-    def _announce_line_changes(self) -> None:
+    def _announce_line_changes(self, line: LineChange) -> None:
         """call.dequeued for who left the line, call.queued for who joined it."""
         for name, reason in self._dequeued.items():
-            if name not in self.queue:
+            if name in line.left:
                 self.events.append(
                     Event("call.dequeued", {"call_sid": name, "reason": reason}, self.now)
                 )
-        before = set(self._queue_before)
-        for position, name in enumerate(self.queue, 1):
-            if name not in before:
-                self.events.append(
-                    Event("call.queued", self.queued[name].public(position), self.now)
-                )
+        for position, name in line.joined(self.queue):
+            self.events.append(Event("call.queued", self.queued[name].public(position), self.now))
 
     def announce_held_back_queue(self) -> None:
         """Send the queue.updated a busy line held back, once its interval is over (the
@@ -364,7 +365,11 @@ class Unit:
         return bool(updates)
 
     def _write_queue(self) -> bool:
-        changed = write_line(self.pipe, self._queue_before, self.queue)
+        # Settling is the last step that changes the line: its change is the one to write.
+        line = self._line if self._settled else line_change(self._queue_before, self.queue)
+        changed = line is not None
+        if line is not None:
+            write_change(self.pipe, line, self.queue)
         changed = self.queued.write(self.pipe) or changed
         if self._queue_announced != self._announced_before:
             self.pipe.hset(keys.QUEUE_ANNOUNCED, mapping=self._queue_announced)

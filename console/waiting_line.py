@@ -20,6 +20,7 @@ of a long line it was most of the bytes on every socket, so past
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -120,30 +121,72 @@ class QueueInfo(MutableMapping[str, Queued]):
         return bool(upserts or deletes)
 
 
+@dataclass
+class LineChange:
+    """How a unit changed the line: who left, who joined at the head or the tail, or
+    ``rewrite`` for anything else (a reconciled caller put back in arrival order).
+    Worked out once per unit, with set operations and C-level list methods: a unit
+    on a line of 1,800 callers spent a quarter of its time in Python loops over it."""
+
+    left: set[str]
+    front: list[str]
+    back: list[str]
+    rewrite: bool
+
+    def joined(self, after: list[str]) -> list[tuple[int, str]]:
+        """(position from 1, name) of each newcomer."""
+        if self.rewrite:
+            newcomers = set(self.front)
+            return [(i, n) for i, n in enumerate(after, 1) if n in newcomers]
+        tail = len(after) - len(self.back)
+        return [*enumerate(self.front, 1), *enumerate(self.back, tail + 1)]
+
+
+def line_change(before: list[str], after: list[str]) -> LineChange | None:
+    """None when the line is unchanged (see LineChange)."""
+    if before == after:
+        return None
+    old, new = set(before), set(after)
+    joined, left = new - old, old - new
+    head = 0
+    while head < len(after) and after[head] in joined:
+        head += 1
+    tail = len(after)
+    while tail > head and after[tail - 1] in joined:
+        tail -= 1
+    kept = list(before)
+    if len(left) <= 8:
+        for name in left:
+            kept.remove(name)
+    else:
+        kept = [n for n in before if n not in left]
+    if head + len(after) - tail != len(joined) or after[head:tail] != kept:
+        # Anything else: the whole list is written anew; ``front`` holds who joined.
+        return LineChange(left, [n for n in after if n in joined], [], rewrite=True)
+    return LineChange(left, after[:head], after[tail:], rewrite=False)
+
+
 def write_line(pipe: Pipeline, before: list[str], after: list[str]) -> bool:
     """Queue the list commands that turn ``before`` into ``after``: the few a join at
     either end or a departure anywhere needs, or a rewrite for anything else (a
     reconciled caller put back in arrival order). False when nothing changed."""
-    if before == after:
+    change = line_change(before, after)
+    if change is None:
         return False
-    kept_names = set(after)
-    old_names = set(before)
-    kept = [n for n in before if n in kept_names]
-    start, end = 0, len(after)
-    while start < end and after[start] not in old_names:
-        start += 1
-    while end > start and after[end - 1] not in old_names:
-        end -= 1
-    if after[start:end] != kept:
+    write_change(pipe, change, after)
+    return True
+
+
+def write_change(pipe: Pipeline, change: LineChange, after: list[str]) -> None:
+    """Queue the list commands for ``change``, which made the line ``after``."""
+    if change.rewrite:
         pipe.delete(keys.QUEUE)
         if after:
             pipe.rpush(keys.QUEUE, *after)
-        return True
-    for name in before:
-        if name not in kept_names:
-            pipe.lrem(keys.QUEUE, 1, name)
-    if start:
-        pipe.lpush(keys.QUEUE, *reversed(after[:start]))
-    if end < len(after):
-        pipe.rpush(keys.QUEUE, *after[end:])
-    return True
+        return
+    for name in change.left:
+        pipe.lrem(keys.QUEUE, 1, name)
+    if change.front:
+        pipe.lpush(keys.QUEUE, *reversed(change.front))
+    if change.back:
+        pipe.rpush(keys.QUEUE, *change.back)

@@ -11,7 +11,13 @@ from redis.asyncio import Redis
 
 from console import keys, waiting_line
 from console.records import Queued
-from console.waiting_line import EAGER_QUEUE_UPDATES, NotFetched, QueueInfo, write_line
+from console.waiting_line import (
+    EAGER_QUEUE_UPDATES,
+    NotFetched,
+    QueueInfo,
+    line_change,
+    write_line,
+)
 from tests.flow_helpers import customer_waits, events, hang_up_customer
 
 
@@ -49,6 +55,23 @@ async def test_list_edits_turn_any_line_into_the_new_one(redis: Redis) -> None:
         before = [f"CA{case}-{i}" for i in range(rng.randint(0, 12))]
         after = edited(rng, before, [f"CA{case}-new{i}" for i in range(3)])
         assert await replay(redis, before, after) == after, (before, after)
+
+
+def test_line_change_names_who_left_and_who_joined_where() -> None:
+    """The change the announcements use (call.dequeued, call.queued with positions)."""
+    rng = random.Random(11)
+    for case in range(2000):
+        before = [f"CA{case}-{i}" for i in range(rng.randint(0, 40))]
+        after = edited(rng, before, [f"CA{case}-new{i}" for i in range(3)])
+        change = line_change(before, after)
+        if before == after:
+            assert change is None
+            continue
+        assert change is not None
+        assert change.left == set(before) - set(after)
+        positions = {name: i for i, name in enumerate(after, 1)}
+        expected = sorted((positions[n], n) for n in set(after) - set(before))
+        assert sorted(change.joined(after)) == expected, (before, after)
 
 
 @pytest.fixture

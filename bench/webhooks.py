@@ -365,9 +365,11 @@ class Bench:
 
     async def clear_state(self) -> None:
         """Forget every call (conferences, queue, timelines) so that each window starts
-        from the same state; users, agents and the event log stay."""
+        from the same state; users, agents and the event log stay. The versions go
+        too: a server's copy of the state must not outlive a change made behind its
+        back (console/unit_state.py)."""
         patterns = [keys.conference("*"), keys.timeline("*")]
-        doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS]
+        doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS, keys.VERSION]
         for pattern in patterns:
             doomed.extend([key async for key in self.client.scan_iter(pattern, count=1000)])
         for start in range(0, len(doomed), 1000):
@@ -389,7 +391,7 @@ class Bench:
             with contextlib.suppress(Exception):  # already there from an earlier check
                 await add_user(self.client, name, "agent", PASSWORD)
         await self.client.delete(keys.AGENTS)
-        await self.clear_state()
+        await self.clear_state()  # and the versions, for the AGENTS just deleted
         server = await start_server("warmline", self.workdir, self.redis.url, self.double.base_url)
         result: dict[str, Any] = {"trials": [], "delay_s": delay}
         try:

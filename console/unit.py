@@ -602,7 +602,7 @@ async def run_unit(
         if isinstance(outcome, _Done):
             return outcome.result, unit.effects
         fresh = outcome if attempt == 0 else None
-        if fresh is None:
+        if attempt > 0:
             # Exponential backoff with jitter: under a burst across processes every
             # unit touches the agents and the queue, and tight retries would starve
             # each other. The turn is given back meanwhile, for a unit that may win.
@@ -622,13 +622,14 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
         result = await change(unit)
         await unit.settle()
     except Exception:
-        # A refusal (404, 409...) decided on the process's copy must hold on the
-        # current state too: if the copy was stale, the change runs again.
-        stale = await check(redis, start, unit.first_seen()) if start.from_copy else None
-        if stale is None:
+        if not start.from_copy:
             raise
-        copy.outdated(stale)
-        return stale
+        # Decided on the process's copy, a refusal (404, 409...) must hold on what
+        # Redis holds now, and a failure may come from a copy that disagrees with
+        # Redis in a way no version shows (a hand-made edit): run once more from a
+        # read, and what that raises stands.
+        copy.forget()
+        return None
     seen = unit.first_seen()
     try:
         if unit.write():

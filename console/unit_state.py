@@ -200,9 +200,13 @@ class StateCopy:
         self._skip = self._distrust
         self._distrust = min(2 * self._distrust, MAX_DISTRUST)
         if fresh is None:
-            self.versions = None
+            self.forget()
         else:
             self.replace(fresh)
+
+    def forget(self) -> None:
+        """The next unit reads the state (and the copy takes it)."""
+        self.versions = None
 
     def replace(self, start: Start) -> None:
         """Take what a read found."""

@@ -194,3 +194,21 @@ async def test_a_refusal_decided_on_a_stale_copy_is_decided_again(settings, redi
         await run_unit(redis, settings, need, conferences=(name,))  # the copy: absent
     await run_unit(other, settings, lambda u: create(u, name), conferences=(name,))
     assert (await run_unit(redis, settings, need, conferences=(name,)))[0] == name
+
+
+async def test_a_failure_on_a_copy_edited_behind_its_back_runs_again_from_a_read(
+    settings, redis
+) -> None:
+    """The waiting line deleted by hand (no unit, so no version moved): the copy still
+    lists the caller, whose record is gone. The unit that trips on it runs once more
+    from what Redis holds instead of failing the request."""
+    name = call_sid()
+    await run_unit(redis, settings, lambda u: create(u, name), conferences=(name,))
+    assert await redis.lrange(keys.QUEUE, 0, -1) == [name]
+    await redis.delete(keys.QUEUE, keys.QUEUE_INFO, keys.conference(name))
+
+    async def waiting(unit: Unit) -> list[str]:
+        return await unit.waiting(5)
+
+    assert (await run_unit(redis, settings, waiting))[0] == []
+    assert await redis.exists(keys.QUEUE, keys.QUEUE_INFO, keys.conference(name)) == 0

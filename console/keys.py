@@ -53,6 +53,12 @@ def conference(name: str) -> str:
     return f"{PREFIX}conf:{name}"
 
 
+def unit_poison(process: str) -> str:
+    """String (a minute's TTL): set when a process's commit check fails, to abort that
+    commit's EXEC, which WATCHes it (console/unit_state.py)."""
+    return f"{PREFIX}unit-poison:{process}"
+
+
 def session(token_digest: str) -> str:
     """String: a login session, keyed by a digest of the cookie token."""
     return f"{PREFIX}session:{token_digest}"

@@ -16,9 +16,10 @@ commit time:
 
 The unit commits in one pipelined send:
 
-    WATCH   the keys it read, and wl:unit-conflicts
-    EVAL    the check; when it fails it increments wl:unit-conflicts, a watched key,
-            which makes the EXEC below abort, and answers the current state
+    WATCH   the keys it read, and the process's poison key
+    EVAL    the check; when it fails it sets the poison key, a watched key, which
+            makes the EXEC below abort, counts the conflict in wl:unit-conflicts,
+            and answers the current state
     MULTI, the new versions, the unit's writes, EXEC
 
 so the EXEC runs only if the state was as the unit saw it when the check ran and
@@ -55,34 +56,36 @@ ABSENT = ""  # the digest of a conference that does not exist
 
 # (HGET, not HMGET, for the versions: the webhook benchmark counts HMGETs as the
 # callers' records read mid-unit.)
-# KEYS: versions, conflicts, agents, queue, queue announced, conferences...
+# KEYS: versions, poison, conflicts, agents, queue, queue announced, conferences...
 # ARGV: the agents' and the queue's versions expected ('' for a plain read), then the
 # digest expected of each conference. Answers {1} when the expectation holds, else
 # {0, agents version, queue version, agents, queue names, queue announced,
-# conferences...}.
+# conferences...}. The poison is the process's own key, watched by its commits only,
+# so that a failed check aborts no other process's EXEC.
 _READ_OR_CHECK = """
 local agents_version = redis.call('HGET', KEYS[1], 'agents') or '0'
 local queue_version = redis.call('HGET', KEYS[1], 'queue') or '0'
 if ARGV[1] ~= '' then
     local holds = agents_version == ARGV[1] and queue_version == ARGV[2]
-    for i = 6, #KEYS do
+    for i = 7, #KEYS do
         if not holds then break end
         local raw = redis.call('GET', KEYS[i])
-        holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 3]
+        holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 4]
     end
     if holds then return {1} end
-    redis.call('INCR', KEYS[2])
+    redis.call('SET', KEYS[2], '1', 'PX', 60000)
+    redis.call('INCR', KEYS[3])
 end
 local out = {
     0,
     agents_version,
     queue_version,
-    redis.call('HGETALL', KEYS[3]),
-    redis.call('LRANGE', KEYS[4], 0, -1),
-    redis.call('HGETALL', KEYS[5]),
+    redis.call('HGETALL', KEYS[4]),
+    redis.call('LRANGE', KEYS[5], 0, -1),
+    redis.call('HGETALL', KEYS[6]),
 }
-for i = 6, #KEYS do
-    out[i + 1] = redis.call('GET', KEYS[i])
+for i = 7, #KEYS do
+    out[i] = redis.call('GET', KEYS[i])
 end
 return out
 """
@@ -132,8 +135,10 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _script_keys(names: list[str]) -> list[str]:
-    fixed = [keys.VERSION, keys.UNIT_CONFLICTS, keys.AGENTS, keys.QUEUE, keys.QUEUE_ANNOUNCED]
+def _script_keys(redis: Redis, names: list[str]) -> list[str]:
+    poison = state_copy(redis).poison
+    fixed = [keys.VERSION, poison, keys.UNIT_CONFLICTS]
+    fixed += [keys.AGENTS, keys.QUEUE, keys.QUEUE_ANNOUNCED]
     return fixed + [keys.conference(name) for name in names]
 
 
@@ -162,6 +167,7 @@ class StateCopy:
         self._skip = 0  # units still to start with a read
         self._distrust = 1  # units to skip after the next stale copy
         self.script: AsyncScript | None = None
+        self.poison = keys.unit_poison(secrets.token_hex(8))  # see _READ_OR_CHECK
 
     def start(self, names: tuple[str, ...]) -> Start | None:
         """A Start from the copy, or None when the unit should read first."""
@@ -253,7 +259,7 @@ def _script(redis: Redis) -> AsyncScript:
 async def read_start(redis: Redis, names: tuple[str, ...]) -> Start:
     """The state and its versions, read in one script."""
     listed = list(names)
-    reply = await _script(redis)(keys=_script_keys(listed), args=["", ""])
+    reply = await _script(redis)(keys=_script_keys(redis, listed), args=["", ""])
     return _start(reply, listed)
 
 
@@ -268,7 +274,7 @@ async def check(redis: Redis, start: Start, raws: dict[str, str | None]) -> Star
     else the current state. ``raws``: each conference as the unit first saw it."""
     names = list(raws)
     args = _expected(start, names, raws)
-    reply = await _script(redis)(keys=_script_keys(names), args=args)
+    reply = await _script(redis)(keys=_script_keys(redis, names), args=args)
     return None if reply[0] == 1 else _start(reply, names)
 
 
@@ -285,7 +291,7 @@ async def commit(
     the check failed; raises LostRace when the check held but a commit came before
     the EXEC."""
     names = list(raws)
-    script_keys = _script_keys(names)
+    script_keys = _script_keys(redis, names)
     versions = Versions(
         secrets.token_hex(8) if "agents" in wrote else start.versions.agents,
         secrets.token_hex(8) if "queue" in wrote else start.versions.queue,
@@ -298,10 +304,10 @@ async def commit(
         )
         if new != old
     }
-    watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED, *script_keys[5:]]
+    watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED, *script_keys[6:]]
     # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
     commands: list[tuple[Any, ...]] = [
-        ("WATCH", keys.UNIT_CONFLICTS, *watched),
+        ("WATCH", state_copy(redis).poison, *watched),
         ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, *_expected(start, names, raws)),
         ("MULTI",),
     ]

@@ -601,12 +601,14 @@ async def run_unit(
             outcome = await _attempt(unit, change)
         if isinstance(outcome, _Done):
             return outcome.result, unit.effects
-        fresh = outcome if attempt == 0 else None
-        if attempt > 0:
-            # Exponential backoff with jitter: under a burst across processes every
-            # unit touches the agents and the queue, and tight retries would starve
-            # each other. The turn is given back meanwhile, for a unit that may win.
-            await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
+        if isinstance(outcome, Start) and unit.start.from_copy and attempt == 0:
+            fresh = outcome  # only the copy was behind: go again at once from Redis's state
+            continue
+        # Lost a race with another process: exponential backoff with jitter, so that
+        # the two do not retry in step (every unit reads the agents and the queue),
+        # then a new read. The turn is given back meanwhile, for a unit that may win.
+        fresh = None
+        await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
     raise Contended("state kept changing under this request; try again")
 
 

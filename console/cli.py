@@ -15,7 +15,7 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from console import cli_users
+from console import cli_users, logs
 from console.config import ConfigError, Settings
 from console.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
 from console.redis_ext import connect
@@ -117,6 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"
+    logs.configure()
     try:
         if config.workers == 1:
             from console.app import create_app
@@ -248,6 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if args.rate < 0:
         return fail(f"--rate must not be negative, got {args.rate:g}")
+    logs.configure()
     try:
         asyncio.run(run_demo(options))
     except EmbeddedRedisError as error:

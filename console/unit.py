@@ -53,6 +53,7 @@ from console.unit_state import (
     commit,
     read_start,
     state_copy,
+    what_changed,
 )
 from console.urls import hold_url
 from console.waiting_line import (
@@ -594,6 +595,7 @@ async def run_unit(
     received_at = received_at or now_ms()
     copy = state_copy(redis)
     fresh: Start | None = None  # the current state, as a failed check answered it
+    why = ""
     for attempt in range(MAX_ATTEMPTS):
         async with _turn(redis):
             start = fresh or copy.start(conferences) or await read_start(redis, conferences)
@@ -601,6 +603,10 @@ async def run_unit(
             outcome = await _attempt(unit, change)
         if isinstance(outcome, _Done):
             return outcome.result, unit.effects
+        if isinstance(outcome, Start):
+            why = what_changed(unit.start, unit.first_seen(), outcome)
+        else:
+            why = outcome
         if isinstance(outcome, Start) and unit.start.from_copy and attempt == 0:
             fresh = outcome  # only the copy was behind: go again at once from Redis's state
             continue
@@ -609,7 +615,7 @@ async def run_unit(
         # then a new read. The turn is given back meanwhile, for a unit that may win.
         fresh = None
         await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
-    raise Contended("state kept changing under this request; try again")
+    raise Contended(f"state kept changing under this request (last: {why}); try again")
 
 
 @dataclass
@@ -617,8 +623,9 @@ class _Done(Generic[T]):
     result: T
 
 
-async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[T] | Start | None:
-    """One attempt: done, or the current state to start again from (None: read it)."""
+async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[T] | Start | str:
+    """One attempt: done, or the current state to start again from, or why not
+    (the next attempt reads the state)."""
     redis, start, copy = unit.redis, unit.start, state_copy(unit.redis)
     try:
         result = await change(unit)
@@ -631,7 +638,7 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
         # Redis in a way no version shows (a hand-made edit): run once more from a
         # read, and what that raises stands.
         copy.forget()
-        return None
+        return "raised on the process's copy"
     seen = unit.first_seen()
     try:
         if unit.write():
@@ -642,7 +649,7 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
             outcome = start.versions  # read just now, nothing to write: done
     except LostRace:
         copy.outdated(None)
-        return None
+        return "a commit came between its check and its EXEC"
     if isinstance(outcome, Start):
         copy.outdated(outcome)
         return outcome

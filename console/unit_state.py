@@ -154,6 +154,22 @@ def _start(reply: list[Any], names: list[str]) -> Start:
     )
 
 
+def what_changed(seen: Start, first_seen: dict[str, str | None], now: Start) -> str:
+    """What a failed check found changed since ``seen`` (and the conferences as the
+    unit ``first_seen`` them), for the log of a unit that gave up."""
+    changed = [
+        family
+        for family in ("agents", "queue")
+        if getattr(seen.versions, family) != getattr(now.versions, family)
+    ]
+    changed += [
+        f"conference {name}"
+        for name, raw in now.conferences.items()
+        if name in first_seen and digest(raw) != digest(first_seen[name])
+    ]
+    return ", ".join(changed) or "nothing it read"
+
+
 class StateCopy:
     """One process's copy of the state (see the module docstring). Units take turns
     per process (console.unit), so it is never used by two at once."""

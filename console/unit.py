@@ -69,6 +69,7 @@ T = TypeVar("T")
 
 MAX_ATTEMPTS = 64
 ENDED_RETENTION_SECONDS = 24 * 3600  # timelines are kept a day after the call
+RAISED_ON_COPY = "raised on the process's copy"
 HOLD_REQUEST_MS = 60_000  # a hold change this long after the request is not its doing
 
 
@@ -595,10 +596,12 @@ async def run_unit(
     received_at = received_at or now_ms()
     copy = state_copy(redis)
     fresh: Start | None = None  # the current state, as a failed check answered it
+    read_first = False  # the change raised on the copy: what it raises on a read stands
     why = ""
     for attempt in range(MAX_ATTEMPTS):
         async with _turn(redis):
-            start = fresh or copy.start(conferences) or await read_start(redis, conferences)
+            start = fresh or (None if read_first else copy.start(conferences))
+            start = start or await read_start(redis, conferences)
             unit = Unit(redis, settings, received_at, start, copy)
             outcome = await _attempt(unit, change)
         if isinstance(outcome, _Done):
@@ -609,6 +612,12 @@ async def run_unit(
             why = outcome
         if isinstance(outcome, Start) and unit.start.from_copy and attempt == 0:
             fresh = outcome  # only the copy was behind: go again at once from Redis's state
+            continue
+        if outcome == RAISED_ON_COPY:
+            # Go again at once from a read. Not from the copy: other units may have
+            # brought it up to date meanwhile, and a refusal that holds (409, no agent
+            # available) would then be retried until the unit gave up (a 503).
+            read_first, fresh = True, None
             continue
         # Lost a race with another process: exponential backoff with jitter, so that
         # the two do not retry in step (every unit reads the agents and the queue),
@@ -638,7 +647,7 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
         # Redis in a way no version shows (a hand-made edit): run once more from a
         # read, and what that raises stands.
         copy.forget()
-        return "raised on the process's copy"
+        return RAISED_ON_COPY
     seen = unit.first_seen()
     try:
         if unit.write():

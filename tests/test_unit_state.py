@@ -3,6 +3,9 @@ and a copy gone stale (another process, a FLUSHALL, time) is never committed upo
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+
 import pytest
 from redis.asyncio import Redis
 
@@ -212,3 +215,36 @@ async def test_a_failure_on_a_copy_edited_behind_its_back_runs_again_from_a_read
 
     assert (await run_unit(redis, settings, waiting))[0] == []
     assert await redis.exists(keys.QUEUE, keys.QUEUE_INFO, keys.conference(name)) == 0
+
+
+async def test_a_refusal_that_holds_is_not_retried_while_other_units_refresh_the_copy(
+    settings, redis
+) -> None:
+    """A refusal decided on the copy runs once more from a read, and what that raises
+    stands, even when other units of the process bring the copy up to date meanwhile
+    (they did in the flows bench: the refusal went round 64 times, then a 503)."""
+    await run_unit(redis, settings, lambda u: join(u, "alice"))  # a copy exists
+    tries = 0
+
+    async def refuse(unit: Unit) -> None:
+        nonlocal tries
+        tries += 1
+        raise NotFound("no such conference")
+
+    stop = asyncio.Event()
+
+    async def busy() -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            await run_unit(redis, settings, lambda u, i=i: join(u, f"busy{i}"))
+
+    task = asyncio.create_task(busy())
+    try:
+        await asyncio.sleep(0.01)
+        with pytest.raises(NotFound):
+            await run_unit(redis, settings, refuse)
+    finally:
+        stop.set()
+        await task
+    assert tries == 2

@@ -95,6 +95,9 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 by default)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
@@ -114,6 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
     config.workers = args.workers or int(raw_workers)
     config.graceful_timeout = 10.0
+    # Hypercorn listens with a backlog of 100: bursts of Twilio callbacks (the flows
+    # bench, 100 calls/s) found it full, and their connections refused, now and then.
+    config.backlog = LISTEN_BACKLOG
     config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"

@@ -308,18 +308,10 @@ async def commit(
     the EXEC."""
     names = list(raws)
     script_keys = _script_keys(redis, names)
+    moved = {family: secrets.token_hex(8) for family in ("agents", "queue") if family in wrote}
     versions = Versions(
-        secrets.token_hex(8) if "agents" in wrote else start.versions.agents,
-        secrets.token_hex(8) if "queue" in wrote else start.versions.queue,
+        moved.get("agents", start.versions.agents), moved.get("queue", start.versions.queue)
     )
-    moved = {
-        family: new
-        for family, new, old in (
-            ("agents", versions.agents, start.versions.agents),
-            ("queue", versions.queue, start.versions.queue),
-        )
-        if new != old
-    }
     watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED, *script_keys[6:]]
     # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
     commands: list[tuple[Any, ...]] = [

@@ -48,11 +48,7 @@ class QueueInfo(MutableMapping[str, Queued]):
 
     async def fetch(self, redis: Redis, names: Iterable[str]) -> None:
         """Read the records of ``names`` not read yet, in one HMGET."""
-        wanted = [
-            n
-            for n in dict.fromkeys(names)
-            if n not in self._fetched and n not in self._parsed and n not in self._removed
-        ]
+        wanted = [n for n in dict.fromkeys(names) if not self._seen(n)]
         if not wanted:
             return
         for name, raw in zip(wanted, await redis.hmget(keys.QUEUE_INFO, wanted), strict=True):
@@ -60,8 +56,12 @@ class QueueInfo(MutableMapping[str, Queued]):
                 self._before[name] = raw
         self._fetched.update(wanted)
 
+    def _seen(self, name: str) -> bool:
+        """Fetched, set or removed in this unit: nothing more to read for it."""
+        return name in self._fetched or name in self._parsed or name in self._removed
+
     def _known(self, name: str) -> None:
-        if name not in self._fetched and name not in self._parsed and name not in self._removed:
+        if not self._seen(name):
             raise NotFetched(f"queue record of {name} looked at before it was fetched")
 
     def __getitem__(self, name: str) -> Queued:

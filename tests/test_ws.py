@@ -101,6 +101,9 @@ async def conference_messages(socket: Any, until: str, name: str) -> list[dict[s
     return [m for m in messages if name in json.dumps(m.get("data"))]
 
 
+NOTE = 'vip — asks for Zoë, says "urgent" \\ ☎'
+
+
 async def test_agents_see_only_their_own_conferences_supervisors_everything(app, redis, voice):
     alice = await login(app, redis, "alice")
     bob = await login(app, redis, "bob")
@@ -119,7 +122,7 @@ async def test_agents_see_only_their_own_conferences_supervisors_everything(app,
         first = await agent_answers(voice, name, "alice")
         await set_available(bob)
         response = await alice.post(
-            "/api/transfers", json={"conference": name, "to": "bob", "note": "vip"}
+            "/api/transfers", json={"conference": name, "to": "bob", "note": NOTE}
         )
         assert response.status_code == 201
         second = await agent_answers(voice, name, "bob", start=False)
@@ -138,7 +141,7 @@ async def test_agents_see_only_their_own_conferences_supervisors_everything(app,
     assert {m["type"] for m in seen["carol"]} <= {"call.queued", "call.dequeued", "queue.updated"}
     assert "transfer.updated" in {m["type"] for m in seen["bob"]}
     bob_transfer = [m["data"] for m in seen["bob"] if m["type"] == "transfer.updated"]
-    assert bob_transfer[0]["note"] == "vip"
+    assert bob_transfer[0]["note"] == NOTE  # escapes and UTF-8 intact, log to socket
     # alice gets her own leaving, then nothing more about the conference
     alice_types = [m["type"] for m in seen["alice"]]
     assert "participant.left" in alice_types

@@ -117,8 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
     config.workers = args.workers or int(raw_workers)
     config.graceful_timeout = 10.0
-    # Hypercorn listens with a backlog of 100: bursts of Twilio callbacks (the flows
-    # bench, 100 calls/s) found it full, and their connections refused, now and then.
+    # Hypercorn listens with a backlog of 100, little for a burst of Twilio callbacks
+    # on new connections. (The flows bench's few failed callbacks, first blamed on it,
+    # were its simulator reusing connections the server was closing: simulator/callbacks.py.)
     config.backlog = LISTEN_BACKLOG
     config.worker_class = worker_class()
     config.accesslog = "-"

@@ -25,6 +25,11 @@ from simulator.wire import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Overrides, sign
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_SECONDS = 0.05
+# An idle connection is dropped after this, under Hypercorn's 5 s keep-alive: aiohttp
+# keeps one 15 s, and a callback sent on a connection the server was closing failed
+# as "ct" (reset, "Can not write request body", server disconnected: 5-16 of ~11,000
+# callbacks per flows bench run), then went again as Twilio's retry policy says.
+KEEPALIVE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ class Deliverer:
         self._idle.set()
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=KEEPALIVE_SECONDS)
+        self._session = aiohttp.ClientSession(connector=connector)
 
     async def close(self) -> None:
         for task in list(self._workers.values()):

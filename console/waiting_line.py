@@ -30,6 +30,7 @@ from console.records import Queued
 
 EAGER_QUEUE_UPDATES = 25  # up to this many callers, every change sends queue.updated
 QUEUE_UPDATE_INTERVAL_MS = 1000
+AT_ONE_END = 4  # joins at the tail or departures from the head a unit's change is checked for
 
 
 class NotFetched(LookupError):
@@ -146,6 +147,28 @@ def line_change(before: list[str], after: list[str]) -> LineChange | None:
     """None when the line is unchanged (see LineChange)."""
     if before == after:
         return None
+    return _at_one_end(before, after) or _worked_out(before, after)
+
+
+def _at_one_end(before: list[str], after: list[str]) -> LineChange | None:
+    """The two usual changes, told apart without a set of the whole line: a few
+    callers joined at the tail (incoming calls) or left from the head (routing).
+    None for anything else. With 2,000 callers waiting, the sets of ``_worked_out``
+    were the Voice URL's costliest line of Warmline's own (8 % of its CPU)."""
+    grown = len(after) - len(before)
+    if before and 0 < grown <= AT_ONE_END and after[: len(before)] == before:
+        back = after[len(before) :]
+        if len(set(back)) == grown and not any(name in before for name in back):
+            return LineChange(set(), [], back, rewrite=False)
+    elif -AT_ONE_END <= grown < 0 and before[-grown:] == after:
+        left = before[:-grown]
+        if len(set(left)) == -grown and not any(name in after for name in left):
+            return LineChange(set(left), [], [], rewrite=False)
+    return None
+
+
+def _worked_out(before: list[str], after: list[str]) -> LineChange:
+    """Any change, from the sets of who was and who is in the line."""
     old, new = set(before), set(after)
     joined, left = new - old, old - new
     head = 0

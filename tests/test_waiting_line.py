@@ -7,14 +7,18 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from console import keys, waiting_line
 from console.records import Queued
 from console.waiting_line import (
+    AT_ONE_END,
     EAGER_QUEUE_UPDATES,
     NotFetched,
     QueueInfo,
+    _worked_out,
     line_change,
     write_line,
 )
@@ -72,6 +76,33 @@ def test_line_change_names_who_left_and_who_joined_where() -> None:
         positions = {name: i for i, name in enumerate(after, 1)}
         expected = sorted((positions[n], n) for n in set(after) - set(before))
         assert sorted(change.joined(after)) == expected, (before, after)
+
+
+NAMES = st.sampled_from([f"CA{i}" for i in range(8)])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    before=st.lists(NAMES, max_size=10),
+    joined=st.lists(NAMES, max_size=AT_ONE_END + 1),
+    left=st.integers(0, AT_ONE_END + 1),
+)
+def test_the_shortcut_for_either_end_finds_what_the_sets_find(before, joined, left) -> None:
+    """Joins at the tail and departures from the head, duplicates included (a hand-edited
+    list), give the change the general way gives."""
+    for after in (before + joined, before[left:]):
+        if after != before:
+            assert line_change(before, after) == _worked_out(before, after), (before, after)
+
+
+def test_the_usual_changes_of_a_long_line_are_told_at_one_end() -> None:
+    before = [f"CA{i}" for i in range(2000)]
+    assert line_change(before, [*before, "CAnew"]) == waiting_line.LineChange(
+        set(), [], ["CAnew"], rewrite=False
+    )
+    assert line_change(before, before[2:]) == waiting_line.LineChange(
+        {"CA0", "CA1"}, [], [], rewrite=False
+    )
 
 
 @pytest.fixture

@@ -597,7 +597,7 @@ async def run_unit(
     copy = state_copy(redis)
     fresh: Start | None = None  # the current state, as a failed check answered it
     read_first = False  # the change raised on the copy: what it raises on a read stands
-    why = ""
+    refused: tuple[Unit, Start | str] | None = None  # the last attempt, for the log
     for attempt in range(MAX_ATTEMPTS):
         async with _turn(redis):
             start = fresh or (None if read_first else copy.start(conferences))
@@ -606,10 +606,7 @@ async def run_unit(
             outcome = await _attempt(unit, change)
         if isinstance(outcome, _Done):
             return outcome.result, unit.effects
-        if isinstance(outcome, Start):
-            why = what_changed(unit.start, unit.first_seen(), outcome)
-        else:
-            why = outcome
+        refused = unit, outcome
         if isinstance(outcome, Start) and unit.start.from_copy and attempt == 0:
             fresh = outcome  # only the copy was behind: go again at once from Redis's state
             continue
@@ -624,7 +621,18 @@ async def run_unit(
         # then a new read. The turn is given back meanwhile, for a unit that may win.
         fresh = None
         await asyncio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
-    raise Contended(f"state kept changing under this request (last: {why}); try again")
+    raise Contended(f"state kept changing under this request (last: {_why(refused)}); try again")
+
+
+def _why(refused: tuple[Unit, Start | str] | None) -> str:
+    """Why the last attempt did not commit: worked out once, for the unit that gave
+    up, not on every retry."""
+    if refused is None:
+        return "no attempt"
+    unit, outcome = refused
+    if isinstance(outcome, Start):
+        return what_changed(unit.start, unit.first_seen(), outcome)
+    return outcome
 
 
 @dataclass

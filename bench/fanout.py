@@ -32,10 +32,10 @@ from redis.asyncio import Redis
 from bench.load import BareProducer, Conference, Producer, WarmlineProducer, call_sid
 from bench.measure import busy_seconds, cpu_seconds, percentile, settle, start_py_spy
 from bench.servers import Server, start_server
-from console.embedded_redis import start_redis
-from console.users import add_user
+from console.domain.users import add_user
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.twilio_double import TwilioDouble
+from tests.support.twilio_double import TwilioDouble
+from warmline.embedded_redis import start_redis
 
 SUPERVISOR = "bench_supervisor"
 PASSWORD = "bench-password-123"

@@ -38,13 +38,13 @@ from redis.asyncio import Redis
 
 from bench.measure import busy_seconds, cpu_seconds, percentile
 from bench.servers import Server, spawn
-from console import keys
-from console.embedded_redis import free_port, start_redis
-from console.users import add_user
+from console.domain import keys
+from console.domain.users import add_user
 from simulator.parties import AutoAnswer
 from simulator.server import Simulator
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.servers import server_env, wait_healthy
+from tests.support.servers import server_env, wait_healthy
+from warmline.embedded_redis import free_port, start_redis
 
 AGENT_PREFIX = "flow_agent_"
 SUPERVISOR_PREFIX = "flow_boss_"
@@ -1064,7 +1064,7 @@ async def start_server(opts: Options, redis_url: str, twilio_url: str, log: Path
         RING_TIMEOUT_SECONDS=str(RING_TIMEOUT_SECONDS),
         EVENT_LOG_MAXLEN=str(max(100_000, opts.calls * 200)),
     )
-    process = spawn([sys.executable, "-m", "console.cli", "serve"], env, log)
+    process = spawn([sys.executable, "-m", "warmline.cli", "serve"], env, log)
     server = Server("warmline", f"http://127.0.0.1:{port}", process, log)
     try:
         await wait_healthy(server, START_TIMEOUT_SECONDS)

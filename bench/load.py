@@ -24,7 +24,7 @@ import aiohttp
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.twilio_double import TwilioDouble
+from tests.support.twilio_double import TwilioDouble
 
 CUSTOMER = "+15557654321"
 

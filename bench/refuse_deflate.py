@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 
-from console.hypercorn_ws import decline_permessage_deflate
+from warmline.hypercorn_ws import decline_permessage_deflate
 
 decline_permessage_deflate()
 
 if os.environ.get("BENCH_APP") == "bare":
     from bench.broadcast_app import app
 else:
-    from console.asgi import app
+    from warmline.asgi import app
 
 __all__ = ["app"]

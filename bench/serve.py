@@ -1,5 +1,5 @@
 """``python -m bench.serve MODULE:APP``: serve an ASGI app exactly as `warmline serve`
-serves Warmline (``console.cli.cmd_serve``): same Hypercorn Config fields, one worker
+serves Warmline (``warmline.cli.cmd_serve``): same Hypercorn Config fields, one worker
 (``WEB_CONCURRENCY``) served in-process, bound to ``PORT``."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 from hypercorn.config import Config
 from hypercorn.run import run
 
-from console.cli import worker_class
-from console.shutdown import run_in_process
+from warmline.cli import worker_class
+from warmline.shutdown import run_in_process
 
 
 def main(argv: list[str]) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 
-from console.embedded_redis import free_port
-from tests.servers import server_env, wait_healthy
+from tests.support.servers import server_env, wait_healthy
+from warmline.embedded_redis import free_port
 
 START_TIMEOUT_SECONDS = 60.0
 
@@ -98,7 +98,7 @@ async def start_server(
         env["BENCH_APP"] = kind
         args = [sys.executable, "-m", "bench.serve", "bench.refuse_deflate:app"]
     elif kind == "warmline":
-        args = [sys.executable, "-m", "console.cli", "serve"]
+        args = [sys.executable, "-m", "warmline.cli", "serve"]
     elif kind == "hello":
         args = [sys.executable, "-m", "bench.serve", "bench.hello_app:app"]
     else:

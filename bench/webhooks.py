@@ -40,12 +40,12 @@ from bench.load import Conference, WarmlineProducer, call_sid
 from bench.measure import busy_seconds, cpu_seconds, settle, start_py_spy
 from bench.servers import Server, start_server
 from bench.webhook_load import voice_params
-from console import keys
-from console.embedded_redis import EmbeddedRedis, start_redis
+from console.domain import keys
+from console.domain.users import add_user
 from console.urls import VOICE_PATH
-from console.users import add_user
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.twilio_double import TwilioDouble
+from tests.support.twilio_double import TwilioDouble
+from warmline.embedded_redis import EmbeddedRedis, start_redis
 
 MB = 1024 * 1024
 IDLE_SECONDS = 1.0  # after /healthz answers, before idle memory is read
@@ -60,12 +60,12 @@ WARMUP_PREPARED = 4000
 ROUTES = {"hello": "hello-world", "status": "status callback", "voice": "Voice URL"}
 # What a fresh interpreter holds after importing each of these (item 6: how much of a
 # server's footprint is its imports): a bare Quart server's, the hello-world server as
-# bench.serve runs it (bench.serve imports console.cli for worker_class), and
-# `warmline serve`'s (console.cli, which is also all a multi-worker master runs).
+# bench.serve runs it (bench.serve imports warmline.cli for worker_class), and
+# `warmline serve`'s (warmline.cli, which is also all a multi-worker master runs).
 IMPORT_SETS = {
     "quart + hypercorn + uvloop": "quart, hypercorn.asyncio, hypercorn.run, uvloop",
     "bench.serve + bench.hello_app": "bench.serve, bench.hello_app",
-    "console.cli": "console.cli",
+    "warmline.cli": "warmline.cli",
 }
 
 

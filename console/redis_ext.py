@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from quart import Quart, current_app
+from quart import Quart
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from console.config import DEFAULT_REDIS_MAX_CONNECTIONS
+from console.extension import Extension
 
 POOL_WAIT_SECONDS = 5.0
 
@@ -40,8 +41,10 @@ def connect(
     return Redis.from_pool(pool)
 
 
-class RedisExtension:
-    """Holds the app's Redis client under ``app.extensions["redis"]``."""
+class RedisExtension(Extension):
+    """Holds the app's Redis client."""
+
+    key = "redis"
 
     def __init__(
         self,
@@ -56,7 +59,7 @@ class RedisExtension:
             self.init_app(app)
 
     def init_app(self, app: Quart) -> None:
-        app.extensions["redis"] = self
+        self.register(app)
         app.before_serving(self._open)
         app.after_serving(self._close)
 
@@ -79,4 +82,4 @@ class RedisExtension:
 
 def get_redis() -> Redis:
     """The current app's Redis client."""
-    return current_app.extensions["redis"].client
+    return RedisExtension.current().client

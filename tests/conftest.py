@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from console.app import create_app
 from console.config import Settings
-from console.embedded_redis import EmbeddedRedis, start_redis
-from tests.twilio_double import TwilioDouble
-from tests.twilio_voice import TwilioVoice
+from tests.support.twilio_double import TwilioDouble
+from tests.support.twilio_voice import TwilioVoice
+from warmline.app import create_app
+from warmline.embedded_redis import EmbeddedRedis, start_redis
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

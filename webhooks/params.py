@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from console.events import now_ms
-from console.records import Callback
+from console.intake import Callback, now_ms
 
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from quart import Blueprint, Response, g, request
-from redis.exceptions import RedisError
 from werkzeug.datastructures import MultiDict
 
-from console.app import get_settings
-from console.events import now_ms
-from console.flow import (
-    accept_answer,
-    apply_call_status,
-    apply_conference_callback,
-    enqueue_call,
-)
-from console.runner import get_runner
-from console.unit import Contended, Unit
+from console import intake
+from console.extension import get_settings
 from console.urls import (
     AGENT_CONNECT_PATH,
     CALL_STATUS_PATH,
@@ -67,14 +58,9 @@ def unavailable(reason: str) -> Response:
     return Response(f"503 Service Unavailable: {reason}\n", 503, mimetype="text/plain")
 
 
-async def record(change: Callable[[Unit], Awaitable[object]], conference: str) -> object:
-    """Run ``change``, reading ``conference`` with the rest of the state up front."""
-    return await get_runner().unit(change, received_at=g.received_at, conferences=(conference,))
-
-
 @blueprint.before_request
 async def note_arrival() -> None:
-    g.received_at = now_ms()
+    g.received_at = intake.now_ms()
 
 
 @blueprint.post(VOICE_PATH)
@@ -86,10 +72,8 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
         return bad_request(error)
     try:
         async with asyncio.timeout(VOICE_RECORD_BUDGET_SECONDS):
-            await record(
-                lambda unit: enqueue_call(unit, call.call_sid, call.from_number), call.call_sid
-            )
-    except (TimeoutError, RedisError, OSError, Contended) as exc:
+            await intake.incoming_call(call.call_sid, call.from_number, g.received_at)
+    except (TimeoutError, *intake.NOT_RECORDED) as exc:
         # The caller still waits on hold music; the conference callbacks (retried)
         # or `warmline reconcile` record the call once Redis answers again.
         log.warning("incoming call %s not recorded yet: %s", call.call_sid, exc)
@@ -113,10 +97,8 @@ async def post_agent_connect(form: MultiDict[str, str]) -> Response:
     except p.BadParams as error:
         return bad_request(error)
     try:
-        answer = await record(
-            lambda unit: accept_answer(unit, ref.conference, ref.dial, call_sid), ref.conference
-        )
-    except (RedisError, OSError, Contended) as exc:
+        answer = await intake.agent_answer(ref.conference, ref.dial, call_sid, g.received_at)
+    except intake.NOT_RECORDED as exc:
         log.warning("agent answer on %s not recorded: %s", ref.dial, exc)
         return xml(twiml.hang_up("Sorry, the call could not be connected. Please try again."))
     if not answer.join:
@@ -137,9 +119,7 @@ async def post_conference_status(form: MultiDict[str, str]) -> Response:
         return no_content()
     callback = event.callback
     return await _recorded(
-        lambda unit: apply_conference_callback(unit, event.name, callback),
-        event.name,
-        "conference callback",
+        intake.conference_callback(event.name, callback, g.received_at), "conference callback"
     )
 
 
@@ -152,20 +132,22 @@ async def post_call_status(form: MultiDict[str, str]) -> Response:
     except p.BadParams as error:
         return bad_request(error)
     return await _recorded(
-        lambda unit: apply_call_status(
-            unit, ref.conference, ref.dial, progress.call_sid, progress.status, progress.seq
+        intake.call_status(
+            ref.conference,
+            ref.dial,
+            progress.call_sid,
+            progress.status,
+            progress.seq,
+            g.received_at,
         ),
-        ref.conference,
         "call status",
     )
 
 
-async def _recorded(
-    change: Callable[[Unit], Awaitable[object]], conference: str, what: str
-) -> Response:
+async def _recorded(recording: Awaitable[None], what: str) -> Response:
     try:
-        await record(change, conference)
-    except (RedisError, OSError, Contended) as exc:
+        await recording
+    except intake.NOT_RECORDED as exc:
         log.warning("%s not recorded, asking Twilio to retry: %s", what, exc)
         return unavailable("state could not be recorded; retry")
     return no_content()

@@ -16,9 +16,8 @@ from quart import Response, request
 from twilio.request_validator import RequestValidator, compare
 from werkzeug.datastructures import MultiDict
 
-from console.app import get_settings
-from console.redis_ext import get_redis
-from console.webhook_health import note_request, note_signature_failure
+from console import intake
+from console.extension import get_settings
 
 View = Callable[..., Awaitable[Any]]
 
@@ -37,7 +36,7 @@ async def signed_params() -> MultiDict[str, str] | None:
     signature = request.headers.get("X-Twilio-Signature", "")
     url = checked_url()
     if not signature or not signed(RequestValidator(settings.auth_token), url, params, signature):
-        await note_signature_failure(get_redis(), request.path, url)
+        await intake.note_bad_signature(request.path, url)
         return None
     account = params.get("AccountSid") or request.args.get("AccountSid")
     if account != settings.account_sid:
@@ -71,7 +70,7 @@ def twilio_webhook(view: View) -> View:
         params = await signed_params()
         if params is None:
             return Response("403 Forbidden: invalid Twilio signature\n", 403, mimetype="text/plain")
-        note_request(get_redis(), request.path)
+        intake.note_webhook(request.path)
         return await view(params, *args, **kwargs)
 
     checked.__warmline_webhook__ = True  # type: ignore[attr-defined]

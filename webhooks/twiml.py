@@ -9,8 +9,7 @@ from __future__ import annotations
 from twilio.twiml.voice_response import VoiceResponse
 
 from console.config import Settings
-from console.derive import CUSTOMER_LABEL
-from console.gateway import CONFERENCE_EVENTS
+from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL
 from console.urls import conference_status_url, wait_url
 
 

@@ -1,0 +1,267 @@
+"""What people do from the views: presence, transfers, leave, hold, monitor.
+
+Each action validates against the current state inside a unit of work (so a 409
+reflects the state the change would have applied to), then carries out the
+Twilio REST steps in the order the call flow needs them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from console.domain.derive import ConferenceView, Participant, derive, dial_active
+from console.domain.effects import HangUp
+from console.domain.errors import Conflict, DomainError, NotFound
+from console.domain.events import Event
+from console.domain.records import (
+    AgentStatus,
+    ConferenceRecord,
+    Dial,
+    DialKind,
+    Transfer,
+    TransferStatus,
+)
+from console.domain.routing import new_dial_id
+from console.domain.unit import Unit
+
+MONITOR_MODES = ("listen", "whisper", "barge")
+
+
+async def set_presence(unit: Unit, username: str, status: str) -> dict[str, Any]:
+    """An agent sets themself available or offline (not in the middle of a call)."""
+    agent = unit.agent(username)
+    if agent.status in (AgentStatus.RINGING, AgentStatus.BUSY) and status != agent.status:
+        raise Conflict(f"you are {agent.status}; finish the call first")
+    unit.set_status(agent, AgentStatus(status))
+    return agent.public()
+
+
+async def live_conference(unit: Unit, name: str) -> tuple[ConferenceRecord, ConferenceView]:
+    record = await unit.conference(name)
+    if record is None:
+        raise NotFound(f"no conference {name}")
+    view = derive(record)
+    if view.status == "ended" or view.customer_gone:
+        raise Conflict(f"conference {name} has ended")
+    return record, view
+
+
+def present_as(view: ConferenceView, username: str, role: str | None = None) -> Participant | None:
+    """The user's participant in the conference, if they are in it now."""
+    for participant in view.participants.values():
+        if participant.agent == username and (role is None or participant.role == role):
+            return participant
+    return None
+
+
+@dataclass(frozen=True)
+class TransferStart:
+    transfer: str
+    conference_sid: str
+    from_call_sid: str
+    dial: str
+    to_agent: str
+
+
+async def start_transfer(
+    unit: Unit, username: str, name: str, to: str | None, note: str
+) -> TransferStart:
+    """Create a transfer and ring its colleague, atomically with the choice of colleague."""
+    record, view = await live_conference(unit, name)
+    me = present_as(view, username, "agent")
+    if me is None or me.dial is None:
+        raise Conflict("you are not in this conference")
+    if any(not TransferStatus(s).terminal for s, _ in view.transfers.values()):
+        raise Conflict("a transfer is already under way in this conference")
+    target = _transfer_target(unit, username, to)
+    transfer = Transfer(
+        id="TR" + secrets.token_hex(12),
+        from_agent=username,
+        from_dial=me.dial,
+        to_agent=target,
+        note=note,
+        created_at=unit.now,
+        updated_at=unit.now,
+    )
+    dial = Dial(
+        id=new_dial_id(),
+        kind=DialKind.TRANSFER,
+        agent=target,
+        created_at=unit.now,
+        transfer=transfer.id,
+    )
+    transfer.dial = dial.id
+    record.transfers[transfer.id] = transfer
+    record.dials[dial.id] = dial
+    unit.register_transfer(transfer.id, name)
+    agent = unit.agents[target]
+    unit.set_status(agent, AgentStatus.RINGING)
+    agent.conference, agent.dial = name, dial.id
+    # Until the colleague has taken over, leaving must not end the customer's call.
+    record.end_on_exit_requested[me.call_sid] = False
+    return TransferStart(transfer.id, view.sid or name, me.call_sid, dial.id, target)
+
+
+def _transfer_target(unit: Unit, username: str, to: str | None) -> str:
+    if to is None:
+        candidates = [a for a in unit.routable() if a.username != username]
+        if not candidates:
+            raise Conflict("no agent is available")
+        return candidates[0].username
+    if to == username:
+        raise Conflict("you cannot transfer to yourself")
+    agent = unit.agents.get(to)
+    if agent is None:
+        raise Conflict(f"{to} is not available (offline)")
+    if agent not in unit.routable():
+        raise Conflict(f"{to} is not available ({agent.status})")
+    return to
+
+
+async def fail_transfer(unit: Unit, name: str, transfer_id: str) -> None:
+    """A REST step of the transfer failed: it fails visibly, the colleague is freed."""
+    record = await unit.conference(name)
+    if record is None or transfer_id not in record.transfers:
+        return
+    transfer = record.transfers[transfer_id]
+    transfer.error = True
+    dial = record.dials.get(transfer.dial or "")
+    if dial is not None and dial_active(derive(record), dial):
+        dial.cancel_reason = "api-error"
+        if dial.call_sid:
+            unit.effects.append(HangUp(name, dial.call_sid, "canceled"))
+
+
+async def cancel_transfer(
+    unit: Unit, username: str, supervisor: bool, name: str, transfer_id: str
+) -> dict[str, Any]:
+    """The first agent (or a supervisor) cancels a transfer that is still ringing."""
+    record = await unit.conference(name)
+    transfer = record.transfers.get(transfer_id) if record else None
+    if record is None or transfer is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    if not supervisor and transfer.from_agent != username:
+        raise DomainError("only the agent who started this transfer can cancel it", 403)
+    status, _ = derive(record).transfers[transfer_id]
+    if status not in (TransferStatus.REQUESTED, TransferStatus.RINGING):
+        raise Conflict(f"the transfer is {status}, not ringing")
+    transfer.canceled = True
+    transfer.status, transfer.reason, transfer.updated_at = TransferStatus.CANCELED, None, unit.now
+    dial = record.dials.get(transfer.dial or "")
+    if dial is not None:
+        dial.cancel_reason = "transfer-canceled"
+        if dial.call_sid:
+            unit.effects.append(HangUp(name, dial.call_sid, "canceled"))
+    return transfer.public(name)
+
+
+@dataclass(frozen=True)
+class Leaving:
+    conference_sid: str
+    call_sid: str
+    keep_call_alive: bool  # someone else stays with the customer: clear endConferenceOnExit
+
+
+async def prepare_leave(unit: Unit, username: str, name: str) -> Leaving:
+    record, view = await live_conference(unit, name)
+    me = present_as(view, username)
+    if me is None:
+        raise Conflict("you are not in this conference")
+    others = [p for p in view.agents_present() if p.call_sid != me.call_sid]
+    ringing = any(not TransferStatus(s).terminal for s, _ in view.transfers.values())
+    keep = me.role == "supervisor" or bool(others) or ringing
+    if keep and me.role == "agent":
+        record.end_on_exit_requested[me.call_sid] = False
+    if me.role == "supervisor":
+        _supervisor_event(unit, username, name, "left")
+    return Leaving(view.sid or name, me.call_sid, keep)
+
+
+async def prepare_hold(
+    unit: Unit, username: str, supervisor: bool, name: str, call_sid: str, hold: bool
+) -> str:
+    """Check a hold request and remember who made it (the timeline names them when
+    Twilio reports the change); returns the ConferenceSid to address."""
+    record, view = await live_conference(unit, name)
+    if not supervisor and present_as(view, username, "agent") is None:
+        raise DomainError("you can only hold participants of your own conference", 403)
+    if call_sid not in view.participants:
+        raise NotFound(f"no participant {call_sid} in conference {name}")
+    record.hold_requests[call_sid] = {"by": username, "hold": hold, "at": unit.now}
+    return view.sid or name
+
+
+async def forget_hold_request(unit: Unit, name: str, call_sid: str) -> None:
+    """Twilio refused the hold: no change will come to attribute."""
+    record = await unit.conference(name)
+    if record is not None:
+        record.hold_requests.pop(call_sid, None)
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    conference_sid: str
+    dial: str
+    call_sid: str | None  # set: already in the conference, update in place
+    params: dict[str, Any]
+
+
+async def prepare_monitor(unit: Unit, username: str, name: str, mode: str) -> Monitoring:
+    """A supervisor joins (or switches mode in) a live conference."""
+    record, view = await live_conference(unit, name)
+    if view.status != "in-progress":
+        raise Conflict("the conference has not started yet")
+    params = _monitor_params(view, mode)
+    existing = next(
+        (
+            d
+            for d in record.dials.values()
+            if d.kind == DialKind.SUPERVISOR and d.agent == username and dial_active(view, d)
+        ),
+        None,
+    )
+    if existing is not None:
+        if existing.call_sid is None:
+            raise Conflict("still connecting you; try again in a moment")
+        existing.mode = mode
+        _supervisor_event(unit, username, name, mode)
+        return Monitoring(view.sid or name, existing.id, existing.call_sid, params)
+    dial = Dial(
+        id=new_dial_id(), kind=DialKind.SUPERVISOR, agent=username, created_at=unit.now, mode=mode
+    )
+    record.dials[dial.id] = dial
+    _supervisor_event(unit, username, name, mode)
+    return Monitoring(view.sid or name, dial.id, None, params)
+
+
+def _monitor_params(view: ConferenceView, mode: str) -> dict[str, Any]:
+    if mode == "listen":
+        return {"muted": True, "coaching": False}
+    if mode == "barge":
+        return {"muted": False, "coaching": False}
+    agents = sorted(view.agents_present(), key=lambda p: view.milestones.joined[p.call_sid])
+    if not agents:
+        raise Conflict("no agent to whisper to")
+    # Coach the agent now handling the customer: the one who joined last.
+    return {"muted": False, "coaching": True, "call_sid_to_coach": agents[-1].call_sid}
+
+
+def _supervisor_event(unit: Unit, username: str, name: str, mode: str) -> None:
+    data = {"supervisor": username, "conference": name, "mode": mode}
+    # An empty audience: supervisors only. Agents are not told who listens.
+    unit.events.append(Event("supervisor.action", data, unit.now, frozenset(), name))
+
+
+async def record_monitor_call(unit: Unit, name: str, dial_id: str, call_sid: str | None) -> None:
+    record = await unit.conference(name)
+    dial = record.dials.get(dial_id) if record else None
+    if dial is None:
+        return
+    if call_sid is None:
+        dial.status = "api-error"
+    else:
+        dial.call_sid = dial.call_sid or call_sid
+        if dial.status == "dialing":
+            dial.status = "queued"

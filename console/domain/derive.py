@@ -1,0 +1,282 @@
+"""The live picture of a conference, computed from its recorded facts.
+
+``derive`` folds the conference callbacks in SequenceNumber order, whatever order
+they arrived in, and combines the result with the calls the app dialed. It is a
+pure function of the record, so two records holding the same facts give the same
+picture: the basis of Warmline's order independence. Events are the differences
+between the picture before and after a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from console.domain.records import (
+    CALL_UNANSWERED,
+    ConferenceRecord,
+    Dial,
+    DialKind,
+    Transfer,
+    TransferStatus,
+)
+
+CUSTOMER_LABEL = "customer"
+
+
+@dataclass
+class Participant:
+    """A call in the conference right now, in the participant shape of SPEC §5."""
+
+    call_sid: str
+    role: str
+    agent: str | None
+    from_number: str | None
+    muted: bool
+    hold: bool
+    coaching: bool
+    end_on_exit: bool | None
+    joined_at: int
+    dial: str | None
+
+    def public(self, conference: str) -> dict[str, Any]:
+        return {
+            "conference": conference,
+            "call_sid": self.call_sid,
+            "role": self.role,
+            "agent": self.agent,
+            "from": self.from_number,
+            "muted": self.muted,
+            "hold": self.hold,
+            "coaching": self.coaching,
+            "joined_at": self.joined_at,
+        }
+
+
+@dataclass
+class Milestones:
+    """SequenceNumbers at which things happened, for ordering facts of one conference."""
+
+    joined: dict[str, int] = field(default_factory=dict)  # call_sid -> join seq
+    left: dict[str, int] = field(default_factory=dict)  # call_sid -> leave seq
+    left_ending: set[str] = field(default_factory=set)  # left with endConferenceOnExit
+    customer_gone: int | None = None  # seq the customer left or the conference ended
+
+
+@dataclass
+class ConferenceView:
+    """The derived picture of one conference."""
+
+    name: str
+    sid: str | None
+    status: str  # waiting | in-progress | ended
+    created_at: int  # when the customer's call reached the app
+    from_number: str | None
+    started_at: int | None
+    ended_at: int | None
+    end_reason: str | None
+    participants: dict[str, Participant]
+    milestones: Milestones
+    transfers: dict[str, tuple[str, str | None]]  # id -> (status, reason)
+
+    @property
+    def customer_gone(self) -> bool:
+        return self.milestones.customer_gone is not None
+
+    def agents_present(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.role == "agent"]
+
+    def public(self) -> dict[str, Any]:
+        """The conference shape of SPEC §5."""
+        return {
+            **self.summary(),
+            "participants": [p.public(self.name) for p in self.participants.values()],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The conference without participants (conference.started / .ended data)."""
+        return {
+            "name": self.name,
+            "sid": self.sid,
+            "status": self.status,
+            "from": self.from_number,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+def derive(record: ConferenceRecord) -> ConferenceView:
+    """Fold the record's facts into the live picture."""
+    view = ConferenceView(
+        name=record.name,
+        sid=None,
+        status="waiting",
+        created_at=record.created_at,
+        from_number=record.from_number,
+        started_at=None,
+        ended_at=None,
+        end_reason=None,
+        participants={},
+        milestones=Milestones(),
+        transfers={},
+    )
+    for callback in sorted(record.callbacks.values(), key=lambda c: c.seq):
+        _apply_callback(view, record, callback)
+    for transfer in record.transfers.values():
+        view.transfers[transfer.id] = transfer_outcome(record, view, transfer)
+    return view
+
+
+def _apply_callback(view: ConferenceView, record: ConferenceRecord, cb: Any) -> None:
+    view.sid = view.sid or cb.conference_sid
+    marks = view.milestones
+    event = cb.event
+    if event == "conference-start":
+        if view.status != "ended":
+            view.status = "in-progress"
+        view.started_at = view.started_at or cb.at
+    elif event == "conference-end":
+        view.status = "ended"
+        view.ended_at = cb.at
+        view.end_reason = cb.reason
+        for call_sid in view.participants:
+            marks.left.setdefault(call_sid, cb.seq)
+        view.participants.clear()
+        if marks.customer_gone is None:
+            marks.customer_gone = cb.seq
+    elif event == "participant-join" and cb.call_sid:
+        if cb.call_sid in marks.left or view.status == "ended":
+            return
+        marks.joined.setdefault(cb.call_sid, cb.seq)
+        view.participants[cb.call_sid] = _participant(record, cb)
+    elif event == "participant-leave" and cb.call_sid:
+        marks.left.setdefault(cb.call_sid, cb.seq)
+        gone = view.participants.pop(cb.call_sid, None)
+        if cb.end_on_exit or (gone and gone.end_on_exit and cb.end_on_exit is None):
+            marks.left_ending.add(cb.call_sid)
+        if _is_customer(record, cb.call_sid, cb.label) and marks.customer_gone is None:
+            marks.customer_gone = cb.seq
+    elif cb.call_sid in view.participants:
+        _update_flags(view.participants[cb.call_sid], cb)
+
+
+def _update_flags(participant: Participant, cb: Any) -> None:
+    """participant-mute/-unmute/-hold/-unhold/-modify carry the full flag set."""
+    if cb.event == "participant-mute":
+        participant.muted = True
+    elif cb.event == "participant-unmute":
+        participant.muted = False
+    elif cb.event == "participant-hold":
+        participant.hold = True
+    elif cb.event == "participant-unhold":
+        participant.hold = False
+    for name in ("muted", "hold", "coaching"):
+        value = getattr(cb, name)
+        if value is not None and cb.event == "participant-modify":
+            setattr(participant, name, value)
+    if cb.end_on_exit is not None:
+        participant.end_on_exit = cb.end_on_exit
+
+
+def _is_customer(record: ConferenceRecord, call_sid: str | None, label: str | None) -> bool:
+    return label == CUSTOMER_LABEL or call_sid == record.name
+
+
+def _participant(record: ConferenceRecord, cb: Any) -> Participant:
+    dial = record.dial_for_call(cb.call_sid, cb.label)
+    if _is_customer(record, cb.call_sid, cb.label):
+        role, agent, number = "customer", None, record.from_number
+    elif dial is not None:
+        role = "supervisor" if dial.kind == DialKind.SUPERVISOR else "agent"
+        agent, number = dial.agent, None
+    else:
+        role, agent, number = "agent", None, None
+    return Participant(
+        call_sid=cb.call_sid,
+        role=role,
+        agent=agent,
+        from_number=number,
+        muted=bool(cb.muted),
+        hold=bool(cb.hold),
+        coaching=bool(cb.coaching),
+        end_on_exit=cb.end_on_exit,
+        joined_at=cb.at,
+        dial=dial.id if dial else None,
+    )
+
+
+def dial_call_sid(record: ConferenceRecord, dial_id: str | None) -> str | None:
+    dial = record.dials.get(dial_id) if dial_id else None
+    return dial.call_sid if dial else None
+
+
+def dial_joined(view: ConferenceView, dial: Dial | None) -> bool:
+    return bool(dial and dial.call_sid and dial.call_sid in view.milestones.joined)
+
+
+def dial_finished(view: ConferenceView, dial: Dial) -> bool:
+    """The dialed call is over: Twilio said so, or it left the conference."""
+    return dial.ended or bool(dial.call_sid and dial.call_sid in view.milestones.left)
+
+
+def dial_active(view: ConferenceView, dial: Dial) -> bool:
+    return not dial_finished(view, dial)
+
+
+def transfer_outcome(
+    record: ConferenceRecord, view: ConferenceView, transfer: Transfer
+) -> tuple[str, str | None]:
+    """The status and reason of a transfer, from facts only (see module docstring)."""
+    marks = view.milestones
+    dial = record.dials.get(transfer.dial) if transfer.dial else None
+    if transfer.error:
+        return TransferStatus.FAILED, "api-error"
+    colleague = dial.call_sid if dial else None
+    first = dial_call_sid(record, transfer.from_dial)
+    joined = marks.joined.get(colleague) if colleague else None
+    if joined is not None:
+        colleague_left = marks.left.get(colleague)
+        first_left = marks.left.get(first) if first else None
+        if first_left is not None and (colleague_left is None or colleague_left > first_left):
+            done_at = max(joined, first_left)
+            gone = marks.customer_gone
+            if gone is not None and gone < done_at:
+                return TransferStatus.FAILED, "customer-hung-up"
+            return TransferStatus.COMPLETED, None
+        if colleague_left is not None:
+            if marks.customer_gone is not None and marks.customer_gone <= colleague_left:
+                return TransferStatus.FAILED, "customer-hung-up"
+            return TransferStatus.FAILED, "colleague-left"
+        if marks.customer_gone is not None:
+            return TransferStatus.FAILED, "customer-hung-up"
+        return TransferStatus.JOINED, None
+    return _unjoined_outcome(view, transfer, dial)
+
+
+def _unjoined_outcome(
+    view: ConferenceView, transfer: Transfer, dial: Dial | None
+) -> tuple[str, str | None]:
+    """A transfer whose colleague has not (or not yet) joined the conference."""
+    if dial is not None and dial.ended:
+        if dial.cancel_reason == "transfer-canceled":
+            return TransferStatus.CANCELED, None
+        if dial.cancel_reason == "customer-hung-up":
+            return TransferStatus.FAILED, "customer-hung-up"
+        if dial.status in CALL_UNANSWERED:
+            return TransferStatus.FAILED, dial.status
+        if dial.status == "api-error":
+            return TransferStatus.FAILED, "api-error"
+        # Answered, then hung up before reaching the conference.
+        return TransferStatus.FAILED, "colleague-left"
+    if view.customer_gone:
+        return TransferStatus.FAILED, "customer-hung-up"
+    if transfer.canceled:
+        return TransferStatus.CANCELED, None
+    if dial is None:
+        return TransferStatus.REQUESTED, None
+    if dial.answered or dial.status == "in-progress":
+        return TransferStatus.ANSWERED, None
+    if dial.call_sid:
+        return TransferStatus.RINGING, None
+    return TransferStatus.REQUESTED, None

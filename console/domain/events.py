@@ -1,0 +1,80 @@
+"""Events of the durable log (a Redis Stream) and how they are written.
+
+Each entry carries its type, the time the app received what caused it, its JSON
+data and its audience: ``*`` for what every user may see (the queue, presence),
+else the agents involved in the conference it concerns (supervisors see all).
+The WebSocket hub filters on the audience without reading any other state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from console.domain import keys
+
+EVERYONE = "*"
+# Event data is encoded by msgspec: a queue.updated with 1,500 callers took json.dumps
+# ~1.2 ms, inside the unit of work (msgspec: ~0.18 ms). Its JSON is compact and
+# UTF-8, which the hub splices into each WebSocket message as it is.
+_DATA_ENCODER = msgspec.json.Encoder()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Event:
+    """One entry of the event log, before Redis gives it its id."""
+
+    type: str
+    data: dict[str, Any]
+    ts: int
+    audience: frozenset[str] | None = None  # None: everyone
+    conference: str | None = field(default=None)
+
+    def fields(self) -> dict[str, str]:
+        audience = EVERYONE if self.audience is None else ",".join(sorted(self.audience))
+        return {
+            "type": self.type,
+            "ts": str(self.ts),
+            "data": _DATA_ENCODER.encode(self.data).decode(),
+            "audience": audience,
+            "conference": self.conference or "",
+        }
+
+
+def append_events(pipe: Pipeline, events: list[Event], maxlen: int) -> None:
+    """Queue XADDs on a MULTI pipeline, so they commit with the state they announce."""
+    for event in events:
+        pipe.xadd(keys.EVENTS, event.fields(), maxlen=maxlen, approximate=True)
+    if events:
+        pipe.hincrby(keys.COUNTERS, "events_published", len(events))
+
+
+def parse_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A stream entry as the WebSocket message of SPEC §5 (plus its audience)."""
+    return {
+        "id": entry_id,
+        "type": fields["type"],
+        "ts": int(fields["ts"]),
+        "data": json.loads(fields["data"]),
+        "audience": fields.get("audience", EVERYONE),
+        "conference": fields.get("conference") or None,
+    }
+
+
+async def trim_by_age(redis: Redis, max_age_hours: int) -> int:
+    """Drop events older than ``max_age_hours`` (0: keep by length only); the length
+    cap is applied on every append. Returns how many were dropped."""
+    if max_age_hours <= 0:
+        return 0
+    cutoff = now_ms() - max_age_hours * 3_600_000
+    return await redis.xtrim(keys.EVENTS, minid=f"{cutoff}-0", approximate=False)

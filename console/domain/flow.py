@@ -1,0 +1,150 @@
+"""What Twilio's requests change: each function is the body of one unit of work
+(``console.domain.unit``), given already-validated, typed values by ``webhooks/``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from console.domain.derive import derive
+from console.domain.effects import HangUp
+from console.domain.records import (
+    CALL_ENDED,
+    CALL_PROGRESS,
+    AgentStatus,
+    Callback,
+    DialKind,
+    TransferStatus,
+)
+from console.domain.unit import Unit
+
+
+async def enqueue_call(unit: Unit, call_sid: str, from_number: str | None) -> bool:
+    """A customer called: their conference exists and they wait in the queue.
+    Idempotent: Twilio may fetch the Voice URL again for the same call."""
+    if await unit.conference(call_sid) is not None:
+        return False
+    unit.create_conference(call_sid, from_number)
+    unit.enqueue(call_sid, from_number)
+    return True
+
+
+def callback_key(callback: Callback) -> str:
+    """One key per distinct callback, so a duplicate delivery is recognised."""
+    return f"{callback.seq}:{callback.event}:{callback.call_sid or ''}"
+
+
+async def apply_conference_callback(unit: Unit, name: str, callback: Callback) -> bool:
+    """Record a conference status callback; False when it was a duplicate.
+
+    A conference the app has no record of (its Voice URL ran while Redis was
+    unreachable) is recorded from its callbacks: the customer is queued then."""
+    record = await unit.conference(name)
+    if record is None:
+        record = unit.create_conference(name, None)
+    key = callback_key(callback)
+    if key in record.callbacks:
+        return False
+    record.callbacks[key] = callback
+    return True
+
+
+async def apply_call_status(
+    unit: Unit, conference: str, dial_id: str, call_sid: str, status: str, seq: int | None
+) -> bool:
+    """Record a call-progress callback of a call the app placed; False if it changed
+    nothing (unknown, duplicate or stale)."""
+    record = await unit.conference(conference)
+    dial = record.dials.get(dial_id) if record else None
+    if dial is None:
+        return False
+    dial.call_sid = dial.call_sid or call_sid
+    if seq is not None:
+        if seq <= dial.seq:
+            return False
+        dial.seq = seq
+    if dial.status == "api-error":
+        # The REST call looked failed but Twilio placed it: stop the ghost ring.
+        if status not in CALL_ENDED:
+            unit.effects.append(HangUp(conference, call_sid, "canceled"))
+        return False
+    if dial.ended:
+        return False
+    if status in CALL_ENDED or CALL_PROGRESS.get(status, -1) > CALL_PROGRESS.get(dial.status, -1):
+        dial.status = status
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the agent connect route tells Twilio: join the conference, or hang up."""
+
+    join: bool
+    kind: str | None = None
+    label: str | None = None
+    end_on_exit: bool = False
+    message: str = ""
+
+
+async def accept_answer(unit: Unit, conference: str, dial_id: str, call_sid: str) -> Answer:
+    """An agent picked up: join them if this ring is still the one that counts."""
+    record = await unit.conference(conference)
+    dial = record.dials.get(dial_id) if record else None
+    if record is None or dial is None:
+        return Answer(False, message="This call is no longer available.")
+    view = derive(record)
+    agent = unit.agents.get(dial.agent)
+    if view.customer_gone or view.status == "ended":
+        return Answer(False, message="The caller has hung up.")
+    if dial.ended or dial.cancel_reason or agent is None or agent.dial != dial.id:
+        return Answer(False, message="This call is no longer available.")
+    if dial.kind == DialKind.TRANSFER:
+        transfer = record.transfers.get(dial.transfer or "")
+        if transfer is None or transfer.canceled or TransferStatus(transfer.status).terminal:
+            return Answer(False, message="This transfer was canceled.")
+    dial.answered = True
+    dial.call_sid = dial.call_sid or call_sid
+    if CALL_PROGRESS.get(dial.status, -1) < CALL_PROGRESS["in-progress"]:
+        dial.status = "in-progress"
+    unit.set_status(agent, AgentStatus.BUSY)
+    if dial.kind == DialKind.AGENT:
+        unit.dequeue(conference, "routed")
+    # Alone with the customer, the agent ends the call by hanging up (SPEC §1.7);
+    # a colleague joining a transfer must not, until the first agent has left.
+    return Answer(True, dial.kind, dial.id, end_on_exit=dial.kind == DialKind.AGENT)
+
+
+async def record_dial_result(
+    unit: Unit, conference: str, dial_id: str, call_sid: str | None
+) -> None:
+    """The REST dial returned: remember the CallSid, or that no call was placed."""
+    record = await unit.conference(conference)
+    dial = record.dials.get(dial_id) if record else None
+    if dial is None:
+        return
+    if call_sid is None:
+        if dial.call_sid is None and not dial.ended:
+            dial.status = "api-error"
+            await unit.queued.fetch(unit.redis, [conference])
+            if conference in unit.queued:
+                unit.queued[conference].not_before = unit.now + 3000
+        return
+    dial.call_sid = dial.call_sid or call_sid
+    if dial.status == "dialing":
+        dial.status = "queued"
+    if dial.cancel_reason and not dial.ended:
+        # The customer hung up (or the transfer was canceled) while we were dialing.
+        unit.effects.append(HangUp(conference, call_sid, "canceled"))
+
+
+async def forget_participant_request(
+    unit: Unit, conference: str, call_sid: str, params: dict[str, object]
+) -> None:
+    """A participant update failed: forget we asked, so the next change asks again."""
+    record = await unit.conference(conference)
+    if record is None:
+        return
+    if "end_conference_on_exit" in params:
+        record.end_on_exit_requested.pop(call_sid, None)
+    if "hold" in params:
+        record.customer_auto_held = not params["hold"]

@@ -1,0 +1,85 @@
+"""Every Redis key Warmline uses, under one prefix, so a shared Redis stays tidy
+and a test or an operator can find (or flush) exactly what belongs to us."""
+
+PREFIX = "wl:"
+
+EVENTS = PREFIX + "events"
+"""Stream: the durable event log every dashboard reads."""
+
+AGENTS = PREFIX + "agents"
+"""Hash: username -> agent presence record (JSON)."""
+
+QUEUE = PREFIX + "queue"
+"""List: conference names of waiting customers, head = next to route."""
+
+QUEUE_INFO = PREFIX + "queue:info"
+"""Hash: conference name -> queued record (JSON) of each waiting customer."""
+
+QUEUE_ANNOUNCED = PREFIX + "queue:announced"
+"""Hash: ``at`` (ms) of the last queue.updated, ``stale`` = 1 when one is held back
+(see console/waiting_line.py)."""
+
+VERSION = PREFIX + "version"
+"""Hash: ``agents``, ``queue`` -> a random token, new with every unit of work's commit
+that writes them (console/unit_state.py)."""
+
+UNIT_CONFLICTS = PREFIX + "unit-conflicts"
+"""Counter: commits refused because what their unit started from had changed."""
+
+LIVE = PREFIX + "live"
+"""Set: names of conferences not yet ended."""
+
+SOCKETS = PREFIX + "sockets"
+"""Hash: agent username -> last time (ms) one of their dashboard sockets was alive."""
+
+COUNTERS = PREFIX + "counters"
+"""Hash: lifetime counters shared by every process (e.g. events published)."""
+
+TRANSFERS = PREFIX + "transfers"
+"""Hash: transfer id -> conference name, to find a transfer's aggregate."""
+
+USERS = PREFIX + "users"
+"""Hash: username -> user record (JSON: role and password hash)."""
+
+WEBHOOK_HEALTH = PREFIX + "webhooks"
+"""Hash: webhook route -> time (ms) Twilio last reached it."""
+
+SIGNATURE_FAILURES = PREFIX + "signature-failures"
+"""List: recent signature failures (JSON: route, the URL checked, time), newest first."""
+
+
+def conference(name: str) -> str:
+    """String: one conference aggregate (JSON), with its participants, dials and transfers."""
+    return f"{PREFIX}conf:{name}"
+
+
+def unit_poison(process: str) -> str:
+    """String (a minute's TTL): set when a process's commit check fails, to abort that
+    commit's EXEC, which WATCHes it (console/unit_state.py)."""
+    return f"{PREFIX}unit-poison:{process}"
+
+
+def session(token_digest: str) -> str:
+    """String: a login session, keyed by a digest of the cookie token."""
+    return f"{PREFIX}session:{token_digest}"
+
+
+def login_attempts(subject: str) -> str:
+    """Counter of recent failed logins for a username or an address."""
+    return f"{PREFIX}login-fail:{subject}"
+
+
+def timeline(name: str) -> str:
+    """List: one conference's timeline entries (JSON), in commit order (console.domain.timeline)."""
+    return f"{PREFIX}timeline:{name}"
+
+
+def figures(day: str) -> str:
+    """Hash: one UTC day's queue and transfer counters (console.domain.figures)."""
+    return f"{PREFIX}figures:{day}"
+
+
+def figures_contributions(day: str) -> str:
+    """Hash: what each call or transfer currently adds to that day's counters, so a
+    corrected outcome replaces its old contribution instead of adding to it."""
+    return f"{PREFIX}figures:{day}:contributions"

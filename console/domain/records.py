@@ -1,0 +1,212 @@
+"""What Warmline stores in Redis: the conference aggregate and the agent record.
+
+A conference aggregate keeps the *facts* the app has learnt (every conference
+callback by SequenceNumber, every call it dialed with the latest call-status by
+SequenceNumber, every transfer requested) and nothing derived from their order of
+arrival; ``console.domain.derive`` computes the live picture from those facts. That is
+what makes late, duplicated and reordered callbacks end in one state.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+
+import msgspec
+
+
+class AgentStatus(StrEnum):
+    OFFLINE = "offline"
+    AVAILABLE = "available"
+    RINGING = "ringing"
+    BUSY = "busy"
+    MISSED = "missed"
+
+
+class DialKind(StrEnum):
+    AGENT = "agent"  # an agent dialed to take a queued customer
+    TRANSFER = "transfer"  # a colleague dialed by a warm transfer
+    SUPERVISOR = "supervisor"  # a supervisor added to listen, whisper or barge
+
+
+class TransferStatus(StrEnum):
+    REQUESTED = "requested"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    JOINED = "joined"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TransferStatus.COMPLETED, TransferStatus.FAILED, TransferStatus.CANCELED)
+
+
+# Twilio CallStatus values that end a call, and those meaning it was never answered.
+CALL_ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+CALL_UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})
+# The order Twilio's call-progress statuses move through, to never step back.
+CALL_PROGRESS = {"queued": 0, "initiated": 1, "ringing": 2, "in-progress": 3}
+
+
+class _Record:
+    """JSON round trip for the dataclasses below, tolerant of fields added later
+    (unknown keys are ignored, missing ones take their defaults).
+
+    msgspec, not ``json`` with ``dataclasses.asdict``: every unit of work decodes
+    and encodes its conference and agents, and a conference with a dozen callbacks
+    took ~280 µs that way against ~17 µs, the largest share of Warmline's own time
+    in a status callback (bench/RESULTS.md). Output is the same compact JSON, but
+    non-ASCII text is written as UTF-8 rather than ``\\u`` escapes.
+    """
+
+    def to_json(self) -> str:
+        return _ENCODER.encode(self).decode()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Self:
+        return _decoder(cls).decode(raw)
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+@functools.cache
+def _decoder(cls: type[_Record]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(cls)
+
+
+@dataclass
+class Callback(_Record):
+    """One conference status callback, as Twilio sent it."""
+
+    seq: int
+    event: str
+    at: int
+    conference_sid: str
+    call_sid: str | None = None
+    label: str | None = None
+    muted: bool | None = None
+    hold: bool | None = None
+    coaching: bool | None = None
+    end_on_exit: bool | None = None
+    participant_status: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Dial(_Record):
+    """One call the app placed (to an agent, a colleague or a supervisor)."""
+
+    id: str
+    kind: str
+    agent: str
+    created_at: int
+    call_sid: str | None = None
+    status: str = "dialing"  # Twilio CallStatus once known; "api-error" if never placed
+    seq: int = -1  # highest call-status SequenceNumber applied
+    answered: bool = False  # the answering side fetched our connect TwiML
+    cancel_reason: str | None = None  # why the app itself hung this call up
+    transfer: str | None = None
+    mode: str | None = None  # supervisors: listen | whisper | barge
+
+    @property
+    def ended(self) -> bool:
+        return self.status in CALL_ENDED or self.status == "api-error"
+
+
+@dataclass
+class Transfer(_Record):
+    """A warm transfer as requested; status and reason are the last ones announced."""
+
+    id: str
+    from_agent: str
+    from_dial: str | None
+    to_agent: str | None
+    note: str
+    created_at: int
+    updated_at: int
+    dial: str | None = None
+    canceled: bool = False
+    error: bool = False
+    status: str = TransferStatus.REQUESTED
+    reason: str | None = None
+
+    def public(self, conference: str) -> dict[str, Any]:
+        """The transfer shape of SPEC §5."""
+        return {
+            "id": self.id,
+            "conference": conference,
+            "from_agent": self.from_agent,
+            "to_agent": self.to_agent,
+            "status": self.status,
+            "reason": self.reason,
+            "note": self.note,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class ConferenceRecord(_Record):
+    """Everything known about one customer's conference (named by the customer's CallSid)."""
+
+    name: str
+    created_at: int
+    from_number: str | None = None
+    callbacks: dict[str, Callback] = field(default_factory=dict)
+    dials: dict[str, Dial] = field(default_factory=dict)
+    transfers: dict[str, Transfer] = field(default_factory=dict)
+    end_on_exit_requested: dict[str, bool] = field(default_factory=dict)
+    customer_auto_held: bool = False
+    # call_sid -> {"by": username, "hold": bool, "at": ms}: holds people asked for
+    # through the API, so that the change Twilio reports names who asked for it.
+    hold_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def dial_for_call(self, call_sid: str | None, label: str | None = None) -> Dial | None:
+        """The dial a conference participant belongs to, by label first (set by us)."""
+        if label and label in self.dials:
+            return self.dials[label]
+        if call_sid:
+            for dial in self.dials.values():
+                if dial.call_sid == call_sid:
+                    return dial
+        return None
+
+
+@dataclass
+class Agent(_Record):
+    """An agent's presence: the routing state machine of SPEC §1.4."""
+
+    username: str
+    status: str = AgentStatus.OFFLINE
+    since: int = 0
+    idle_since: int = 0  # "longest idle" counts from here; may lie ahead during wrap-up
+    conference: str | None = None  # the conference the agent is dialed into or in
+    dial: str | None = None  # the dial (ringing or answered) engaging the agent
+
+    def public(self) -> dict[str, Any]:
+        """The agent shape of SPEC §5."""
+        return {"username": self.username, "status": self.status, "since": self.since}
+
+
+@dataclass
+class Queued(_Record):
+    """A customer waiting for an agent."""
+
+    call_sid: str
+    from_number: str | None
+    queued_at: int
+    not_before: int = 0  # after a failed dial, routing waits until then (no hot loop)
+
+    def public(self, position: int) -> dict[str, Any]:
+        """The queued shape of SPEC §5."""
+        return {
+            "call_sid": self.call_sid,
+            "from": self.from_number,
+            "queued_at": self.queued_at,
+            "position": position,
+        }

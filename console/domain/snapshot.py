@@ -1,0 +1,82 @@
+"""The state snapshot of SPEC §5, read consistently with the id of the last event
+it reflects, and filtered to what one user may see."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from console.domain import keys
+from console.domain.derive import derive
+from console.domain.records import Agent, ConferenceRecord, Queued
+from console.domain.unit import involved_agents
+
+
+@dataclass
+class Snapshot:
+    """Everything live, as of the event ``last_id``."""
+
+    last_id: str
+    conferences: list[ConferenceRecord]
+    queue: list[Queued]
+    agents: list[Agent]
+
+    def visible_to(self, username: str | None, supervisor: bool) -> dict[str, Any]:
+        """The state shape of SPEC §5 for one user (``supervisor``: everything)."""
+        conferences, transfers = [], []
+        for record in self.conferences:
+            view = derive(record)
+            if not supervisor and username not in involved_agents(record, view):
+                continue
+            conferences.append(view.public())
+            transfers += [
+                t.public(record.name)
+                for t in record.transfers.values()
+                if supervisor or username in (t.from_agent, t.to_agent)
+            ]
+        return {
+            "conferences": conferences,
+            "queue": [q.public(i) for i, q in enumerate(self.queue, 1)],
+            "agents": [a.public() for a in sorted(self.agents, key=lambda a: a.username)],
+            "transfers": transfers,
+        }
+
+
+async def read_snapshot(redis: Redis) -> Snapshot:
+    """Read all live state and the newest event id in one consistent cut: every key
+    read is WATCHed, and the read starts over if any of them changed meanwhile."""
+    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(keys.LIVE, keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.EVENTS)
+                names = sorted(await pipe.smembers(keys.LIVE))
+                conference_keys = [keys.conference(n) for n in names]
+                if conference_keys:
+                    await pipe.watch(*conference_keys)
+                pipe.multi()
+                pipe.xrevrange(keys.EVENTS, count=1)
+                pipe.hgetall(keys.AGENTS)
+                pipe.lrange(keys.QUEUE, 0, -1)
+                pipe.hgetall(keys.QUEUE_INFO)
+                if conference_keys:
+                    pipe.mget(conference_keys)
+                results = await pipe.execute()
+            except WatchError:
+                await asyncio.sleep(0)
+                continue
+        return _build(results)
+
+
+def _build(results: list[Any]) -> Snapshot:
+    last, agents, queue, info = results[:4]
+    raw_conferences = results[4] if len(results) > 4 else []
+    return Snapshot(
+        last_id=last[0][0] if last else "0-0",
+        conferences=[ConferenceRecord.from_json(r) for r in raw_conferences if r],
+        queue=[Queued.from_json(info[n]) for n in queue if n in info],
+        agents=[Agent.from_json(raw) for raw in agents.values()],
+    )

@@ -1,0 +1,223 @@
+"""Per-conference timelines (SPEC §4): what happened in one call, when, and who did it.
+
+The timeline is a read model folded from the events a unit of work emits, queued on
+the unit's own MULTI so an entry commits exactly when the change it describes does
+(a unit that loses a race and retries leaves no stray entry). Entries are appended
+in commit order to a Redis list and sorted by ``at`` when read.
+
+An entry is ``{"at", "type", "actor", "call_sid", "detail"}``:
+
+- ``at``: ms since epoch, the ``ts`` of the event (when the app received the webhook
+  or request that caused it), so every entry is on the app's clock.
+- ``type``: the type of the event it comes from (``call.queued``, ``call.dequeued``,
+  ``conference.started``, ``conference.ended``, ``participant.joined``,
+  ``participant.left``, ``participant.updated``, ``transfer.updated``,
+  ``supervisor.action``).
+- ``actor``: the username of the agent or supervisor who did it, ``"customer"``, or
+  ``"system"`` for what the app or Twilio did on its own.
+- ``call_sid``: the call concerned, or null (transfers, supervisor actions, start/end).
+- ``detail``: a short human-readable sentence.
+
+Each stored entry also carries ``agents``, the agents it involves (an agent
+participant, a transfer's two agents), so the route can tell whether an agent may
+read the timeline without loading anything else; it is not part of the response.
+
+Retention: 24 hours after the conference ends (set by the batch holding
+``conference.ended``). While the conference is live the list carries a safety TTL
+(``LIVE_TTL_SECONDS``) set once when it is created, so a call whose end never
+arrives does not leave a timeline behind forever. The TTL logic is a small Lua
+script queued on the MULTI: it reads the list's TTL inside Redis at EXEC time (no
+read from Python, and no ``EXPIRE NX`` which Redis 6.2 lacks), so an entry arriving
+after the end never stretches the 24 hours.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from console.domain import keys
+from console.domain.events import Event
+
+ENDED_TTL_SECONDS = 24 * 3600
+LIVE_TTL_SECONDS = 7 * 24 * 3600
+SYSTEM = "system"
+CUSTOMER = "customer"
+
+# KEYS[1]: the timeline. ARGV[1]: TTL to set now ("0": the call has not ended in this
+# batch), ARGV[2]: the live safety TTL, ARGV[3..]: entries to append.
+_APPEND = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+if ARGV[1] ~= '0' then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+elseif redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Order of entries committed by one unit (stable sort; unlisted types rank 2).
+_BATCH_RANK = {
+    "conference.started": 0,
+    "participant.joined": 1,
+    "participant.left": 1,
+    "participant.updated": 1,
+    "conference.ended": 3,
+}
+
+_MONITOR_WORDS = {
+    "listen": "listens in",
+    "whisper": "whispers to the agent",
+    "barge": "barges in",
+    "left": "stops monitoring",
+}
+
+
+def project(pipe: Pipeline, events: list[Event]) -> None:
+    """Queue the timeline appends for ``events``, one script call per conference."""
+    batches: dict[str, list[dict[str, Any]]] = {}
+    ended: set[str] = set()
+    for event in events:
+        made = entry_for(event)
+        if made is None:
+            continue
+        name, entry = made
+        batches.setdefault(name, []).append(entry)
+        if event.type == "conference.ended":
+            ended.add(name)
+    for name, entries in batches.items():
+        # Within one unit, tell causes before what follows from them: people join or
+        # leave, then the transfer that this completes or fails, then the end.
+        entries.sort(key=lambda e: _BATCH_RANK.get(e["type"], 2))
+        ttl = ENDED_TTL_SECONDS if name in ended else 0
+        encoded = [json.dumps(e, separators=(",", ":")) for e in entries]
+        pipe.eval(_APPEND, 1, keys.timeline(name), ttl, LIVE_TTL_SECONDS, *encoded)
+
+
+def entry_for(event: Event) -> tuple[str, dict[str, Any]] | None:
+    """The conference an event belongs to and its timeline entry; None for events no
+    timeline shows (presence, the whole-queue picture)."""
+    data = event.data
+    kind = event.type
+    if kind in ("call.queued", "call.dequeued"):
+        name = data["call_sid"]  # a customer's conference is named after their call
+    else:
+        name = event.conference or data.get("conference") or data.get("name")
+    if not name:
+        return None
+    described = _describe(kind, data)
+    if described is None:
+        return None
+    actor, call_sid, detail, agents = described
+    entry = {
+        "at": event.ts,
+        "type": kind,
+        "actor": actor,
+        "call_sid": call_sid,
+        "detail": detail,
+        "agents": agents,
+    }
+    return name, entry
+
+
+Described = tuple[str, str | None, str, list[str]]
+
+
+def _describe(kind: str, data: dict[str, Any]) -> Described | None:
+    if kind == "call.queued":
+        detail = f"waiting in the queue at position {data['position']}"
+        return CUSTOMER, data["call_sid"], detail, []
+    if kind == "call.dequeued":
+        if data["reason"] == "hung-up":
+            return CUSTOMER, data["call_sid"], "hung up while waiting in the queue", []
+        return SYSTEM, data["call_sid"], "taken from the queue: an agent answered", []
+    if kind == "conference.started":
+        return SYSTEM, None, "conference started", []
+    if kind == "conference.ended":
+        reason = data.get("reason")
+        return SYSTEM, None, f"conference ended ({reason})" if reason else "conference ended", []
+    if kind.startswith("participant."):
+        return _participant(kind, data)
+    if kind == "transfer.updated":
+        return _transfer(data)
+    if kind == "supervisor.action":
+        supervisor = data["supervisor"]
+        words = _MONITOR_WORDS.get(data["mode"], data["mode"])
+        return supervisor, None, f"{supervisor} {words}", []
+    return None
+
+
+def _participant(kind: str, data: dict[str, Any]) -> Described:
+    role, username = data["role"], data.get("agent")
+    if role == CUSTOMER:
+        who = f"customer {data['from']}" if data.get("from") else CUSTOMER
+        actor = CUSTOMER
+    else:
+        who = username or f"unknown {role}"
+        actor = username or SYSTEM
+    agents = [username] if role == "agent" and username else []
+    if kind == "participant.joined":
+        suffix = " as supervisor" if role == "supervisor" else ""
+        flags = _flags(data, only_set=True)
+        return actor, data["call_sid"], f"{who} joined{suffix}{flags}", agents
+    if kind == "participant.left":
+        return actor, data["call_sid"], f"{who} left", agents
+    # participant.updated names who asked for a hold (``by``, from the API request);
+    # a supervisor's own participant changes only by their mode switch; anything else
+    # (hold music for a customer left alone) is the system's.
+    requester = data.get("by")
+    actor = requester or (actor if role == "supervisor" else SYSTEM)
+    detail = f"{who}:{_flags(data, only_set=False)}"
+    if requester:
+        detail += f" (by {requester})"
+    return actor, data["call_sid"], detail, agents
+
+
+def _flags(data: dict[str, Any], only_set: bool) -> str:
+    words = [
+        "on hold" if data.get("hold") else "off hold",
+        "muted" if data.get("muted") else "unmuted",
+        "coaching" if data.get("coaching") else "",
+    ]
+    if only_set:
+        words = [w for w in words if w in ("on hold", "muted", "coaching")]
+        return f" ({', '.join(words)})" if words else ""
+    return " " + ", ".join(w for w in words if w)
+
+
+def _transfer(data: dict[str, Any]) -> Described:
+    status, reason = data["status"], data.get("reason")
+    source, target = data["from_agent"], data.get("to_agent")
+    if status in ("requested", "ringing", "canceled"):
+        actor = source
+    elif status in ("answered", "joined"):
+        actor = target or SYSTEM
+    else:  # completed, failed: outcomes the app derives from what happened
+        actor = SYSTEM
+    detail = f"transfer {source} → {target or 'any available agent'}: {status}"
+    if reason:
+        detail += f" ({reason})"
+    if data.get("note"):
+        detail += f'; note: "{data["note"]}"'
+    return actor, None, detail, [a for a in (source, target) if a]
+
+
+async def read(redis: Redis, name: str) -> list[dict[str, Any]]:
+    """The stored entries of a conference in time order (``agents`` still included)."""
+    raw = await redis.lrange(keys.timeline(name), 0, -1)
+    entries = [json.loads(r) for r in raw]
+    entries.sort(key=lambda e: e["at"])  # stable: commit order breaks ties
+    return entries
+
+
+def involves(entries: list[dict[str, Any]], username: str) -> bool:
+    """Was ``username`` an agent in this conference or party to one of its transfers?"""
+    return any(username in entry.get("agents", ()) for entry in entries)
+
+
+def public(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as the API returns it (SPEC §4)."""
+    return {k: entry[k] for k in ("at", "type", "actor", "call_sid", "detail")}

@@ -1,0 +1,362 @@
+"""Where a unit of work starts from, and its commit: one round trip to Redis when
+this process already holds the state the unit reads.
+
+Every unit reads the agents, the queue and the conferences it changes, and in a
+process that handles the calls most of that was last written by the process
+itself. So each process keeps, per Redis client, a copy of that state, and a unit
+starts from it without asking Redis. What the copy must still match is checked at
+commit time:
+
+- the agents and the queue (its names, callers' records, when queue.updated went
+  out) by their *versions*, two fields of ``wl:version`` that a commit sets to new
+  random tokens when it writes that part (a unit changes the agents or the queue far
+  less often than it reads them, so other processes' commits rarely outdate them);
+- each conference by its contents (a SHA-1 of the JSON, '' for absent): a conference
+  the copy has never seen is taken for new, and must still be absent.
+
+The unit commits in one pipelined send:
+
+    WATCH   the keys it read, and the process's poison key
+    EVAL    the check; when it fails it sets the poison key, a watched key, which
+            makes the EXEC below abort, counts the conflict in wl:unit-conflicts,
+            and answers the current state
+    MULTI, the new versions, the unit's writes, EXEC
+
+so the EXEC runs only if the state was as the unit saw it when the check ran and
+stayed so until the EXEC. A copy that keeps failing its check (other processes are
+busy with the same agents or conferences) makes the next units read first: the
+state and its versions in one script, then the commit as above, two trips.
+
+The invariant the copy rests on: the agents and the queue are written only by units'
+commits, which move their versions. Versions are random tokens, not counters, so a
+Redis taken back to an earlier state (a FLUSHALL, a backup restored, a failover to a
+replica that lagged) and written on from there never shows a version that a copy
+holds for different contents. Conferences are compared by contents, so their
+expiry needs no version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from console.domain import keys
+
+COPY_CONFERENCES = 4096  # conferences kept in a process's copy, least recently used dropped
+MAX_DISTRUST = 64  # after repeated stale copies, units read first for up to this many units
+ABSENT = ""  # the digest of a conference that does not exist
+
+# (HGET, not HMGET, for the versions: the webhook benchmark counts HMGETs as the
+# callers' records read mid-unit.)
+# KEYS: versions, poison, conflicts, agents, queue, queue announced, conferences...
+# ARGV: the agents' and the queue's versions expected ('' for a plain read), then the
+# digest expected of each conference. Answers {1} when the expectation holds, else
+# {0, agents version, queue version, agents, queue names, queue announced,
+# conferences...}. The poison is the process's own key, watched by its commits only,
+# so that a failed check aborts no other process's EXEC.
+_READ_OR_CHECK = """
+local agents_version = redis.call('HGET', KEYS[1], 'agents') or '0'
+local queue_version = redis.call('HGET', KEYS[1], 'queue') or '0'
+if ARGV[1] ~= '' then
+    local holds = agents_version == ARGV[1] and queue_version == ARGV[2]
+    for i = 7, #KEYS do
+        if not holds then break end
+        local raw = redis.call('GET', KEYS[i])
+        holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 4]
+    end
+    if holds then return {1} end
+    redis.call('SET', KEYS[2], '1', 'PX', 60000)
+    redis.call('INCR', KEYS[3])
+end
+local out = {
+    0,
+    agents_version,
+    queue_version,
+    redis.call('HGETALL', KEYS[4]),
+    redis.call('LRANGE', KEYS[5], 0, -1),
+    redis.call('HGETALL', KEYS[6]),
+}
+for i = 7, #KEYS do
+    out[i] = redis.call('GET', KEYS[i])
+end
+return out
+"""
+
+
+def digest(raw: str | None) -> str:
+    """What the check compares a conference by (Redis's ``redis.sha1hex``)."""
+    return ABSENT if raw is None else hashlib.sha1(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Versions:
+    agents: str
+    queue: str
+
+
+@dataclass
+class Start:
+    """The state a unit starts from: the agents and the queue at ``versions``, and
+    the conferences as they were read or copied (None: absent, or never seen)."""
+
+    versions: Versions
+    agents: dict[str, str]
+    queue: list[str]
+    announced: dict[str, str]
+    conferences: dict[str, str | None]
+    from_copy: bool = False
+    digests: dict[str, str] = field(default_factory=dict)  # of conferences, when known
+
+
+@dataclass
+class After:
+    """What a committed unit left in Redis, for the process's copy."""
+
+    agents: dict[str, str]
+    queue: list[str]
+    announced: dict[str, str]
+    conferences: dict[str, str | None]
+
+
+class LostRace(Exception):
+    """Someone committed between the check and the EXEC: start over from a read."""
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A flat HGETALL reply as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _script_keys(redis: Redis, names: list[str]) -> list[str]:
+    poison = state_copy(redis).poison
+    fixed = [keys.VERSION, poison, keys.UNIT_CONFLICTS]
+    fixed += [keys.AGENTS, keys.QUEUE, keys.QUEUE_ANNOUNCED]
+    return fixed + [keys.conference(name) for name in names]
+
+
+def _start(reply: list[Any], names: list[str]) -> Start:
+    """A Start from the script's state reply (``{0, versions..., state...}``)."""
+    _, agents_version, queue_version, agents, queue, announced, *raws = reply
+    return Start(
+        versions=Versions(str(agents_version), str(queue_version)),
+        agents=_pairs(agents),
+        queue=list(queue),
+        announced=_pairs(announced),
+        conferences=dict(zip(names, raws, strict=True)),
+    )
+
+
+def what_changed(seen: Start, first_seen: dict[str, str | None], now: Start) -> str:
+    """What a failed check found changed since ``seen`` (and the conferences as the
+    unit ``first_seen`` them), for the log of a unit that gave up."""
+    changed = [
+        family
+        for family in ("agents", "queue")
+        if getattr(seen.versions, family) != getattr(now.versions, family)
+    ]
+    changed += [
+        f"conference {name}"
+        for name, raw in now.conferences.items()
+        if name in first_seen and digest(raw) != digest(first_seen[name])
+    ]
+    return ", ".join(changed) or "nothing it read"
+
+
+class StateCopy:
+    """One process's copy of the state (see the module docstring). Units take turns
+    per process (console.domain.unit), so it is never used by two at once."""
+
+    def __init__(self) -> None:
+        self.versions: Versions | None = None
+        self.agents: dict[str, str] = {}
+        self.queue: list[str] = []
+        self.announced: dict[str, str] = {}
+        self._conferences: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
+        self._skip = 0  # units still to start with a read
+        self._distrust = 1  # units to skip after the next stale copy
+        self.script: AsyncScript | None = None
+        self.poison = keys.unit_poison(secrets.token_hex(8))  # see _READ_OR_CHECK
+
+    def start(self, names: tuple[str, ...]) -> Start | None:
+        """A Start from the copy, or None when the unit should read first."""
+        if self.versions is None:
+            return None
+        if self._skip > 0:
+            self._skip -= 1
+            return None
+        start = Start(
+            self.versions,
+            dict(self.agents),
+            list(self.queue),
+            dict(self.announced),
+            {},
+            from_copy=True,
+        )
+        for name in names:  # one the copy never saw is taken for new (an incoming call)
+            _, start.conferences[name] = self.conference(name, start.digests)
+        return start
+
+    def conference(self, name: str, digests: dict[str, str]) -> tuple[bool, str | None]:
+        """(True, raw) when the copy holds ``name`` (raw None: absent), its digest
+        noted in ``digests``; (False, None) when it never saw it (digest: absent)."""
+        entry = self._conferences.get(name)
+        if entry is None:
+            digests[name] = ABSENT
+            return False, None
+        self._conferences.move_to_end(name)
+        digests[name] = entry[1]
+        return True, entry[0]
+
+    def outdated(self, fresh: Start | None) -> None:
+        """A unit's copy was stale: the next units read first, more of them each time
+        in a row (other processes are busy with the same state), and the copy takes
+        ``fresh``."""
+        self._skip = self._distrust
+        self._distrust = min(2 * self._distrust, MAX_DISTRUST)
+        if fresh is None:
+            self.forget()
+        else:
+            self.replace(fresh)
+
+    def forget(self) -> None:
+        """The next unit reads the state (and the copy takes it)."""
+        self.versions = None
+
+    def replace(self, start: Start) -> None:
+        """Take what a read found."""
+        self.versions = start.versions
+        self.agents, self.queue, self.announced = start.agents, start.queue, start.announced
+        self._store(start.conferences)
+
+    def committed(self, start: Start, versions: Versions, after: After) -> None:
+        """A unit that started from ``start`` left ``after``, at ``versions``."""
+        if start.from_copy:
+            self._distrust = 1
+        self.versions = versions
+        self.agents, self.queue, self.announced = after.agents, after.queue, after.announced
+        self._store(after.conferences)
+
+    def _store(self, conferences: dict[str, str | None]) -> None:
+        for name, raw in conferences.items():
+            self._conferences[name] = (raw, digest(raw))
+            self._conferences.move_to_end(name)
+        while len(self._conferences) > COPY_CONFERENCES:
+            self._conferences.popitem(last=False)
+
+
+_copies: weakref.WeakKeyDictionary[Redis, StateCopy] = weakref.WeakKeyDictionary()
+
+
+def state_copy(redis: Redis) -> StateCopy:
+    """This process's copy for ``redis`` (one per client, as units' turns are)."""
+    copy = _copies.get(redis)
+    if copy is None:
+        copy = _copies[redis] = StateCopy()
+    return copy
+
+
+def _script(redis: Redis) -> AsyncScript:
+    """The read-or-check script as EVALSHA (alone in its trip, so a NOSCRIPT is
+    retried by redis-py; inside a commit it goes as EVAL, see ``commit``)."""
+    copy = state_copy(redis)
+    if copy.script is None:
+        copy.script = redis.register_script(_READ_OR_CHECK)
+    return copy.script
+
+
+async def read_start(redis: Redis, names: tuple[str, ...]) -> Start:
+    """The state and its versions, read in one script."""
+    listed = list(names)
+    reply = await _script(redis)(keys=_script_keys(redis, listed), args=["", ""])
+    return _start(reply, listed)
+
+
+def _expected(start: Start, names: list[str], raws: dict[str, str | None]) -> list[str]:
+    """The check's ARGV: the versions, then each conference's digest as first seen."""
+    digests = [start.digests.get(n) or digest(raws[n]) for n in names]
+    return [start.versions.agents, start.versions.queue, *digests]
+
+
+async def check(redis: Redis, start: Start, raws: dict[str, str | None]) -> Start | None:
+    """For a unit with nothing to write: None when what it started from still holds,
+    else the current state. ``raws``: each conference as the unit first saw it."""
+    names = list(raws)
+    args = _expected(start, names, raws)
+    reply = await _script(redis)(keys=_script_keys(redis, names), args=args)
+    return None if reply[0] == 1 else _start(reply, names)
+
+
+async def commit(
+    redis: Redis,
+    start: Start,
+    raws: dict[str, str | None],
+    writes: list[tuple[Any, ...]],
+    wrote: set[str],
+) -> Versions | Start:
+    """Send the check and the writes in one trip (see the module docstring). ``raws``:
+    each conference as the unit first saw it; ``wrote``: "agents" and/or "queue"
+    when the unit wrote them. Returns the new versions, or the current state when
+    the check failed; raises LostRace when the check held but a commit came before
+    the EXEC."""
+    names = list(raws)
+    script_keys = _script_keys(redis, names)
+    moved = {family: secrets.token_hex(8) for family in ("agents", "queue") if family in wrote}
+    versions = Versions(
+        moved.get("agents", start.versions.agents), moved.get("queue", start.versions.queue)
+    )
+    watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED, *script_keys[6:]]
+    # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
+    commands: list[tuple[Any, ...]] = [
+        ("WATCH", state_copy(redis).poison, *watched),
+        ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, *_expected(start, names, raws)),
+        ("MULTI",),
+    ]
+    if moved:
+        commands.append(("HSET", keys.VERSION, *(x for pair in moved.items() for x in pair)))
+    commands += [*writes, ("EXEC",)]
+    replies = await _send(redis, commands)
+    checked, executed = replies[1], replies[-1]
+    if isinstance(checked, Exception):
+        raise checked
+    if checked[0] != 1:
+        return _start(checked, names)
+    failed = next((r for r in replies[2:] if isinstance(r, Exception)), None)
+    if failed is not None:
+        raise failed
+    if executed is None:
+        raise LostRace("a commit came between the check and the EXEC")
+    failed = next((r for r in executed if isinstance(r, Exception)), None)
+    if failed is not None:
+        raise failed
+    return versions
+
+
+async def _send(redis: Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one write and read every reply, errors included (each in
+    its place), on a connection of the client's pool."""
+    pool = redis.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        # Cancelled or broken mid-way, replies may be left unread (and a WATCH or a
+        # MULTI open): the connection must not serve anyone else.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)

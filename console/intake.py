@@ -1,0 +1,91 @@
+"""The one entry point of the product that webhooks/ calls: what Twilio reports, recorded
+as units of work whose Twilio REST actions the runner carries out afterwards, plus the
+webhook health notes and the few names Twilio's edge shares with the domain."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from console.domain import flow
+from console.domain.derive import CUSTOMER_LABEL
+from console.domain.errors import Contended
+from console.domain.events import now_ms
+from console.domain.flow import Answer
+from console.domain.records import Callback
+from console.domain.unit import Unit
+from console.domain.webhook_health import note_request, note_signature_failure
+from console.redis_ext import get_redis
+from console.telephony.gateway import CONFERENCE_EVENTS
+from console.telephony.runner import get_runner
+
+__all__ = [
+    "CONFERENCE_EVENTS",
+    "CUSTOMER_LABEL",
+    "NOT_RECORDED",
+    "Answer",
+    "Callback",
+    "agent_answer",
+    "call_status",
+    "conference_callback",
+    "incoming_call",
+    "note_bad_signature",
+    "note_webhook",
+    "now_ms",
+]
+
+# What a failed recording raises: Redis down or slow, or a unit that kept losing races.
+# Nothing was written; Twilio's retry (or reconcile) records it later.
+NOT_RECORDED = (RedisError, OSError, Contended)
+
+
+async def _record(
+    change: Callable[[Unit], Awaitable[object]], conference: str, received_at: int
+) -> object:
+    """Run ``change``, reading ``conference`` with the rest of the state up front."""
+    return await get_runner().unit(change, received_at=received_at, conferences=(conference,))
+
+
+async def incoming_call(call_sid: str, from_number: str | None, received_at: int) -> None:
+    """A customer called: their conference is created and they join the waiting line."""
+    await _record(
+        lambda unit: flow.enqueue_call(unit, call_sid, from_number), call_sid, received_at
+    )
+
+
+async def agent_answer(conference: str, dial: str, call_sid: str, received_at: int) -> Answer:
+    """A dialed softphone answered: whether it may join, and how."""
+    answer = await _record(
+        lambda unit: flow.accept_answer(unit, conference, dial, call_sid), conference, received_at
+    )
+    assert isinstance(answer, Answer)
+    return answer
+
+
+async def conference_callback(name: str, callback: Callback, received_at: int) -> None:
+    """One conference status callback, folded into that conference's facts."""
+    await _record(
+        lambda unit: flow.apply_conference_callback(unit, name, callback), name, received_at
+    )
+
+
+async def call_status(
+    conference: str, dial: str, call_sid: str, status: str, seq: int | None, received_at: int
+) -> None:
+    """The call-progress callback of a call the app dialed."""
+    await _record(
+        lambda unit: flow.apply_call_status(unit, conference, dial, call_sid, status, seq),
+        conference,
+        received_at,
+    )
+
+
+def note_webhook(route: str) -> None:
+    """Twilio reached ``route`` (kept for the webhook health view, in the background)."""
+    note_request(get_redis(), route)
+
+
+async def note_bad_signature(route: str, checked_url: str) -> None:
+    """A request to ``route`` failed the signature check against ``checked_url``."""
+    await note_signature_failure(get_redis(), route, checked_url)

@@ -1,0 +1,275 @@
+"""One reader of the event log per process, fanning entries out to its sockets.
+
+A single blocking XREAD follows the Redis Stream, so each process reads every
+event once however many dashboards it serves. Every socket has a bounded backlog:
+a socket that cannot keep up is cut off from the live flow and told to resync
+(it then gets a fresh snapshot), so it can neither stall the others nor grow the
+process's memory. The reader outlives Redis restarts: it backs off, reconnects and
+resumes after the last id it read, so nothing committed meanwhile is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Final
+
+from quart import Quart
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from console.domain import keys
+from console.domain.events import EVERYONE
+from console.extension import Extension
+from console.realtime.ws_frames import DirectWriter, text_frame
+from console.redis_ext import RedisExtension, connect
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 5_000
+READ_COUNT = 100  # per XREAD; a socket's backlog must hold at least one read
+MAX_BACKOFF_SECONDS = 5.0
+STOP_WAIT_SECONDS = 0.5
+
+StreamId = tuple[int, int]
+
+
+def parse_id(raw: str) -> StreamId:
+    """A stream id as the pair of integers it is ordered by; ValueError if malformed."""
+    ms, _, seq = raw.partition("-")
+    if not (ms.isdigit() and seq.isdigit()) or len(raw) > 41:
+        raise ValueError(f"not a stream id: {raw!r}")
+    return int(ms), int(seq)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One event of the log, with its WebSocket message encoded once for every socket."""
+
+    id: StreamId
+    raw_id: str
+    audience: frozenset[str] | None  # None: everyone; empty: supervisors only
+    text: str
+    frame: bytes  # ``text`` as a WebSocket frame, for sockets written directly
+
+    @classmethod
+    def from_stream(cls, raw_id: str, fields: dict[str, str]) -> LogEntry:
+        audience = fields.get("audience", EVERYONE)
+        text = (
+            f'{{"id":"{raw_id}","type":{json.dumps(fields["type"])},'
+            f'"ts":{int(fields["ts"])},"data":{fields["data"]}}}'
+        )
+        return cls(
+            id=parse_id(raw_id),
+            raw_id=raw_id,
+            audience=None if audience == EVERYONE else frozenset(filter(None, audience.split(","))),
+            text=text,
+            frame=text_frame(text),
+        )
+
+    def visible_to(self, username: str, supervisor: bool) -> bool:
+        return supervisor or self.audience is None or username in self.audience
+
+
+class _Resync:
+    """Marker put in a backlog that overflowed."""
+
+
+RESYNC: Final = _Resync()
+
+
+class _Close:
+    """Marker put in every backlog when the process stops: the socket is closed at once
+    (1012, service restart) so the browser resumes on another process."""
+
+
+CLOSE: Final = _Close()
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One socket's view of the live flow.
+
+    While the socket is ``live`` (caught up, its feed idle, a ``writer`` available),
+    the hub writes each entry straight onto it; otherwise entries wait in ``queue``
+    for the feed, which sends them the ordinary way and goes live again once the
+    queue is empty (see console/ws_frames.py).
+    """
+
+    username: str
+    supervisor: bool
+    backlog: int
+    queue: asyncio.Queue[LogEntry | _Resync | _Close] = field(init=False)
+    writer: DirectWriter | None = None
+    live: bool = False
+    behind: bool = False
+    closing: bool = False
+    pinging: bool = False  # the client sends keep-alive pings, so silence means frozen
+    last_seen: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.backlog + 1)
+
+    def offer(self, entry: LogEntry) -> bool:
+        """Write or queue ``entry`` if this user may see it (True: written now). On
+        overflow, drop the backlog for a resync (never block the reader)."""
+        if self.behind or self.closing or not entry.visible_to(self.username, self.supervisor):
+            return False
+        if self.live:
+            assert self.writer is not None
+            if self.writer.write(entry.frame):
+                return True
+            self.live = False  # not keeping up: the feed sends it, with flow control
+        if self.queue.qsize() < self.backlog:
+            self.queue.put_nowait(entry)
+            return False
+        self.behind = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(RESYNC)
+        return False
+
+    def go_live(self) -> None:
+        """Called by the feed between sends: with nothing queued (everything offered
+        so far is on the socket), let the hub write the next entries directly."""
+        self.live = self.writer is not None and self.queue.empty() and not self.closing
+
+    def close(self) -> None:
+        """Stop the feed: nothing queued matters any more."""
+        self.closing = True
+        self.live = False
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSE)
+
+    async def next(self) -> LogEntry | _Resync | _Close:
+        item = await self.queue.get()
+        if item is RESYNC:
+            self.behind = False  # entries from now on are queued again, after the snapshot
+        return item
+
+    def heard(self, pinged: bool) -> None:
+        self.last_seen = asyncio.get_running_loop().time()
+        self.pinging = self.pinging or pinged
+
+    def alive(self, grace_seconds: float) -> bool:
+        """Open sockets count as presence, unless a client that pings has gone quiet."""
+        quiet = asyncio.get_running_loop().time() - self.last_seen
+        return not self.pinging or quiet < grace_seconds
+
+
+class Hub(Extension):
+    """The process's log reader and its subscribers."""
+
+    key = "hub"
+
+    def __init__(self, app: Quart | None = None) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.last_id: str | None = None
+        self.published = 0
+        self.delivered = 0
+        self.delivered_direct = 0
+        self.resyncs = 0
+        self._ready = asyncio.Event()
+        self._redis: Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.app: Quart | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Quart) -> None:
+        self.register(app)
+        app.before_serving(self._start)
+        app.after_serving(self._stop)
+        self.app = app
+
+    async def _start(self) -> None:
+        self._ready = asyncio.Event()  # bound to the serving loop
+        assert self.app is not None
+        url = RedisExtension.of(self.app).url
+        self._redis = connect(url, socket_timeout=BLOCK_MS / 1000 + 5)
+        with contextlib.suppress(RedisError, OSError):  # else the reader keeps trying
+            self.last_id = await newest_id(self._redis)
+            self._ready.set()
+        self._task = asyncio.create_task(self._read_forever(), name="warmline-hub")
+
+    async def _stop(self) -> None:
+        # redis-py can hold a cancellation back while it (re)connects: do not wait on it
+        # longer than a moment, and stop the loop by flag as well.
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_SECONDS)
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def ready(self) -> None:
+        """Wait until the reader knows where the log ends: a socket that read its
+        snapshot before then could miss events between the two."""
+        await self._ready.wait()
+
+    def subscribe(self, username: str, supervisor: bool, backlog: int) -> Subscriber:
+        subscriber = Subscriber(username, supervisor, backlog)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    def close_all(self) -> None:
+        """Close every socket of this process (it is shutting down)."""
+        for subscriber in self.subscribers:
+            subscriber.close()
+
+    def present_agents(self, grace_seconds: float) -> set[str]:
+        """Agents with a live dashboard socket in this process."""
+        return {s.username for s in self.subscribers if not s.supervisor and s.alive(grace_seconds)}
+
+    async def _read_forever(self) -> None:
+        delay = 0.1
+        while not self._stopping:
+            try:
+                await self._read_once()
+                delay = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("event log read failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _read_once(self) -> None:
+        assert self._redis is not None
+        if self.last_id is None:
+            self.last_id = await newest_id(self._redis)
+            self._ready.set()
+        batches = await self._redis.xread(
+            {keys.EVENTS: self.last_id}, count=READ_COUNT, block=BLOCK_MS
+        )
+        for _stream, entries in batches or []:
+            for raw_id, fields in entries:
+                self.last_id = raw_id
+                self.publish(LogEntry.from_stream(raw_id, fields))
+
+    def publish(self, entry: LogEntry) -> None:
+        self.published += 1
+        direct = 0
+        for subscriber in self.subscribers:
+            was_behind = subscriber.behind
+            direct += subscriber.offer(entry)
+            if subscriber.behind and not was_behind:
+                self.resyncs += 1
+        self.delivered += direct
+        self.delivered_direct += direct
+
+
+async def newest_id(redis: Redis) -> str:
+    """The id of the last event in the log, ``0-0`` when it is empty."""
+    last = await redis.xrevrange(keys.EVENTS, count=1)
+    return last[0][0] if last else "0-0"
+
+
+def get_hub() -> Hub:
+    return Hub.current()

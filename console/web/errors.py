@@ -1,0 +1,75 @@
+"""The one shape of every error on the API (``{"error": message}``), plain text for
+Twilio and pages, and never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart, Response, jsonify, request
+from quart_schema import RequestSchemaValidationError
+from redis.exceptions import RedisError
+from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
+from werkzeug.exceptions import HTTPException
+
+from console.domain.errors import Contended, DomainError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(message: str, status: int) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Quart) -> None:
+    """JSON errors under /api, plain text for Twilio and pages; never a traceback."""
+
+    @app.before_request
+    async def refuse_undecodable_json() -> None:
+        """Quart decodes a JSON body as UTF-8 and raises UnicodeDecodeError (a 500)
+        when it is not: refuse such a body as the client's error first."""
+        if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
+            try:
+                (await request.get_data(as_text=False)).decode()
+            except UnicodeDecodeError:
+                raise WerkzeugBadRequest(description="the body is not UTF-8 JSON") from None
+
+    @app.errorhandler(DomainError)
+    async def domain_error(error: DomainError) -> Response:
+        return error_response(error.message, error.status)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(error: RequestSchemaValidationError) -> Response:
+        return error_response(f"invalid body: {_describe(error)}", 400)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        return _plain_or_json(status, error.name, error.description or error.name)
+
+    @app.errorhandler(RedisError)
+    @app.errorhandler(Contended)
+    async def state_unavailable(error: Exception) -> Response:
+        """Redis down, its connections all busy past the wait, or a unit that kept
+        losing races: nothing was written, so the client may simply try again."""
+        log.warning("%s %s: 503, %s: %s", request.method, request.path, type(error).__name__, error)
+        return _plain_or_json(503, "Service Unavailable", "state is unavailable; try again")
+
+
+def _plain_or_json(status: int, name: str, description: str) -> Response:
+    if request.path.startswith("/api/"):
+        return error_response(description, status)
+    return Response(f"{status} {name}: {description}\n", status, mimetype="text/plain")
+
+
+def _describe(error: RequestSchemaValidationError) -> str:
+    cause = error.validation_error
+    errors = getattr(cause, "errors", None)
+    if callable(errors):
+        parts = []
+        for item in errors():
+            where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+            parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        return "; ".join(parts)
+    return str(cause)

@@ -1,0 +1,111 @@
+"""Reports read from the projections (SPEC §4): a conference's timeline and the
+queue figures of the supervisor console."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from quart import Blueprint
+from quart_schema import validate_response
+
+from console.domain import figures, keys, timeline
+from console.domain.errors import BadRequest, DomainError, NotFound
+from console.domain.events import now_ms
+from console.domain.webhook_health import read_health
+from console.extension import get_settings
+from console.redis_ext import get_redis
+from console.web.api import NAME
+from console.web.auth import current_user, login_required, role_required
+
+blueprint = Blueprint("reports", __name__, url_prefix="/api")
+
+_NAME = re.compile(NAME)
+
+
+class TimelineEntry(BaseModel):
+    at: int
+    type: str
+    actor: str
+    call_sid: str | None
+    detail: str
+
+
+class Timeline(BaseModel):
+    conference: str
+    entries: list[TimelineEntry]
+
+
+class TransferFigures(BaseModel):
+    succeeded: int
+    failed: int
+    failed_reasons: dict[str, int]
+    canceled: int
+
+
+class AnswerTime(BaseModel):
+    count: int
+    mean_ms: int | None
+
+
+class Figures(BaseModel):
+    day: str
+    waiting: int
+    longest_wait_ms: int | None
+    answered: int
+    abandoned: int
+    mean_wait_ms: int | None
+    service_level_seconds: int
+    answered_within_service_level: int
+    service_level: float | None
+    transfers: TransferFigures
+    transfer_answer: AnswerTime
+
+
+@blueprint.get("/conferences/<name>/timeline")
+@validate_response(Timeline)
+@login_required
+async def get_timeline(name: str) -> dict[str, Any]:
+    """Supervisors read any timeline; an agent only one of a conference they were an
+    agent in or a party to a transfer of (403 otherwise, so names do not leak
+    anything beyond existence)."""
+    if not _NAME.fullmatch(name):
+        raise BadRequest("invalid conference name")
+    redis = get_redis()
+    entries = await timeline.read(redis, name)
+    if not entries and not await redis.exists(keys.conference(name)):
+        raise NotFound(f"no conference {name}")
+    user = await current_user()
+    assert user is not None  # login_required guarantees it
+    if not user.is_supervisor and not timeline.involves(entries, user.username):
+        raise DomainError("you can only see the timeline of your own calls", 403)
+    return {"conference": name, "entries": [timeline.public(e) for e in entries]}
+
+
+@blueprint.get("/figures")
+@validate_response(Figures)
+@role_required("supervisor")
+async def get_figures() -> dict[str, Any]:
+    """Today's (UTC) queue figures; see console.domain.figures for each one's definition."""
+    return await figures.read(get_redis(), now_ms(), get_settings().service_level_seconds)
+
+
+class SignatureFailure(BaseModel):
+    route: str
+    url: str
+    at: int
+
+
+class WebhookHealth(BaseModel):
+    last_request: dict[str, int]
+    signature_failures: list[SignatureFailure]
+
+
+@blueprint.get("/webhooks")
+@validate_response(WebhookHealth)
+@role_required("supervisor")
+async def get_webhook_health() -> dict[str, Any]:
+    """When Twilio last reached each webhook route and the recent signature failures
+    (with the URL checked, never the token): why a deployment "hears nothing"."""
+    return await read_health(get_redis())

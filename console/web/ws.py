@@ -1,0 +1,177 @@
+"""``GET /ws``: the event log served live to one dashboard (SPEC §5).
+
+A socket subscribes to the process's hub *before* it reads its starting point (a
+snapshot, or the replay after ``since``), so every event after that point is
+either in what it reads or in its backlog: no gap. Entries up to the starting
+point are skipped, so no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from quart import Blueprint, Response, websocket
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from console.domain import keys
+from console.domain.events import now_ms
+from console.domain.snapshot import read_snapshot
+from console.extension import get_settings
+from console.realtime.hub import (
+    CLOSE,
+    RESYNC,
+    LogEntry,
+    StreamId,
+    Subscriber,
+    get_hub,
+    newest_id,
+    parse_id,
+)
+from console.realtime.presence import Presence
+from console.realtime.ws_frames import direct_writer
+from console.redis_ext import get_redis
+from console.web.auth import SessionUser, current_user, origin_allowed
+from console.web.errors import error_response
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("ws", __name__)
+
+REPLAY_PAGE = 500
+SERVICE_RESTART = 1012  # RFC 6455 close code: the browser reconnects (elsewhere) and resumes
+TRY_AGAIN_LATER = 1013
+
+
+@blueprint.websocket("/ws")
+async def ws() -> Response | None:
+    if not origin_allowed(websocket.headers.get("Origin")):
+        return error_response("cross-origin WebSocket refused", 403)
+    try:
+        user = await current_user()
+    except (RedisError, OSError):
+        return error_response("state store unavailable, try again shortly", 503)
+    if user is None:
+        return error_response("login required", 401)
+    since = websocket.args.get("since")
+    if since is not None:
+        try:
+            parse_id(since)
+        except ValueError:
+            return error_response("since must be an event id like 1700000000000-0", 400)
+    hub = get_hub()
+    subscriber = hub.subscribe(user.username, user.is_supervisor, get_settings().ws_backlog)
+    try:
+        await websocket.accept()
+        subscriber.writer = direct_writer(websocket)
+        if not user.is_supervisor:
+            await Presence.current().stamp(user.username)
+        await _Feed(user, subscriber, get_redis()).run(since)
+    except (RedisError, OSError) as exc:
+        # The browser reconnects with `since` once Redis answers again.
+        log.warning("closing a dashboard socket, Redis failed: %s", exc)
+        await websocket.close(TRY_AGAIN_LATER)
+    finally:
+        hub.unsubscribe(subscriber)
+    return None
+
+
+class _Feed:
+    """What one socket is sent, in id order."""
+
+    def __init__(self, user: SessionUser, subscriber: Subscriber, redis: Redis) -> None:
+        self.user = user
+        self.subscriber = subscriber
+        self.redis = redis
+        self.position: StreamId = (0, 0)
+        self.hub = get_hub()
+
+    async def run(self, since: str | None) -> None:
+        await self.hub.ready()
+        if since is not None and await replayable(self.redis, since):
+            await self._replay(since)
+        else:
+            await self._snapshot()
+        listener = asyncio.create_task(self._listen())
+        try:
+            await self._follow()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+
+    async def _follow(self) -> None:
+        while True:
+            self.subscriber.go_live()
+            item = await self.subscriber.next()
+            if item is CLOSE:
+                await websocket.close(SERVICE_RESTART)
+                return
+            if item is RESYNC:
+                await websocket.send('{"type":"resync"}')
+                await self._snapshot()
+            elif isinstance(item, LogEntry) and item.id > self.position:
+                await self._send(item)
+
+    async def _send(self, entry: LogEntry) -> None:
+        await websocket.send(entry.text)
+        self.position = entry.id
+        self.hub.delivered += 1
+
+    async def _snapshot(self) -> None:
+        snapshot = await read_snapshot(self.redis)
+        state = snapshot.visible_to(self.user.username, self.user.is_supervisor)
+        message = {"id": snapshot.last_id, "type": "snapshot", "ts": now_ms(), "data": state}
+        await websocket.send(json.dumps(message, separators=(",", ":")))
+        self.position = parse_id(snapshot.last_id)
+
+    async def _replay(self, since: str) -> None:
+        self.position = parse_id(since)
+        cursor = since
+        while True:
+            page = await self.redis.xrange(
+                keys.EVENTS, min=f"({cursor}", max="+", count=REPLAY_PAGE
+            )
+            for raw_id, fields in page:
+                entry = LogEntry.from_stream(raw_id, fields)
+                if entry.visible_to(self.user.username, self.user.is_supervisor):
+                    await self._send(entry)
+                self.position = entry.id
+            if len(page) < REPLAY_PAGE:
+                return
+            cursor = page[-1][0]
+
+    async def _listen(self) -> None:
+        """Client messages only keep the socket alive; a client that sends
+        ``{"type": "ping"}`` is expected to keep doing so (see Subscriber.alive)."""
+        while True:
+            message = await websocket.receive()
+            self.subscriber.heard(pinged=_is_ping(message))
+
+
+def _is_ping(message: Any) -> bool:
+    try:
+        return json.loads(message).get("type") == "ping"
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+async def replayable(redis: Redis, since: str) -> bool:
+    """True when every event after ``since`` is still in the log. The log is trimmed
+    from its old end; when it never was (as many entries kept as ever published),
+    any id up to the newest qualifies, else only ids from the oldest kept on."""
+    wanted = parse_id(since)
+    newest = parse_id(await newest_id(redis))
+    if wanted > newest:
+        return False  # an id from another (or a lost) log
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xlen(keys.EVENTS)
+        pipe.hget(keys.COUNTERS, "events_published")
+        pipe.xrange(keys.EVENTS, count=1)
+        length, published, oldest = await pipe.execute()
+    if length == int(published or 0):
+        return True
+    return bool(oldest) and wanted >= parse_id(oldest[0][0])

@@ -1,0 +1,353 @@
+"""Who may do what: every route of the URL map, as anonymous / agent / other agent /
+supervisor, with the expected status written out (SPEC §2, §4, §5), and the
+security headers on every answer.
+
+The world is a live call: the customer talks to ``alice`` (the agent); ``bob`` is
+an agent not involved in it; ``sue`` is a supervisor; ``carol`` is available to
+take a transfer. Each cell runs against that same world, restored in Redis before
+the cell, so one role's successful action cannot change another role's answer.
+
+A route added to the app without a row here fails
+``test_every_route_is_in_the_matrix``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from quart.testing import WebsocketResponseError
+from redis.asyncio import Redis
+
+from console.redis_ext import connect
+from console.telephony.runner import Runner
+from console.web.auth import SESSION_COOKIE
+from tests.support.flow_helpers import agent_answers, customer_waits, login, set_available
+
+ROLES = ("anonymous", "agent", "other", "supervisor")
+WEBHOOK = {"anonymous": 403, "agent": 403, "other": 403, "supervisor": 403}
+PUBLIC = {"anonymous": 200, "agent": 200, "other": 200, "supervisor": 200}
+API_ANY_USER = {"anonymous": 401, "agent": 200, "other": 200, "supervisor": 200}
+API_SUPERVISOR = {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 200}
+ANY = {200, 404}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One route's request and the status each role gets."""
+
+    path: str
+    expected: dict[str, int | set[int]]
+    json: Any = None
+    form: dict[str, str] | None = None
+    world: str = "call"  # "ringing": alice's transfer to carol is ringing
+    locations: dict[str, str] = field(default_factory=dict)
+
+
+# (method, rule) -> what is sent and what each role gets. "{name}" is the live
+# conference (the customer's CallSid), "{customer}" the customer's call, "{transfer}"
+# the ringing transfer's id.
+MATRIX: dict[tuple[str, str], Cell] = {
+    # -- Twilio webhooks: no signature, 403, whoever is logged in ------------------------
+    ("POST", "/conference/connect/client"): Cell("/conference/connect/client", WEBHOOK),
+    ("GET", "/conference/wait"): Cell("/conference/wait", WEBHOOK),
+    ("POST", "/conference/wait"): Cell("/conference/wait", WEBHOOK),
+    ("POST", "/conference/connect/agent"): Cell(
+        "/conference/connect/agent?conference={name}&dial=dial-x", WEBHOOK
+    ),
+    ("POST", "/conference/status"): Cell("/conference/status", WEBHOOK),
+    ("POST", "/call/status"): Cell("/call/status?conference={name}&dial=dial-x", WEBHOOK),
+    # -- JSON API -------------------------------------------------------------------------
+    ("GET", "/api/state"): Cell("/api/state", API_ANY_USER),
+    ("GET", "/api/me"): Cell("/api/me", API_ANY_USER),
+    ("GET", "/api/token"): Cell("/api/token", API_ANY_USER),
+    # alice is busy on the call (409); supervisors are never routed (403)
+    ("POST", "/api/me/status"): Cell(
+        "/api/me/status",
+        {"anonymous": 401, "agent": 409, "other": 200, "supervisor": 403},
+        json={"status": "offline"},
+    ),
+    # only an agent in the conference can transfer its customer (409: not in it)
+    ("POST", "/api/transfers"): Cell(
+        "/api/transfers",
+        {"anonymous": 401, "agent": 201, "other": 409, "supervisor": 409},
+        json={"conference": "{name}", "to": "carol", "note": "billing"},
+    ),
+    ("DELETE", "/api/transfers/<transfer_id>"): Cell(
+        "/api/transfers/{transfer}",
+        {"anonymous": 401, "agent": 200, "other": 403, "supervisor": 200},
+        world="ringing",
+    ),
+    # SPEC §4: leaving a conference one is not in is a 409
+    ("POST", "/api/conferences/<name>/leave"): Cell(
+        "/api/conferences/{name}/leave",
+        {"anonymous": 401, "agent": 200, "other": 409, "supervisor": 409},
+        json={},
+    ),
+    ("POST", "/api/conferences/<name>/hold"): Cell(
+        "/api/conferences/{name}/hold",
+        {"anonymous": 401, "agent": 200, "other": 403, "supervisor": 200},
+        json={"call_sid": "{customer}", "hold": True},
+    ),
+    ("POST", "/api/conferences/<name>/monitor"): Cell(
+        "/api/conferences/{name}/monitor", API_SUPERVISOR, json={"mode": "listen"}
+    ),
+    ("GET", "/api/conferences/<name>/timeline"): Cell(
+        "/api/conferences/{name}/timeline",
+        {"anonymous": 401, "agent": 200, "other": 403, "supervisor": 200},
+    ),
+    ("GET", "/api/figures"): Cell("/api/figures", API_SUPERVISOR),
+    ("GET", "/api/webhooks"): Cell("/api/webhooks", API_SUPERVISOR),
+    # -- people-facing pages --------------------------------------------------------------
+    ("GET", "/login"): Cell(
+        "/login",
+        {"anonymous": 200, "agent": 303, "other": 303, "supervisor": 303},
+        locations={"agent": "/", "other": "/", "supervisor": "/"},
+    ),
+    ("POST", "/login"): Cell(
+        "/login",
+        {role: 401 for role in ROLES},
+        form={"username": "alice", "password": "not her password"},
+    ),
+    ("POST", "/logout"): Cell(
+        "/logout", {role: 303 for role in ROLES}, locations=dict.fromkeys(ROLES, "/login")
+    ),
+    ("GET", "/"): Cell(
+        "/",
+        {role: 303 for role in ROLES},
+        locations={
+            "anonymous": "/login?next=%2F",
+            "agent": "/agent",
+            "other": "/agent",
+            "supervisor": "/supervisor",
+        },
+    ),
+    ("GET", "/agent"): Cell(
+        "/agent",
+        {"anonymous": 303, "agent": 200, "other": 200, "supervisor": 200},
+        locations={"anonymous": "/login?next=%2Fagent"},
+    ),
+    ("GET", "/supervisor"): Cell(
+        "/supervisor",
+        {"anonymous": 303, "agent": 403, "other": 403, "supervisor": 200},
+        locations={"anonymous": "/login?next=%2Fsupervisor"},
+    ),
+    # -- public -----------------------------------------------------------------------------
+    ("GET", "/static/<path:filename>"): Cell("/static/css/app.css", PUBLIC),
+    # 404 with a hint until `npm install` has put the Voice SDK in node_modules
+    ("GET", "/vendor/twilio.min.js"): Cell("/vendor/twilio.min.js", dict.fromkeys(ROLES, ANY)),
+    ("GET", "/openapi.json"): Cell("/openapi.json", PUBLIC),
+    ("GET", "/healthz"): Cell("/healthz", PUBLIC),
+    # open unless METRICS_TOKEN is set (test_metrics covers the token)
+    ("GET", "/metrics"): Cell("/metrics", PUBLIC),
+    # -- the dashboard socket: 101 is an accepted handshake -----------------------------
+    ("WS", "/ws"): Cell("/ws", {"anonymous": 401, "agent": 101, "other": 101, "supervisor": 101}),
+}
+
+
+def routes_of(app: Any) -> set[tuple[str, str]]:
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if getattr(rule, "websocket", False):
+            found.add(("WS", rule.rule))
+            continue
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            found.add((method, rule.rule))
+    return found
+
+
+def test_every_route_is_in_the_matrix(app):
+    routes = routes_of(app)
+    missing = sorted(routes - MATRIX.keys())
+    assert not missing, f"routes without an authorization row in MATRIX: {missing}"
+    stale = sorted(MATRIX.keys() - routes)
+    assert not stale, f"rows for routes the app no longer has: {stale}"
+
+
+# --- the world -----------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    app: Any
+    clients: dict[str, Any]
+    tokens: dict[str, str | None]
+    values: dict[str, str]
+    dumps: dict[str, dict[bytes, tuple[bytes, int]]]
+
+
+async def dump_all(raw: Redis) -> dict[bytes, tuple[bytes, int]]:
+    saved = {}
+    for key in await raw.keys("*"):
+        saved[key] = (await raw.dump(key), max(await raw.pttl(key), 0))
+    return saved
+
+
+async def restore_all(raw: Redis, saved: dict[bytes, tuple[bytes, int]]) -> None:
+    await raw.flushdb()
+    for key, (value, ttl) in saved.items():
+        await raw.restore(key, ttl, value)
+
+
+@pytest.fixture
+async def raw_redis(redis_server):
+    client = Redis.from_url(redis_server.url)  # bytes: DUMP/RESTORE payloads
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def world(app, redis, voice, raw_redis) -> World:
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    carol = await login(app, redis, "carol")
+    sue = await login(app, redis, "sue", role="supervisor")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    await agent_answers(voice, name, "alice")
+    await set_available(carol)
+    await set_available(bob)
+    await bob.post("/api/me/status", json={"status": "offline"})
+    runner = Runner.of(app)
+    await runner.drain()
+    dumps = {"call": await dump_all(raw_redis)}
+    started = await alice.post("/api/transfers", json={"conference": name, "to": "carol"})
+    assert started.status_code == 201, await started.get_data(as_text=True)
+    transfer = (await started.get_json())["id"]
+    await runner.drain()
+    dumps["ringing"] = await dump_all(raw_redis)
+    clients = {"anonymous": app.test_client(), "agent": alice, "other": bob, "supervisor": sue}
+    tokens = {role: session_token(client) for role, client in clients.items()}
+    values = {"name": name, "customer": name, "transfer": transfer}
+    return World(app, clients, tokens, values, dumps)
+
+
+def session_token(client: Any) -> str | None:
+    return next((c.value for c in client.cookie_jar if c.name == SESSION_COOKIE), None)
+
+
+def fresh_client(world: World, role: str) -> Any:
+    """A client holding only ``role``'s session (a logout in one cell must not log the
+    role out of the next)."""
+    client = world.app.test_client()
+    token = world.tokens[role]
+    if token is not None:
+        client.set_cookie("localhost", SESSION_COOKIE, token)
+    return client
+
+
+def fill(template: Any, values: dict[str, str]) -> Any:
+    if isinstance(template, str):
+        return template.format(**values)
+    if isinstance(template, dict):
+        return {k: fill(v, values) for k, v in template.items()}
+    return template
+
+
+async def ws_status(client: Any, path: str) -> int:
+    try:
+        async with client.websocket(path) as socket:
+            first = json.loads(await asyncio.wait_for(socket.receive(), 5))
+            assert first["type"] == "snapshot"
+            return 101
+    except WebsocketResponseError as refused:
+        return refused.response.status_code
+
+
+def check_security_headers(response: Any, where: str) -> None:
+    headers = response.headers
+    csp = headers.get("Content-Security-Policy", "")
+    assert csp, f"{where}: no Content-Security-Policy"
+    directives = {d.strip().split(" ", 1)[0]: d.strip() for d in csp.split(";") if d.strip()}
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, (where, csp)
+    assert directives.get("frame-ancestors") == "frame-ancestors 'none'", (where, csp)
+    assert directives.get("script-src") == "script-src 'self'", (where, csp)
+    assert directives.get("object-src") == "object-src 'none'", (where, csp)
+    assert headers.get("X-Content-Type-Options") == "nosniff", where
+    assert headers.get("Referrer-Policy") in ("same-origin", "no-referrer", "strict-origin"), where
+    assert headers.get("X-Frame-Options") == "DENY", where
+    # PUBLIC_BASE_URL is https in the test settings
+    assert headers.get("Strict-Transport-Security", "").startswith("max-age="), where
+
+
+@pytest.mark.timeout(300)
+async def test_authorization_matrix(app, world, raw_redis):
+    runner = Runner.of(app)
+    results: dict[tuple[str, str], dict[str, int]] = {}
+    mismatches = []
+    for (method, rule), cell in MATRIX.items():
+        path = fill(cell.path, world.values)
+        for role in ROLES:
+            await runner.drain()
+            await restore_all(raw_redis, world.dumps[cell.world])
+            client = fresh_client(world, role)
+            if method == "WS":
+                status = await ws_status(client, path)
+            else:
+                kwargs: dict[str, Any] = {}
+                if cell.json is not None:
+                    kwargs["json"] = fill(cell.json, world.values)
+                if cell.form is not None:
+                    kwargs["form"] = cell.form
+                response = await client.open(path, method=method, **kwargs)
+                status = response.status_code
+                check_security_headers(response, f"{method} {path} as {role}")
+                if role in cell.locations:
+                    assert response.headers.get("Location") == cell.locations[role], (
+                        method,
+                        path,
+                        role,
+                    )
+                if path.startswith("/api/") and status >= 400:
+                    assert "error" in await response.get_json(), (method, path, role)
+            results.setdefault((method, rule), {})[role] = status
+            wanted = cell.expected[role]
+            if status != wanted and not (isinstance(wanted, set) and status in wanted):
+                mismatches.append(f"{method} {path} as {role}: {status}, expected {wanted}")
+    await runner.drain()
+    print(f"\n{len(results)} routes x {len(ROLES)} roles = {len(results) * len(ROLES)} cells")
+    assert not mismatches, "\n".join(mismatches)
+
+
+async def test_a_logged_out_cookie_is_anonymous_everywhere(app, world, raw_redis):
+    """After logout, the old cookie gets exactly what anonymous gets."""
+    assert (await world.clients["agent"].post("/logout")).status_code == 303
+    alice = fresh_client(world, "agent")  # still sends the old cookie
+    assert session_token(alice) == world.tokens["agent"]
+    for (method, _rule), cell in MATRIX.items():
+        if method != "GET" or not cell.path.startswith(("/api/", "/agent", "/supervisor")):
+            continue
+        path = fill(cell.path, world.values)
+        response = await alice.get(path)
+        assert response.status_code == cell.expected["anonymous"], path
+    assert await ws_status(alice, "/ws") == 401
+
+
+async def test_security_headers_on_errors_and_unknown_routes(app, world):
+    for role, client in world.clients.items():
+        for method, path in [
+            ("GET", "/no/such/page"),
+            ("GET", "/api/no-such-call"),
+            ("PUT", "/api/state"),
+            ("POST", "/api/conferences/CAnope/hold"),
+            ("GET", "/api/conferences/bad%20name/timeline"),
+        ]:
+            response = await client.open(path, method=method, json={"hold": "yes"})
+            assert 400 <= response.status_code < 500, (role, method, path)
+            check_security_headers(response, f"{method} {path} as {role}")
+
+
+def test_rediss_urls_accept_self_signed_certificates():
+    """Heroku Redis presents a self-signed certificate: rediss:// must not verify it,
+    and plain redis:// must not turn TLS on."""
+    tls = connect("rediss://:secret@redis.example.com:6380/0")
+    kwargs = tls.connection_pool.connection_kwargs
+    assert tls.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert kwargs["ssl_cert_reqs"] == "none"
+    assert kwargs["decode_responses"] is True
+    plain = connect("redis://127.0.0.1:6379/0")
+    assert plain.connection_pool.connection_class.__name__ == "Connection"
+    assert "ssl_cert_reqs" not in plain.connection_pool.connection_kwargs

@@ -1,0 +1,135 @@
+"""Building blocks for call-flow tests: logged-in users, the event log, and the
+common steps (a customer calls, an agent picks up, a colleague joins)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from console.domain import keys
+from console.domain.users import add_user
+from tests.support.twilio_double import RecordedRequest
+from tests.support.twilio_voice import TwilioVoice, conference_of
+
+PASSWORD = "correct horse battery"
+
+
+async def login(app: Any, redis: Redis, username: str, role: str = "agent") -> Any:
+    """A test client holding ``username``'s session cookie."""
+    await add_user(redis, username, role, PASSWORD)
+    client = app.test_client()
+    response = await client.post("/login", form={"username": username, "password": PASSWORD})
+    assert response.status_code == 303, await response.get_data(as_text=True)
+    return client
+
+
+async def set_available(client: Any) -> None:
+    response = await client.post("/api/me/status", json={"status": "available"})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+
+
+async def events(redis: Redis) -> list[dict[str, Any]]:
+    """The whole event log, as (type, data) dicts in order."""
+    entries = await redis.xrange(keys.EVENTS)
+    return [
+        {"id": i, "type": f["type"], "data": json.loads(f["data"]), "audience": f["audience"]}
+        for i, f in entries
+    ]
+
+
+async def state(client: Any) -> dict[str, Any]:
+    response = await client.get("/api/state")
+    assert response.status_code == 200
+    return await response.get_json()
+
+
+def agent_status(snapshot: dict[str, Any], username: str) -> str:
+    return next(a["status"] for a in snapshot["agents"] if a["username"] == username)
+
+
+def dials_to(voice: TwilioVoice, username: str) -> list[RecordedRequest]:
+    return [r for r in voice.double.calls_created() if r.param("To") == f"client:{username}"]
+
+
+@dataclass
+class Leg:
+    """An agent's answered call in a conference."""
+
+    call_sid: str
+    label: str
+    create: RecordedRequest
+
+
+async def customer_waits(voice: TwilioVoice) -> str:
+    """A customer calls and joins their conference (not started yet)."""
+    name, _ = await voice.call_in()
+    await voice.event(
+        name,
+        "participant-join",
+        name,
+        EndConferenceOnExit=True,
+        StartConferenceOnEnter=False,
+        ParticipantLabel="customer",
+    )
+    return name
+
+
+async def agent_answers(voice: TwilioVoice, name: str, username: str, start: bool = True) -> Leg:
+    """The dial to ``username`` rings, they pick up and join the conference."""
+    await voice.settle()
+    create = dials_to(voice, username)[-1]
+    sid = await voice.ring(create)
+    twiml = await voice.pick_up(create, sid)
+    conference = conference_of(twiml)
+    label = conference.get("participantLabel") or ""
+    ecoe = conference.get("endConferenceOnExit") == "true"
+    await voice.event(
+        name, "participant-join", sid, ParticipantLabel=label, EndConferenceOnExit=ecoe
+    )
+    if start:
+        await voice.event(name, "conference-start")
+    await voice.settle()
+    return Leg(sid, label, create)
+
+
+async def leg_leaves(voice: TwilioVoice, name: str, leg: Leg, end_on_exit: bool = False) -> None:
+    await voice.event(
+        name,
+        "participant-leave",
+        leg.call_sid,
+        ParticipantLabel=leg.label,
+        EndConferenceOnExit=end_on_exit,
+        ParticipantCallStatus="completed",
+        ReasonParticipantLeft="participant_hung_up",
+    )
+    await voice.send(voice.call_status(leg.create, leg.call_sid, "completed"))
+    await voice.settle()
+
+
+async def hang_up_customer(voice: TwilioVoice, name: str, reason: str) -> None:
+    """The customer hangs up: they leave (they end the conference on exit), the
+    conference ends for ``reason``, and the app's reactions finish."""
+    await voice.event(
+        name,
+        "participant-leave",
+        name,
+        ParticipantLabel="customer",
+        EndConferenceOnExit=True,
+        ParticipantCallStatus="completed",
+    )
+    await voice.event(name, "conference-end", ReasonConferenceEnded=reason)
+    await voice.settle()
+
+
+async def alice_with_customer_bob_available(app: Any, redis: Redis, voice: TwilioVoice) -> dict:
+    """alice is with a customer; bob is available for a transfer."""
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    first = await agent_answers(voice, name, "alice")
+    await set_available(bob)
+    return {"alice": alice, "bob": bob, "name": name, "first": first}

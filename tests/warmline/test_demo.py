@@ -1,0 +1,110 @@
+"""`warmline demo` as a newcomer runs it: one command, then calls flow between the
+simulated phone network and a logged-in agent, and Ctrl-C/SIGTERM stops it all."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from warmline.demo import DEMO_PASSWORD
+from warmline.embedded_redis import free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def start_demo(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "warmline.cli", "demo", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def banner(process: subprocess.Popen[bytes], log: Path) -> dict[str, str]:
+    """The URLs the demo printed, once it is up."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = await asyncio.to_thread(log.read_text)
+        app = re.search(r"Warmline demo on (\S+)", text)
+        sim = re.search(r"simulated phone network: (\S+)", text)
+        if app and sim and "Running on" in text:
+            return {"app": app.group(1), "sim": sim.group(1)}
+        assert process.poll() is None, text
+        await asyncio.sleep(0.1)
+    raise AssertionError(await asyncio.to_thread(log.read_text))
+
+
+async def until(check, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def test_demo_routes_a_simulated_call_to_an_agent_and_stops_cleanly(tmp_path):
+    log = tmp_path / "demo.log"
+    port = free_port()
+    process = start_demo(log, "--port", str(port))
+    try:
+        urls = await banner(process, log)
+        assert "alice" in log.read_text() and DEMO_PASSWORD in log.read_text()
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            app, sim = urls["app"], urls["sim"]
+            form = {"username": "alice", "password": DEMO_PASSWORD}
+            async with http.post(f"{app}/login", data=form, allow_redirects=False) as r:
+                assert r.status == 303
+            async with http.get(f"{app}/api/me") as r:
+                assert (await r.json())["softphone"] == {"kind": "simulator", "url": sim}
+            async with http.post(f"{sim}/sim/phones/alice/register", json={"auto": "answer"}):
+                pass
+            async with http.post(f"{app}/api/me/status", json={"status": "available"}) as r:
+                assert r.status == 200
+            async with http.post(f"{sim}/sim/calls", json={}) as r:
+                assert r.status == 201
+
+            async def talking() -> bool:
+                async with http.get(f"{app}/api/state") as r:
+                    state = await r.json()
+                return any(
+                    c["status"] == "in-progress"
+                    and {p["role"] for p in c["participants"]} == {"customer", "agent"}
+                    for c in state["conferences"]
+                )
+
+            await until(talking)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_demo_reports_a_busy_port_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "warmline.cli", "demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr

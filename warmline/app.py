@@ -1,0 +1,111 @@
+"""The application factory: one configured Quart app per call, so each test (and
+each worker) gets its own settings, Redis client and Twilio gateway."""
+
+from __future__ import annotations
+
+from quart import Quart, Response
+from quart_schema import QuartSchema
+
+from console.config import Settings
+from console.extension import SETTINGS_KEY, get_settings
+from console.realtime.hub import Hub
+from console.realtime.presence import Presence
+from console.redis_ext import RedisExtension
+from console.telephony.gateway import TwilioGateway
+from console.telephony.reconcile import AutoReconcile
+from console.telephony.runner import Runner
+from console.web.errors import register_error_handlers
+from console.web.metrics import Metrics
+from console.web.openapi import WarmlineOpenAPI
+from warmline.assets import asset_dir
+from warmline.hypercorn_ws import decline_permessage_deflate
+
+# The Voice JS SDK signals over wss to Twilio, reports to its insights gateway and
+# plays its ringtones from sdk.twilio.com; nothing else leaves the origin.
+TWILIO_CONNECT = "https://*.twilio.com wss://*.twilio.com"
+TWILIO_MEDIA = "https://sdk.twilio.com"
+
+
+def content_security_policy(settings: Settings) -> str:
+    """A strict policy: no inline script or style, no framing, own origin only, plus
+    Twilio's endpoints for the softphone (or the simulator's in demo mode)."""
+    connect = f"'self' {settings.simulator_url or TWILIO_CONNECT}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {connect}; media-src 'self' blob: data: {TWILIO_MEDIA}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Quart:
+    """Build the app for ``settings`` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    decline_permessage_deflate()
+    app = Quart(
+        __name__,
+        static_folder=asset_dir("static"),
+        template_folder=asset_dir("templates"),
+    )
+    app.config[SETTINGS_KEY] = settings
+    app.secret_key = settings.secret_key
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info={
+            "title": "Warmline",
+            "version": "0.1.0",
+            "description": "Every call needs the session cookie warmline_session from "
+            "POST /login; state-changing calls take JSON bodies.",
+        },
+        openapi_provider_class=WarmlineOpenAPI,
+    )
+    # The runner comes first: after_serving hooks run in this order, and it must
+    # drain its REST actions while Redis and the Twilio client are still open.
+    Runner(app)
+    RedisExtension(
+        app,
+        url=redis_url or settings.redis_url,
+        max_connections=settings.redis_max_connections,
+    )
+    TwilioGateway(app, settings)
+    Hub(app)
+    Presence(app)
+    Metrics(app)
+    AutoReconcile(app)  # after Redis and the gateway: it uses both at start-up
+    _register_blueprints(app)
+    register_error_handlers(app)
+    app.after_request(_security_headers)
+    return app
+
+
+def _register_blueprints(app: Quart) -> None:
+    from console.web.api import blueprint as api
+    from console.web.auth import blueprint as auth
+    from console.web.health import blueprint as health
+    from console.web.reports import blueprint as reports
+    from console.web.views import blueprint as views
+    from console.web.ws import blueprint as ws
+    from webhooks.routes import blueprint as webhooks
+
+    for blueprint in (webhooks, api, reports, auth, views, health, ws):
+        app.register_blueprint(blueprint)
+
+
+async def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", content_security_policy(get_settings()))
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if get_settings().secure_cookies:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response

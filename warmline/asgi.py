@@ -1,0 +1,10 @@
+"""The ASGI app each Hypercorn worker serves when `warmline serve` runs several
+(one worker is served in-process: see warmline.cli.cmd_serve)."""
+
+from warmline import logs
+from warmline.app import create_app
+from warmline.shutdown import close_sockets_on_sigterm
+
+logs.configure()
+app = create_app()
+close_sockets_on_sigterm(app)

@@ -1,0 +1,325 @@
+"""The `warmline` command: serve, check, reconcile, user. Errors are one clear line on stderr
+and a non-zero exit code, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import redis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from console.config import ConfigError, Settings
+from console.redis_ext import connect
+from warmline import cli_users, logs
+from warmline.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
+
+
+def data_dir() -> Path:
+    """Where the embedded Redis keeps its data: the user's cache directory."""
+    return cache_dir("redis")
+
+
+def embedded_redis_url() -> tuple[str, EmbeddedRedis | None]:
+    """REDIS_URL; else the embedded server another warmline command already runs on
+    the same data (so `user add` reaches a running `serve`); else a new one, which the
+    caller stops."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        return url, None
+    directory = data_dir()
+    running = _running_embedded(directory)
+    if running:
+        os.environ["REDIS_URL"] = running
+        return running, None
+    server = start_redis(directory)
+    (directory / PORT_FILE).write_text(str(server.port))
+    os.environ["REDIS_URL"] = server.url
+    return server.url, server
+
+
+PORT_FILE = "warmline-port"
+
+
+def _running_embedded(directory: Path) -> str | None:
+    try:
+        port = int((directory / PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        info = client.config_get("dir")
+        same = (
+            Path(
+                info.get("dir", b"").decode()
+                if isinstance(info.get("dir"), bytes)
+                else info.get("dir", "")
+            ).resolve()
+            == directory.resolve()
+        )
+    except (RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return f"redis://127.0.0.1:{port}/0" if same else None
+
+
+def worker_class() -> str:
+    """uvloop where it is installed (Linux, macOS): socket writes in C, measured on
+    the fan-out bench; asyncio elsewhere."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def settings_or_report() -> Settings | None:
+    """The settings, or None after one line per problem on stderr."""
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"warmline: {problem}", file=sys.stderr)
+        return None
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"warmline: {message}", file=sys.stderr)
+    return code
+
+
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn (4096 by default)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    settings = settings_or_report()
+    if settings is None:
+        return 2
+    raw_workers = os.environ.get("WEB_CONCURRENCY", "").strip() or "1"
+    if not args.workers and not (raw_workers.isdigit() and int(raw_workers) >= 1):
+        return fail(f"WEB_CONCURRENCY must be a whole number of at least 1, got {raw_workers!r}")
+    try:
+        redis_url, server = embedded_redis_url()
+    except EmbeddedRedisError as error:
+        return fail(str(error))
+    config = Config()
+    config.application_path = "warmline.asgi:app"
+    config.bind = [f"0.0.0.0:{args.port or settings.port}"]
+    config.workers = args.workers or int(raw_workers)
+    config.graceful_timeout = 10.0
+    # Hypercorn listens with a backlog of 100, little for a burst of Twilio callbacks
+    # on new connections. (The flows bench's few failed callbacks, first blamed on it,
+    # were its simulator reusing connections the server was closing: simulator/callbacks.py.)
+    config.backlog = LISTEN_BACKLOG
+    config.worker_class = worker_class()
+    config.accesslog = "-"
+    config.errorlog = "-"
+    logs.configure()
+    try:
+        if config.workers == 1:
+            from warmline.app import create_app
+            from warmline.shutdown import run_in_process
+
+            run_in_process(create_app(settings, redis_url=redis_url), config)
+            return 0
+        return run(config)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+async def _check(settings: Settings) -> int:
+    from console.domain.webhook_health import read_health
+    from console.telephony.gateway import GatewayError, TwilioGateway
+
+    problems = 0
+    redis = connect(os.environ["REDIS_URL"])
+    try:
+        await redis.ping()
+        print("ok: Redis answers")
+        health = await read_health(redis)
+    except (RedisError, OSError) as exc:
+        print(f"problem: Redis does not answer ({type(exc).__name__}: {exc})")
+        problems += 1
+        health = None
+    finally:
+        await redis.aclose()
+    gateway = TwilioGateway(settings=settings)
+    await gateway.open()
+    try:
+        await gateway.live_conferences()
+        print(f"ok: Twilio REST API answers at {settings.api_base_url}")
+    except GatewayError as exc:
+        print(f"problem: {exc}")
+        problems += 1
+    finally:
+        await gateway.close()
+    if health is not None:
+        _print_health(health, settings)
+    return 1 if problems else 0
+
+
+def _print_health(health: dict[str, object], settings: Settings) -> None:
+    last = health["last_request"]
+    print(f"webhooks are checked against PUBLIC_BASE_URL={settings.public_base_url}")
+    if not last:
+        print("note: Twilio has not reached any webhook yet")
+    for route, at in sorted(last.items()):  # type: ignore[union-attr]
+        print(f"  last request on {route}: {at} ms")
+    for failure in health["signature_failures"]:  # type: ignore[union-attr]
+        print(f"  signature failure on {failure['route']}, checked against {failure['url']}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"problem: {problem}")
+        return 1
+    print("ok: configuration is complete")
+    try:
+        _, server = embedded_redis_url()
+    except EmbeddedRedisError as error:
+        return fail(str(error), 1)
+    try:
+        return asyncio.run(_check(settings))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def with_redis(work: Callable[[Redis], Awaitable[int]], embedded_failure_code: int) -> int:
+    """Run ``work`` against REDIS_URL or the embedded server (started if need be, and
+    stopped after), with one client opened and closed around it."""
+    try:
+        url, server = embedded_redis_url()
+    except EmbeddedRedisError as error:
+        return fail(str(error), embedded_failure_code)
+
+    async def go() -> int:
+        redis = connect(url)
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from console.telephony.reconcile import run_command
+
+    settings = settings_or_report()
+    if settings is None:
+        return 2
+    # The command reports Twilio failures in its own words; no second, logged copy.
+    logging.getLogger("console.telephony.gateway").setLevel(logging.ERROR)
+    return with_redis(lambda redis: run_command(settings, redis), embedded_failure_code=1)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    async def work(redis: Redis) -> int:
+        try:
+            return await cli_users.run(args, redis)
+        except (RedisError, OSError) as exc:
+            return fail(f"cannot reach Redis: {type(exc).__name__}", 1)
+
+    return with_redis(work, embedded_failure_code=2)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from warmline.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        host=args.host,
+        port=args.port,
+        simulator_port=args.simulator_port,
+        calls_per_minute=args.rate,
+        chaos=args.chaos,
+        seed=args.seed,
+        redis_url=os.environ.get("REDIS_URL", "").strip() or None,
+    )
+    if args.rate < 0:
+        return fail(f"--rate must not be negative, got {args.rate:g}")
+    logs.configure()
+    try:
+        asyncio.run(run_demo(options))
+    except EmbeddedRedisError as error:
+        return fail(str(error))
+    except OSError as error:
+        return fail(f"cannot listen on {args.host}:{args.port} or reach Redis: {error.strerror}")
+    return 0
+
+
+def add_demo_parser(commands: argparse._SubParsersAction) -> None:
+    """`warmline demo`'s options: here, so that commands other than the demo (the
+    `serve` master above all) do not import the demo's app and simulator."""
+    demo = commands.add_parser(
+        "demo", help="the app, an embedded Redis and a simulated Twilio, with demo users"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=5000, help="the app's port (default 5000)")
+    demo.add_argument(
+        "--simulator-port", type=int, default=0, help="the simulator's port (default: free)"
+    )
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="CALLS_PER_MINUTE",
+        help="generate customer calls at this rate (default 0: place them from the "
+        "simulator's page)",
+    )
+    demo.add_argument(
+        "--chaos", action="store_true", help="deliver callbacks late, duplicated, reordered"
+    )
+    demo.add_argument("--seed", type=int, help="seed for chaos and generated callers")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="warmline", description=__doc__.split(".")[0])
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the app with Hypercorn on $PORT")
+    serve.add_argument("--port", type=int, help="default: $PORT or 5000")
+    serve.add_argument("--workers", type=int, help="default: $WEB_CONCURRENCY or 1")
+    serve.set_defaults(handler=cmd_serve)
+    add_demo_parser(commands)
+    commands.choices["demo"].set_defaults(handler=cmd_demo)
+    check = commands.add_parser("check", help="validate configuration, reach Redis and Twilio")
+    check.set_defaults(handler=cmd_check)
+    reconcile = commands.add_parser(
+        "reconcile", help="rebuild live conferences from Twilio after Redis lost its data"
+    )
+    reconcile.set_defaults(handler=cmd_reconcile)
+    cli_users.add_parser(commands)
+    for name, sub in commands.choices.items():
+        if name == "user":
+            sub.set_defaults(handler=cmd_user)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""`warmline demo`: the whole product on one machine, with nothing else installed.
+
+One event loop runs the app (Hypercorn, one worker), the Twilio Voice simulator
+in its place, and a Redis server of its own, so a newcomer sees calls flow through
+the real agent and supervisor views without a Twilio account. Every secret is made
+up per run; the simulator is the only "Twilio" the app talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from dataclasses import dataclass
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from redis.asyncio import Redis
+
+from console.config import Settings
+from console.domain import users
+from simulator.callbacks import Chaos
+from simulator.load import LoadPlan
+from simulator.server import Simulator
+from warmline.app import create_app
+from warmline.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
+
+DEMO_PASSWORD = "warmline-demo"
+DEMO_USERS = (
+    ("alice", "agent"),
+    ("bob", "agent"),
+    ("carol", "agent"),
+    ("sam", "supervisor"),
+)
+DEMO_CALLER_ID = "+15005550006"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str
+    port: int
+    simulator_port: int
+    calls_per_minute: float
+    chaos: bool
+    seed: int | None
+    redis_url: str | None
+
+
+def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Settings:
+    """Settings with made-up credentials shared only with the simulator."""
+    return Settings(
+        account_sid="AC" + secrets.token_hex(16),
+        auth_token=secrets.token_hex(16),
+        api_key="SK" + secrets.token_hex(16),
+        api_secret=secrets.token_hex(16),
+        caller_id=DEMO_CALLER_ID,
+        public_base_url=app_url,
+        secret_key=secrets.token_hex(32),
+        api_base_url=simulator_url,
+        port=options.port,
+        demo=True,
+        simulator_url=simulator_url,
+    )
+
+
+async def create_demo_users(redis_url: str) -> None:
+    """The demo users, with the demo password (replacing any left from a past run)."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for username, role in DEMO_USERS:
+            await users.remove_user(client, username)
+            await users.add_user(client, username, role, DEMO_PASSWORD)
+    finally:
+        await client.aclose()
+
+
+async def run_demo(options: DemoOptions) -> None:
+    """Run until SIGINT/SIGTERM, then stop the app, the simulator and Redis."""
+    embedded: EmbeddedRedis | None = None
+    redis_url = options.redis_url
+    if redis_url is None:
+        # In the user's cache directory like `serve`'s, but nothing is saved: each demo
+        # starts from scratch.
+        embedded = start_redis(cache_dir("demo-redis"), persist=False)
+        redis_url = embedded.url
+    app_url = f"http://{_browser_host(options.host)}:{options.port}"
+    simulator_port = options.simulator_port or free_port()
+    sim_url = f"http://{_browser_host(options.host)}:{simulator_port}"
+    settings = demo_settings(options, app_url, sim_url)
+    chaos = Chaos(seed=options.seed) if options.chaos else None
+    sim = Simulator(
+        app_url, settings.account_sid, settings.auth_token, seed=options.seed, chaos=chaos
+    )
+    try:
+        await create_demo_users(redis_url)
+        await sim.start(options.host, simulator_port)
+        if options.calls_per_minute > 0:
+            sim.load.start(LoadPlan(rate=options.calls_per_minute / 60))
+        stop = _stop_on_signals()
+        config = Config()
+        config.bind = [f"{options.host}:{options.port}"]
+        config.graceful_timeout = 5.0
+        _print_banner(app_url, sim_url, options)
+        await serve(create_app(settings, redis_url=redis_url), config, shutdown_trigger=stop.wait)
+    finally:
+        await sim.stop()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _browser_host(host: str) -> str:
+    """The host a browser on this machine uses for a listening address."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _print_banner(app_url: str, sim_url: str, options: DemoOptions) -> None:
+    agents = ", ".join(name for name, role in DEMO_USERS if role == "agent")
+    supervisors = ", ".join(name for name, role in DEMO_USERS if role == "supervisor")
+    lines = [
+        f"Warmline demo on {app_url}  (Ctrl-C stops everything)",
+        f"  agents: {agents}   supervisor: {supervisors}   password: {DEMO_PASSWORD}",
+        f"  simulated phone network: {sim_url}  (place customer calls there)",
+    ]
+    if options.calls_per_minute > 0:
+        lines.append(f"  generating {options.calls_per_minute:g} customer calls per minute")
+    if options.chaos:
+        lines.append("  chaos: callbacks arrive late, duplicated and out of order")
+    print("\n".join(lines), flush=True)

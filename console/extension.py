@@ -34,7 +34,8 @@ class Extension:
     def of(cls, app: Quart) -> Self:
         """The instance ``app`` was built with."""
         part = app.extensions[cls.key]
-        assert isinstance(part, cls), f"app.extensions[{cls.key!r}] is not a {cls.__name__}"
+        if not isinstance(part, cls):
+            raise TypeError(f"app.extensions[{cls.key!r}] is not a {cls.__name__}")
         return part
 
     @classmethod

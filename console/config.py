@@ -21,17 +21,6 @@ DEFAULT_WELCOME_MESSAGE = (
 # Per process: each unit's round trip takes one; hosted Redis plans cap clients.
 DEFAULT_REDIS_MAX_CONNECTIONS = 40
 
-# Required outside demo mode; demo mode fills them with local stand-ins.
-REQUIRED = (
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_KEY",
-    "TWILIO_API_SECRET",
-    "TWILIO_CALLER_ID",
-    "PUBLIC_BASE_URL",
-    "SECRET_KEY",
-)
-
 
 class ConfigError(Exception):
     """The environment cannot run Warmline; ``problems`` holds one line per variable."""

@@ -1,7 +1,8 @@
 """The callback URLs Warmline hands to Twilio.
 
-Query values are limited to ``[A-Za-z0-9_-]`` (CallSids, dial ids): Twilio has
-been inconsistent in escaping anything else, and the signature covers the query.
+Query values (conference names, dial ids) have the shape of ``console.ids.NAME``:
+Twilio has been inconsistent in escaping anything else, and the signature covers the
+query.
 """
 
 from __future__ import annotations

@@ -26,8 +26,6 @@ from console.domain.records import (
 from console.domain.routing import new_dial_id
 from console.domain.unit import Unit
 
-MONITOR_MODES = ("listen", "whisper", "barge")
-
 
 async def set_presence(unit: Unit, username: str, status: str) -> dict[str, Any]:
     """An agent sets themself available or offline (not in the middle of a call)."""

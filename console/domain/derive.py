@@ -26,7 +26,7 @@ CUSTOMER_LABEL = "customer"
 
 @dataclass
 class Participant:
-    """A call in the conference right now, in the participant shape of SPEC §5."""
+    """A call in the conference right now, in the participant shape (docs/websocket.md)."""
 
     call_sid: str
     role: str
@@ -87,7 +87,7 @@ class ConferenceView:
         return [p for p in self.participants.values() if p.role == "agent"]
 
     def public(self) -> dict[str, Any]:
-        """The conference shape of SPEC §5."""
+        """The conference shape of events and snapshots (docs/websocket.md)."""
         return {
             **self.summary(),
             "participants": [p.public(self.name) for p in self.participants.values()],
@@ -211,10 +211,6 @@ def dial_call_sid(record: ConferenceRecord, dial_id: str | None) -> str | None:
     return dial.call_sid if dial else None
 
 
-def dial_joined(view: ConferenceView, dial: Dial | None) -> bool:
-    return bool(dial and dial.call_sid and dial.call_sid in view.milestones.joined)
-
-
 def dial_finished(view: ConferenceView, dial: Dial) -> bool:
     """The dialed call is over: Twilio said so, or it left the conference."""
     return dial.ended or bool(dial.call_sid and dial.call_sid in view.milestones.left)
@@ -222,6 +218,29 @@ def dial_finished(view: ConferenceView, dial: Dial) -> bool:
 
 def dial_active(view: ConferenceView, dial: Dial) -> bool:
     return not dial_finished(view, dial)
+
+
+def dials_under_way(record: ConferenceRecord, view: ConferenceView) -> list[Dial]:
+    """The agents' and colleagues' dials neither over nor called off: someone is being
+    rung for the customer, or is on the call with them."""
+    return [
+        d
+        for d in record.dials.values()
+        if d.kind != DialKind.SUPERVISOR and dial_active(view, d) and not d.cancel_reason
+    ]
+
+
+def involved_agents(record: ConferenceRecord, view: ConferenceView) -> set[str]:
+    """Agents who may see this conference: dialed into it, in it, or transferring from it.
+    ``view`` is ``derive(record)``, which the caller already has."""
+    people = {p.agent for p in view.participants.values() if p.agent and p.role == "agent"}
+    ringing = {d.agent for d in dials_under_way(record, view)}
+    transferring = {
+        t.from_agent
+        for t in record.transfers.values()
+        if not TransferStatus(view.transfers[t.id][0]).terminal
+    }
+    return people | ringing | transferring
 
 
 def transfer_outcome(

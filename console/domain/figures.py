@@ -1,4 +1,4 @@
-"""Queue figures (SPEC §4): daily counters folded from the events, and the live queue.
+"""Queue figures (docs/api.md, figures): daily counters folded from the events, and the live queue.
 
 "Today" is the UTC day. A call counts on the day it reached the app (its
 conference's ``created_at``), a transfer on the day it was requested: the day of a
@@ -139,7 +139,7 @@ def service_level(counters: dict[str, int], seconds: int) -> tuple[int, float | 
 
 
 async def read(redis: Redis, now: int, service_level_seconds: int) -> dict[str, Any]:
-    """The figures of SPEC §4 as of ``now``: the live queue and today's counters."""
+    """The figures (docs/api.md) as of ``now``: the live queue and today's counters."""
     day = utc_day(now)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.lrange(keys.QUEUE, 0, -1)

@@ -1,5 +1,5 @@
 """What Twilio's requests change: each function is the body of one unit of work
-(``console.domain.unit``), given already-validated, typed values by ``webhooks/``."""
+(``console.domain.transaction``), given already-validated, typed values by ``webhooks/``."""
 
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ async def accept_answer(unit: Unit, conference: str, dial_id: str, call_sid: str
     unit.set_status(agent, AgentStatus.BUSY)
     if dial.kind == DialKind.AGENT:
         unit.dequeue(conference, "routed")
-    # Alone with the customer, the agent ends the call by hanging up (SPEC §1.7);
+    # Alone with the customer, the agent ends the call by hanging up (docs/call-flow.md,
+    # endConferenceOnExit);
     # a colleague joining a transfer must not, until the first agent has left.
     return Answer(True, dial.kind, dial.id, end_on_exit=dial.kind == DialKind.AGENT)
 

@@ -17,11 +17,11 @@ QUEUE_INFO = PREFIX + "queue:info"
 
 QUEUE_ANNOUNCED = PREFIX + "queue:announced"
 """Hash: ``at`` (ms) of the last queue.updated, ``stale`` = 1 when one is held back
-(see console/waiting_line.py)."""
+(see console/domain/waiting_line.py)."""
 
 VERSION = PREFIX + "version"
 """Hash: ``agents``, ``queue`` -> a random token, new with every unit of work's commit
-that writes them (console/unit_state.py)."""
+that writes them (console/domain/unit_state.py)."""
 
 UNIT_CONFLICTS = PREFIX + "unit-conflicts"
 """Counter: commits refused because what their unit started from had changed."""
@@ -55,7 +55,7 @@ def conference(name: str) -> str:
 
 def unit_poison(process: str) -> str:
     """String (a minute's TTL): set when a process's commit check fails, to abort that
-    commit's EXEC, which WATCHes it (console/unit_state.py)."""
+    commit's EXEC, which WATCHes it (console/domain/unit_state.py)."""
     return f"{PREFIX}unit-poison:{process}"
 
 

@@ -1,4 +1,4 @@
-"""An available agent's presence is their dashboard socket (SPEC §1.1).
+"""An available agent's presence is their dashboard socket (docs/call-flow.md, presence).
 
 Each process stamps, every few seconds, the agents it holds a live socket for;
 the routing sweep marks offline the available agents nobody has stamped within

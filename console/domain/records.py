@@ -57,10 +57,9 @@ class _Record:
     (unknown keys are ignored, missing ones take their defaults).
 
     msgspec, not ``json`` with ``dataclasses.asdict``: every unit of work decodes
-    and encodes its conference and agents, and a conference with a dozen callbacks
-    took ~280 µs that way against ~17 µs, the largest share of Warmline's own time
-    in a status callback (bench/RESULTS.md). Output is the same compact JSON, but
-    non-ASCII text is written as UTF-8 rather than ``\\u`` escapes.
+    and encodes its conferences and agents, which msgspec does many times faster.
+    Output is the same compact JSON, but non-ASCII text is written as UTF-8 rather
+    than ``\\u`` escapes.
     """
 
     def to_json(self) -> str:
@@ -136,7 +135,7 @@ class Transfer(_Record):
     reason: str | None = None
 
     def public(self, conference: str) -> dict[str, Any]:
-        """The transfer shape of SPEC §5."""
+        """The transfer shape of events and snapshots (docs/websocket.md)."""
         return {
             "id": self.id,
             "conference": conference,
@@ -179,7 +178,7 @@ class ConferenceRecord(_Record):
 
 @dataclass
 class Agent(_Record):
-    """An agent's presence: the routing state machine of SPEC §1.4."""
+    """An agent's presence: the routing state machine (docs/call-flow.md, routing)."""
 
     username: str
     status: str = AgentStatus.OFFLINE
@@ -189,7 +188,7 @@ class Agent(_Record):
     dial: str | None = None  # the dial (ringing or answered) engaging the agent
 
     def public(self) -> dict[str, Any]:
-        """The agent shape of SPEC §5."""
+        """The agent shape of events and snapshots (docs/websocket.md)."""
         return {"username": self.username, "status": self.status, "since": self.since}
 
 
@@ -203,7 +202,7 @@ class Queued(_Record):
     not_before: int = 0  # after a failed dial, routing waits until then (no hot loop)
 
     def public(self, position: int) -> dict[str, Any]:
-        """The queued shape of SPEC §5."""
+        """The queued shape of events and snapshots (docs/websocket.md)."""
         return {
             "call_sid": self.call_sid,
             "from": self.from_number,

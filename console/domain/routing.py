@@ -1,6 +1,6 @@
 """Routing: the next waiting customer goes to the longest-idle available agent.
 
-Assignment happens inside a unit of work (see ``console.domain.unit``), so the choice of
+Assignment happens inside a unit of work (see ``console.domain.transaction``), so the choice of
 agent and the agent's move to ``ringing`` commit together or not at all: no two
 processes can offer one customer twice or one agent two customers.
 """

@@ -1,4 +1,4 @@
-"""The state snapshot of SPEC §5, read consistently with the id of the last event
+"""The state snapshot (docs/websocket.md, snapshot), read consistently with the id of the last event
 it reflects, and filtered to what one user may see."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from console.domain import keys
-from console.domain.derive import derive
+from console.domain.derive import derive, involved_agents
 from console.domain.records import Agent, ConferenceRecord, Queued
-from console.domain.unit import involved_agents
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Snapshot:
     agents: list[Agent]
 
     def visible_to(self, username: str | None, supervisor: bool) -> dict[str, Any]:
-        """The state shape of SPEC §5 for one user (``supervisor``: everything)."""
+        """The state shape (docs/websocket.md) for one user (``supervisor``: everything)."""
         conferences, transfers = [], []
         for record in self.conferences:
             view = derive(record)

@@ -1,4 +1,5 @@
-"""Per-conference timelines (SPEC §4): what happened in one call, when, and who did it.
+"""Per-conference timelines: what happened in one call, when, and who did it
+(docs/api.md, timelines).
 
 The timeline is a read model folded from the events a unit of work emits, queued on
 the unit's own MULTI so an entry commits exactly when the change it describes does
@@ -219,5 +220,5 @@ def involves(entries: list[dict[str, Any]], username: str) -> bool:
 
 
 def public(entry: dict[str, Any]) -> dict[str, Any]:
-    """An entry as the API returns it (SPEC §4)."""
+    """An entry as the API returns it (docs/api.md, timelines)."""
     return {k: entry[k] for k in ("at", "type", "actor", "call_sid", "detail")}

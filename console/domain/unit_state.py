@@ -54,8 +54,8 @@ COPY_CONFERENCES = 4096  # conferences kept in a process's copy, least recently 
 MAX_DISTRUST = 64  # after repeated stale copies, units read first for up to this many units
 ABSENT = ""  # the digest of a conference that does not exist
 
-# (HGET, not HMGET, for the versions: the webhook benchmark counts HMGETs as the
-# callers' records read mid-unit.)
+# (HGET, not HMGET, for the versions: an HMGET is a read of callers' records mid-unit,
+# which the tests and the webhook benchmark count.)
 # KEYS: versions, poison, conflicts, agents, queue, queue announced, conferences...
 # ARGV: the agents' and the queue's versions expected ('' for a plain read), then the
 # digest expected of each conference. Answers {1} when the expectation holds, else
@@ -172,7 +172,7 @@ def what_changed(seen: Start, first_seen: dict[str, str | None], now: Start) -> 
 
 class StateCopy:
     """One process's copy of the state (see the module docstring). Units take turns
-    per process (console.domain.unit), so it is never used by two at once."""
+    per process (console.domain.transaction), so it is never used by two at once."""
 
     def __init__(self) -> None:
         self.versions: Versions | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,10 +21,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from console.domain import keys
+from console.ids import USERNAME, USERNAME_RULE
 
 log = logging.getLogger(__name__)
 
-USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,121}")
 MIN_PASSWORD_LENGTH = 8
 # Bounds the argon2 work one request can ask for; no human password is this long.
 MAX_PASSWORD_LENGTH = 1024
@@ -76,10 +75,8 @@ def _dummy_hash() -> str:
 
 def validate_username(username: object) -> str:
     """``username`` if it is a valid Twilio client identity, else UserError."""
-    if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
-        raise UserError(
-            f"invalid username {username!r}: use 1 to 121 letters, digits or underscores"
-        )
+    if not isinstance(username, str) or not USERNAME.fullmatch(username):
+        raise UserError(f"invalid username {username!r}: use {USERNAME_RULE}")
     return username
 
 
@@ -142,7 +139,7 @@ async def verify_password(redis: Redis, username: str, password: str) -> User | 
     """The user if ``password`` is theirs, else None — taking about the same time
     whether or not the user exists."""
     record = None
-    if isinstance(username, str) and USERNAME_PATTERN.fullmatch(username):
+    if isinstance(username, str) and USERNAME.fullmatch(username):
         record = await _get_record(redis, username)
     if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
         password = ""

@@ -1,14 +1,11 @@
 """The waiting line as one unit of work sees it, at a cost that does not grow with it.
 
 Every unit reads the queue (routing needs its head), but most change one caller or
-none. With a thousand callers waiting, parsing every caller's record and rewriting
-the whole list and hash on each change made a status callback cost ~6 ms of CPU and
-an incoming call ~40 ms (bench/RESULTS.md, webhooks); only reading the hash of
-1,100 records still cost a unit ~0.7 ms of CPU and ~1.7 ms of waiting on Redis. So a
-unit reads the list of names, and fetches callers' records only when it needs them
-(routing, a whole-line queue.updated), checked by the unit's commit like the rest;
-records are parsed only when looked at, written back only when changed, and the
-list is changed with the few LREM/LPUSH/RPUSH that a join or a departure needs.
+none, and a line may hold thousands. So a unit reads the list of names, and fetches
+callers' records only when it needs them (routing, a whole-line queue.updated),
+checked by the unit's commit like the rest; records are parsed only when looked at,
+written back only when changed, and the list is changed with the few
+LREM/LPUSH/RPUSH that a join or a departure needs.
 
 ``queue.updated`` carries the whole line to every dashboard. Sent on every change
 of a long line it was most of the bytes on every socket, so past
@@ -39,7 +36,8 @@ class NotFetched(LookupError):
 
 class QueueInfo(MutableMapping[str, Queued]):
     """Queued records by conference name, from ``wl:queue:info``, fetched on demand
-    (``fetch``): a plain read, which the unit's commit check covers (console/unit_state.py)."""
+    (``fetch``): a plain read, which the unit's commit check covers
+    (console/domain/unit_state.py)."""
 
     def __init__(self) -> None:
         self._before: dict[str, str] = {}  # raw records fetched (absent ones: not here)
@@ -126,8 +124,8 @@ class QueueInfo(MutableMapping[str, Queued]):
 class LineChange:
     """How a unit changed the line: who left, who joined at the head or the tail, or
     ``rewrite`` for anything else (a reconciled caller put back in arrival order).
-    Worked out once per unit, with set operations and C-level list methods: a unit
-    on a line of 1,800 callers spent a quarter of its time in Python loops over it."""
+    Worked out once per unit, with set operations and C-level list methods, never a
+    Python loop over the line."""
 
     left: set[str]
     front: list[str]
@@ -153,8 +151,8 @@ def line_change(before: list[str], after: list[str]) -> LineChange | None:
 def _at_one_end(before: list[str], after: list[str]) -> LineChange | None:
     """The two usual changes, told apart without a set of the whole line: a few
     callers joined at the tail (incoming calls) or left from the head (routing).
-    None for anything else. With 2,000 callers waiting, the sets of ``_worked_out``
-    were the Voice URL's costliest line of Warmline's own (8 % of its CPU)."""
+    None for anything else. These are most units' changes, and the sets of
+    ``_worked_out`` cost time that grows with the line."""
     grown = len(after) - len(before)
     if before and 0 < grown <= AT_ONE_END and after[: len(before)] == before:
         back = after[len(before) :]
@@ -187,17 +185,6 @@ def _worked_out(before: list[str], after: list[str]) -> LineChange:
         # Anything else: the whole list is written anew; ``front`` holds who joined.
         return LineChange(left, [n for n in after if n in joined], [], rewrite=True)
     return LineChange(left, after[:head], after[tail:], rewrite=False)
-
-
-def write_line(pipe: Pipeline, before: list[str], after: list[str]) -> bool:
-    """Queue the list commands that turn ``before`` into ``after``: the few a join at
-    either end or a departure anywhere needs, or a rewrite for anything else (a
-    reconciled caller put back in arrival order). False when nothing changed."""
-    change = line_change(before, after)
-    if change is None:
-        return False
-    write_change(pipe, change, after)
-    return True
 
 
 def write_change(pipe: Pipeline, change: LineChange, after: list[str]) -> None:

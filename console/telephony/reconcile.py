@@ -48,7 +48,6 @@ import contextlib
 import functools
 import json
 import logging
-import re
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -61,17 +60,20 @@ from redis.exceptions import RedisError
 
 from console.config import Settings
 from console.domain import keys
-from console.domain.derive import CUSTOMER_LABEL, derive, dial_active
+from console.domain.derive import CUSTOMER_LABEL, derive, dial_active, dials_under_way
 from console.domain.effects import Effect, HangUp, UpdateParticipant
 from console.domain.errors import Contended
 from console.domain.events import now_ms
 from console.domain.flow import callback_key
 from console.domain.records import AgentStatus, Callback, ConferenceRecord, Dial, DialKind
-from console.domain.unit import Unit, run_unit
+from console.domain.settle import call_off
+from console.domain.transaction import run_unit
+from console.domain.unit import Unit
 from console.extension import Extension, settings_of
+from console.ids import NAME, USERNAME
 from console.redis_ext import RedisExtension
 from console.telephony.gateway import GatewayError, TwilioGateway
-from console.telephony.runner import Runner
+from console.telephony.runner import Runner, request
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,6 @@ RUNNING_SECONDS = 120  # a claim outlives any sane run; a dead process's claim e
 RETRY_SECONDS = 30  # after a failed run (Twilio unreachable), try again this much later
 CHECK_SECONDS = 5.0  # how often a serving process looks for an emptied Redis
 START_BUDGET_SECONDS = 1.0  # the one Redis command start-up waits for, at most
-
-_USERNAME = re.compile(r"[A-Za-z0-9_]{1,121}")
-_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Finish a claim: KEYS[1] the marker, ARGV[1] our claim, ARGV[2] "done" value or "",
 # ARGV[3] seconds until a retry. Only the claim's owner may finish it.
@@ -289,7 +288,7 @@ async def _role(redis: Redis, username: str | None, participant: Any) -> str:
 
 
 def _client_identity(to: str | None) -> str | None:
-    if to and to.startswith("client:") and _USERNAME.fullmatch(to[len("client:") :]):
+    if to and to.startswith("client:") and USERNAME.fullmatch(to[len("client:") :]):
         return to[len("client:") :]
     return None
 
@@ -361,7 +360,7 @@ def _dial_for(unit: Unit, record: ConferenceRecord, person: SeenParticipant) -> 
     dial = record.dial_for_call(person.call_sid, person.label)
     if dial is None:
         label = person.label or ""
-        free = _LABEL.fullmatch(label) and label not in record.dials
+        free = NAME.fullmatch(label) and label not in record.dials
         supervisor = person.role == "supervisor"
         dial = Dial(
             id=label if free else f"reconciled-{person.call_sid}",
@@ -409,18 +408,11 @@ def _place_customer(unit: Unit, record: ConferenceRecord, seen: SeenConference) 
         for dial in record.dials.values():
             stray = dial.kind == DialKind.AGENT and dial.call_sid not in view.milestones.joined
             if stray and dial_active(view, dial) and not dial.cancel_reason:
-                dial.cancel_reason = "reconciled"
-                if dial.call_sid:
-                    status = "completed" if dial.answered else "canceled"
-                    unit.effects.append(HangUp(record.name, dial.call_sid, status))
+                call_off(unit, record.name, dial, "reconciled")
         return False
     if customer.hold and view.status == "in-progress":
         record.customer_auto_held = True  # already on the wait music: do not restart it
-    if record.name in unit.queue or any(
-        dial_active(view, d) and not d.cancel_reason
-        for d in record.dials.values()
-        if d.kind != DialKind.SUPERVISOR
-    ):
+    if record.name in unit.queue or dials_under_way(record, view):
         return False
     unit.enqueue(record.name, record.from_number)
     unit.queued[record.name].queued_at = seen.created_at
@@ -439,19 +431,15 @@ def _place_customer(unit: Unit, record: ConferenceRecord, seen: SeenConference) 
 
 async def apply_effects(gateway: TwilioGateway, effects: list[Effect]) -> list[str]:
     """Carry out the participant updates and hang-ups settling asked for, outside
-    the app (``warmline reconcile``); routing is left to the app's sweeper. Returns
-    one line per action that failed."""
+    the app (``warmline reconcile``), with the runner's ``request``; routing is left
+    to the app's sweeper. Returns one line per action that failed."""
     failed: list[str] = []
     for effect in effects:
-        try:
-            if isinstance(effect, UpdateParticipant):
-                await gateway.update_participant(
-                    effect.conference_sid, effect.call_sid, **effect.params
-                )
-            elif isinstance(effect, HangUp):
-                await gateway.end_call(effect.call_sid, effect.status)
-        except GatewayError as exc:
-            failed.append(str(exc))
+        if isinstance(effect, HangUp | UpdateParticipant):
+            try:
+                await request(gateway, effect)
+            except GatewayError as exc:
+                failed.append(str(exc))
     return failed
 
 

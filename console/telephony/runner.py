@@ -24,7 +24,8 @@ from console.domain import keys
 from console.domain.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
 from console.domain.errors import Contended
 from console.domain.events import trim_by_age
-from console.domain.unit import Unit, run_unit
+from console.domain.transaction import run_unit
+from console.domain.unit import Unit
 from console.extension import Extension, settings_of
 from console.redis_ext import RedisExtension
 from console.telephony.gateway import GatewayError, TwilioGateway
@@ -118,10 +119,8 @@ class Runner(Extension):
                     await self.route()
                 case PlaceCall():
                     await self.place_call(effect.conference, effect.dial, effect.agent)
-                case HangUp():
-                    await self._hang_up(effect)
-                case UpdateParticipant():
-                    await self._update_participant(effect)
+                case HangUp() | UpdateParticipant():
+                    await self._request(effect)
         except (RedisError, Contended) as exc:
             log.warning("could not record the outcome of %s: %s", type(effect).__name__, exc)
         except Exception:
@@ -162,21 +161,16 @@ class Runner(Extension):
             call_sid = None
         await self.unit(lambda unit: record_dial_result(unit, conference, dial, call_sid))
 
-    async def _hang_up(self, effect: HangUp) -> None:
-        try:
-            await self.gateway.end_call(effect.call_sid, effect.status)
-        except GatewayError as exc:
-            # A call that already ended answers 404 or "not in progress": nothing to do.
-            log.info("hang-up of %s not applied: %s", effect.call_sid, exc.detail)
-
-    async def _update_participant(self, effect: UpdateParticipant) -> None:
+    async def _request(self, effect: HangUp | UpdateParticipant) -> None:
         from console.domain.flow import forget_participant_request
 
         try:
-            await self.gateway.update_participant(
-                effect.conference_sid, effect.call_sid, **effect.params
-            )
-        except GatewayError:
+            await request(self.gateway, effect)
+        except GatewayError as exc:
+            if isinstance(effect, HangUp):
+                # A call that already ended answers 404 or "not in progress": nothing to do.
+                log.info("hang-up of %s not applied: %s", effect.call_sid, exc.detail)
+                return
             await self.unit(
                 lambda unit: forget_participant_request(
                     unit, effect.conference, effect.call_sid, effect.params
@@ -212,3 +206,16 @@ class Runner(Extension):
 
 def get_runner() -> Runner:
     return Runner.current()
+
+
+async def request(gateway: TwilioGateway, effect: HangUp | UpdateParticipant) -> None:
+    """The REST request of a hang-up or a participant update (what settling asks of
+    Twilio), for the runner and for ``warmline reconcile``, which runs without the
+    app. Raises GatewayError when it failed."""
+    match effect:
+        case HangUp():
+            await gateway.end_call(effect.call_sid, effect.status)
+        case UpdateParticipant():
+            await gateway.update_participant(
+                effect.conference_sid, effect.call_sid, **effect.params
+            )

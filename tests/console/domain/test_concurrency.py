@@ -9,11 +9,12 @@ from collections import Counter
 
 from console.domain import keys
 from console.domain.records import Agent
-from console.domain.unit import Unit, run_unit
+from console.domain.transaction import run_unit
+from console.domain.unit import Unit
 from console.redis_ext import connect
+from simulator.testing import call_sid
 from tests.conftest import PUBLIC_BASE_URL
-from tests.support.flow_helpers import login, set_available
-from tests.support.twilio_voice import TwilioVoice, call_sid
+from tests.support.flow_helpers import AppVoice, login, set_available
 from warmline.app import create_app
 
 CALLERS = 24
@@ -51,8 +52,8 @@ async def test_burst_across_two_instances_never_double_assigns(
         agents = [await login(one, redis, f"agent{i}") for i in range(AGENTS)]
         async with one.test_client() as c1, two.test_client() as c2:
             voices = [
-                TwilioVoice(c1, twilio, one, PUBLIC_BASE_URL),
-                TwilioVoice(c2, twilio, two, PUBLIC_BASE_URL),
+                AppVoice(c1, twilio, one, PUBLIC_BASE_URL),
+                AppVoice(c2, twilio, two, PUBLIC_BASE_URL),
             ]
             sids = [call_sid() for _ in range(CALLERS)]
             await asyncio.gather(

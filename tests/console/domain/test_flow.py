@@ -1,9 +1,11 @@
-"""The call flow of SPEC §1 end to end, over the real app, Redis and the REST double."""
+"""The call flow (docs/call-flow.md) end to end, over the real app, Redis and the REST double."""
 
 from __future__ import annotations
 
+from simulator.testing import conference_of
 from tests.conftest import PUBLIC_BASE_URL
 from tests.support.flow_helpers import (
+    AppVoice,
     agent_answers,
     agent_status,
     customer_waits,
@@ -15,7 +17,6 @@ from tests.support.flow_helpers import (
     set_available,
     state,
 )
-from tests.support.twilio_voice import TwilioVoice, conference_of
 
 
 async def test_customer_is_queued_and_routed_to_the_longest_idle_agent(app, redis, voice):
@@ -140,7 +141,7 @@ async def test_wrap_up_delays_the_next_call(app, redis, twilio, redis_server):
         make_settings(twilio.base_url, wrap_up_seconds=60), redis_url=redis_server.url
     )
     async with wrapped.test_app(), wrapped.test_client() as client:
-        voice = TwilioVoice(client, twilio, wrapped, PUBLIC_BASE_URL)
+        voice = AppVoice(client, twilio, wrapped, PUBLIC_BASE_URL)
         alice = await login(wrapped, redis, "alice")
         await set_available(alice)
         name = await customer_waits(voice)

@@ -1,5 +1,5 @@
 """Any delivery order of a flow's callbacks, with duplicates, ends in the state that
-in-order delivery gives, and announces each change once (SPEC §2)."""
+in-order delivery gives, and announces each change once (docs/twilio.md, callbacks)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,17 @@ from hypothesis import strategies as st
 from console.domain import keys
 from console.domain.derive import derive
 from console.domain.records import ConferenceRecord
+from simulator.testing import Delivery, TwilioVoice, conference_of
 from tests.conftest import PUBLIC_BASE_URL
-from tests.support.flow_helpers import agent_status, dials_to, events, login, set_available, state
-from tests.support.twilio_voice import Delivery, TwilioVoice, conference_of
+from tests.support.flow_helpers import (
+    AppVoice,
+    agent_status,
+    dials_to,
+    events,
+    login,
+    set_available,
+    state,
+)
 
 EXAMPLES = settings(
     max_examples=int(os.environ.get("WARMLINE_EXAMPLES", "30")),
@@ -63,7 +71,7 @@ async def test_any_order_with_duplicates_ends_in_the_in_order_state(
 ):
     await redis.flushdb()
     async with app.test_client() as client:
-        voice = TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
+        voice = AppVoice(client, twilio, app, PUBLIC_BASE_URL)
         alice = await login(app, redis, "alice")
         bob = await login(app, redis, "bob")
         await set_available(alice)

@@ -1,4 +1,5 @@
-"""Warm transfers: every way one can fail, cancel, and the hand-offs of SPEC §1.6 to §1.8."""
+"""Warm transfers: every way one can fail, cancel, and the hand-offs
+(docs/call-flow.md: transfers, endConferenceOnExit)."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ from redis.asyncio import Redis
 from console.domain import keys
 from console.domain.errors import NotFound
 from console.domain.records import ConferenceRecord
-from console.domain.unit import Unit, run_unit
+from console.domain.transaction import run_unit
+from console.domain.unit import Unit
 from console.redis_ext import connect
-from tests.support.twilio_voice import call_sid
+from simulator.testing import call_sid
 
 
 async def commands(redis: Redis) -> dict[str, int]:
@@ -222,7 +223,7 @@ async def test_a_refusal_that_holds_is_not_retried_while_other_units_refresh_the
 ) -> None:
     """A refusal decided on the copy runs once more from a read, and what that raises
     stands, even when other units of the process bring the copy up to date meanwhile
-    (they did in the flows bench: the refusal went round 64 times, then a 503)."""
+    (else the refusal would go round until the unit gave up with a 503)."""
     await run_unit(redis, settings, lambda u: join(u, "alice"))  # a copy exists
     tries = 0
 

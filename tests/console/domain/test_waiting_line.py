@@ -1,6 +1,7 @@
-"""A long waiting line costs each unit of work only what changed (console/waiting_line.py):
-the list edits replay exactly in Redis, and queue.updated is held back and then sent
-whole while call.queued / call.dequeued go out with every change."""
+"""A long waiting line costs each unit of work only what changed
+(console/domain/waiting_line.py): the list edits replay exactly in Redis, and
+queue.updated is held back and then sent whole while call.queued / call.dequeued go
+out with every change."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from console.domain import keys, waiting_line
 from console.domain.records import Queued
@@ -20,10 +22,20 @@ from console.domain.waiting_line import (
     QueueInfo,
     _worked_out,
     line_change,
-    write_line,
+    write_change,
 )
 from console.telephony.runner import Runner
 from tests.support.flow_helpers import customer_waits, events, hang_up_customer
+
+
+def write_line(pipe: Pipeline, before: list[str], after: list[str]) -> bool:
+    """Queue the list commands that turn ``before`` into ``after``, as a unit's write
+    does; False when nothing changed."""
+    change = line_change(before, after)
+    if change is None:
+        return False
+    write_change(pipe, change, after)
+    return True
 
 
 async def replay(redis: Redis, before: list[str], after: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Reconcile (SPEC §6, issue 7): Redis lost its data while calls were live; the app
+"""Reconcile (README.md, "Reconcile"): Redis lost its data while calls were live; the app
 rebuilds conferences, participants and busy agents from Twilio's REST API, and the
 real callbacks that follow fold onto the rebuilt picture as if nothing happened."""
 
@@ -12,7 +12,6 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from console.telephony.gateway import TwilioGateway
 from console.telephony.reconcile import MARKER, AutoReconcile, reconcile
 from console.telephony.runner import Runner
 from console.urls import call_status_url
+from simulator.testing import ConferenceTrack, Delivery, TwilioDouble, TwilioVoice, call_sid
 from tests.conftest import (
     ACCOUNT_SID,
     API_KEY,
@@ -36,8 +36,6 @@ from tests.conftest import (
     PUBLIC_BASE_URL,
 )
 from tests.support.flow_helpers import PASSWORD, agent_status, dials_to, events, state
-from tests.support.twilio_double import TwilioDouble
-from tests.support.twilio_voice import ConferenceTrack, Delivery, TwilioVoice, call_sid
 from warmline.app import create_app
 
 CALLER_ID = "+15550001111"
@@ -61,30 +59,26 @@ class Seeded:
     waiting: str  # a customer alone in a conference that has not started
 
 
-def _at(seconds: int) -> str:
-    return format_datetime(T0 + timedelta(seconds=seconds))
-
-
 def _customer(double: TwilioDouble, conference: str, name: str, at: int, **flags: Any) -> None:
     double.add_call(to=CALLER_ID, from_="+15557654321", sid=name)
-    joined = double.add_participant(
+    double.add_participant(
         conference,
         name,
         label="customer",
         end_conference_on_exit=True,
         start_conference_on_enter=False,
+        created=T0 + timedelta(seconds=at),
         **flags,
     )
-    joined["date_created"] = _at(at)
-    double.conferences[conference]["date_created"] = _at(at)
+    double.set_created(conference, T0 + timedelta(seconds=at))
 
 
 def _softphone(
     double: TwilioDouble, conference: str, username: str, label: str, at: int, **flags: Any
 ) -> str:
     sid = double.add_call(to=f"client:{username}", from_=CALLER_ID, direction="outbound-api")
-    joined = double.add_participant(conference, sid, label=label, **flags)
-    joined["date_created"] = _at(at)
+    at_time = T0 + timedelta(seconds=at)
+    double.add_participant(conference, sid, label=label, created=at_time, **flags)
     return sid
 
 
@@ -240,7 +234,7 @@ async def test_reconcile_rebuilds_the_live_picture_and_real_callbacks_fold_onto_
     mid = conference(snapshot, seeded.transfer)
     assert mid is not None
     assert set(people(mid)) == {seeded.transfer, seeded.bob, seeded.sam}
-    # bob, now alone with the customer, ends the call by hanging up (SPEC §1.7)
+    # bob, now alone with the customer, ends the call by hanging up (docs/call-flow.md)
     [update] = twilio.participant_updates()
     assert seeded.bob in update.path and update.param("EndConferenceOnExit") == "true"
 
@@ -393,7 +387,7 @@ async def test_cli_reconcile_prints_one_line_per_conference_and_a_summary(
     redis, redis_server, twilio
 ):
     seeded = seed(twilio)
-    twilio.participant(seeded.solo_sid, seeded.carol)["end_conference_on_exit"] = False
+    twilio.update_participant(seeded.solo_sid, seeded.carol, end_conference_on_exit=False)
     code, out, err = await warmline(cli_env(twilio.base_url, redis_server.url), "reconcile")
     assert code == 0, err
     lines = out.strip().splitlines()

@@ -1,0 +1,221 @@
+"""Settling: the call center's rules, applied to every conference a unit of work
+loaded once its change is made, whatever the change was (docs/call-flow.md).
+
+For each conference: a customer who hung up leaves the queue and every ring meant
+for them stops; an agent whose call is over is free again, or missed if they let it
+ring; a customer still on the line whom nobody is with or coming to goes back to the
+front of the queue, so a transfer never ends with a customer in silence; a customer
+left alone in a started conference hears the wait music; the one agent alone with
+the customer ends the call by hanging up (endConferenceOnExit), and nobody does while
+a transfer is under way. The conference's events are then derived from the
+difference between its picture before and after. Last, routing is asked for when a
+customer waits and an agent is free, and the unit announces its agents and its line.
+"""
+
+from __future__ import annotations
+
+from console.domain.derive import (
+    ConferenceView,
+    Participant,
+    derive,
+    dial_active,
+    dial_finished,
+    dials_under_way,
+    involved_agents,
+)
+from console.domain.effects import HangUp, Route, UpdateParticipant
+from console.domain.events import Event
+from console.domain.records import (
+    CALL_UNANSWERED,
+    ConferenceRecord,
+    Dial,
+    DialKind,
+    TransferStatus,
+)
+from console.domain.unit import Unit
+from console.urls import hold_url
+
+HOLD_REQUEST_MS = 60_000  # a hold change this long after the request is not its doing
+
+
+async def settle(unit: Unit) -> None:
+    """Apply the rules to every conference ``unit`` loaded, ask for routing when it
+    can offer someone a call, and have the unit announce its agents and its line."""
+    for record in unit.loaded():
+        Settler(unit, record).run()
+    if unit.routable() and await unit.waiting(1):
+        unit.effects.append(Route())
+    await unit.announce()
+
+
+def call_off(unit: Unit, conference: str, dial: Dial, reason: str) -> None:
+    """A call the app placed no longer counts: Twilio ends it (``canceled`` while it
+    rings, ``completed`` once answered)."""
+    dial.cancel_reason = reason
+    if dial.call_sid:
+        status = "completed" if dial.answered else "canceled"
+        unit.effects.append(HangUp(conference, dial.call_sid, status))
+
+
+class Settler:
+    """The rules applied to one conference, and its events (see the module docstring)."""
+
+    def __init__(self, unit: Unit, record: ConferenceRecord) -> None:
+        self.unit = unit
+        self.record = record
+        self.before = unit.before(record.name)
+        self.audience: set[str] = set()
+
+    def run(self) -> None:
+        view = derive(self.record)
+        self._customer_gone(view)
+        self._release_agents(view)
+        self._serve_customer(view)
+        self._manage_participants(view)
+        view = derive(self.record)  # the reactions above changed the facts
+        self.unit.settled(self.record.name, view.status)
+        # Whoever was involved before or after sees the change (an agent sees their
+        # own leaving); computed once, not per event.
+        self.audience = involved_agents(self.record, view)
+        if self.before.record is not None and self.before.view is not None:
+            self.audience |= involved_agents(self.before.record, self.before.view)
+        self._announce_transfers(view)
+        self._announce_conference(view)
+
+    def _customer_gone(self, view: ConferenceView) -> None:
+        """The customer hung up: leave the queue, stop every ring meant for them."""
+        if not view.customer_gone:
+            return
+        self.unit.dequeue(self.record.name, "hung-up")
+        for dial in self.record.dials.values():
+            if not dial_active(view, dial) or dial.cancel_reason:
+                continue
+            if dial.call_sid and dial.call_sid in view.milestones.joined:
+                continue  # in the conference: Twilio ends it with the conference
+            call_off(self.unit, self.record.name, dial, "customer-hung-up")
+
+    def _release_agents(self, view: ConferenceView) -> None:
+        """An agent whose dial is over is routable again, or missed if they let it ring."""
+        for dial in self.record.dials.values():
+            agent = self.unit.agents.get(dial.agent)
+            if agent is None or agent.dial != dial.id:
+                continue
+            if not (dial_finished(view, dial) or dial.cancel_reason):
+                continue
+            missed = (
+                dial.kind != DialKind.SUPERVISOR
+                and not dial.answered
+                and dial.cancel_reason is None
+                and dial.status in CALL_UNANSWERED
+                and dial.call_sid not in view.milestones.joined
+            )
+            self.unit.release(agent, missed, back_of_line=dial.status == "api-error")
+
+    def _serve_customer(self, view: ConferenceView) -> None:
+        """Nobody is with (or coming to) a customer still on the line: queue them again,
+        at the front, so a transfer never ends with a customer in silence."""
+        name = self.record.name
+        if view.customer_gone or view.status == "ended" or name in self.unit.queue:
+            return
+        if view.milestones.left_ending:
+            return  # someone with endConferenceOnExit left: Twilio is ending it
+        if view.agents_present():
+            return
+        if dials_under_way(self.record, view):
+            return
+        self.unit.enqueue(name, self.record.from_number, front=bool(self.record.dials))
+
+    def _manage_participants(self, view: ConferenceView) -> None:
+        if view.status != "in-progress" or view.customer_gone:
+            return
+        customer = next((p for p in view.participants.values() if p.role == "customer"), None)
+        if customer is not None:
+            self._hold_music(view, customer)
+        self._end_on_exit_flags(view)
+
+    def _hold_music(self, view: ConferenceView, customer: Participant) -> None:
+        """A customer left alone in a started conference hears the wait music."""
+        record = self.record
+        alone = not view.agents_present()
+        if alone and not record.customer_auto_held and not view.milestones.left_ending:
+            record.customer_auto_held = True
+            params = {
+                "hold": True,
+                "hold_url": hold_url(self.unit.settings),
+                "hold_method": "POST",
+            }
+            self._update(view, customer.call_sid, params)
+        elif not alone and record.customer_auto_held:
+            record.customer_auto_held = False
+            self._update(view, customer.call_sid, {"hold": False})
+
+    def _end_on_exit_flags(self, view: ConferenceView) -> None:
+        """The one agent alone with the customer ends the call by hanging up; while a
+        transfer is under way nobody does, so nobody drops the customer."""
+        agents = view.agents_present()
+        in_flight = any(
+            not TransferStatus(status).terminal for status, _ in view.transfers.values()
+        )
+        desired = len(agents) == 1 and not in_flight
+        for participant in agents:
+            if participant.hold:
+                continue  # Twilio ignores this flag while on hold; settled again on unhold
+            current = self.record.end_on_exit_requested.get(
+                participant.call_sid, participant.end_on_exit
+            )
+            if current != desired:
+                self.record.end_on_exit_requested[participant.call_sid] = desired
+                self._update(view, participant.call_sid, {"end_conference_on_exit": desired})
+
+    def _update(self, view: ConferenceView, call_sid: str, params: dict[str, object]) -> None:
+        sid = view.sid or self.record.name
+        self.unit.effects.append(UpdateParticipant(self.record.name, sid, call_sid, params))
+
+    def _announce_transfers(self, view: ConferenceView) -> None:
+        for transfer in self.record.transfers.values():
+            status, reason = view.transfers[transfer.id]
+            before = self.before.record.transfers.get(transfer.id) if self.before.record else None
+            if (status, reason) != (transfer.status, transfer.reason):
+                transfer.status, transfer.reason = status, reason
+                transfer.updated_at = self.unit.now
+            if before != transfer:
+                audience = {transfer.from_agent} | ({transfer.to_agent} - {None})
+                self._emit("transfer.updated", transfer.public(self.record.name), audience)
+
+    def _announce_conference(self, view: ConferenceView) -> None:
+        old = self.before.view
+        old_started = old.started_at if old else None
+        if view.started_at is not None and old_started is None:
+            self._emit("conference.started", {**view.summary(), "status": "in-progress"})
+        if view.status == "ended" and (old is None or old.status != "ended"):
+            self._emit("conference.ended", {**view.summary(), "reason": view.end_reason})
+        old_people = old.participants if old else {}
+        for call_sid, person in view.participants.items():
+            previous = old_people.get(call_sid)
+            if previous is None:
+                self._emit("participant.joined", person.public(view.name))
+            elif previous.public(view.name) != person.public(view.name):
+                data = person.public(view.name)
+                if previous.hold != person.hold:
+                    data |= self._hold_requester(call_sid, person.hold)
+                self._emit("participant.updated", data)
+        for call_sid, person in old_people.items():
+            if call_sid not in view.participants:
+                self._emit("participant.left", person.public(view.name))
+
+    def _hold_requester(self, call_sid: str, hold: bool) -> dict[str, object]:
+        """``{"by": username}`` when someone asked for this hold change through the
+        API within the last minute; the request is used up. Else Twilio or the app
+        did it (hold music for a customer left alone): nothing is added."""
+        request = self.record.hold_requests.pop(call_sid, None)
+        if request is None or request["hold"] != hold:
+            return {}
+        if self.unit.now - request["at"] > HOLD_REQUEST_MS:
+            return {}
+        return {"by": request["by"]}
+
+    def _emit(self, kind: str, data: dict[str, object], extra: set[str] | None = None) -> None:
+        audience = self.audience | (extra or set())
+        self.unit.events.append(
+            Event(kind, data, self.unit.now, frozenset(audience), self.record.name)
+        )

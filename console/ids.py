@@ -1,0 +1,35 @@
+"""The shapes of the names Warmline takes from outside, written once: the API's bodies
+and paths, Twilio's parameters, the users' names and reconcile all check against
+these. Imports nothing from the product, so every layer (and webhooks/) may use it.
+
+Patterns are matched whole (``fullmatch``); ``anchored`` gives the form JSON Schema,
+pydantic and OpenAPI take.
+"""
+
+from __future__ import annotations
+
+import re
+
+USERNAME = re.compile(r"[A-Za-z0-9_]{1,121}")
+"""A console user's name. It doubles as the Twilio Voice SDK identity of the user's
+softphone (``client:<username>``), so it follows Twilio's identity rule."""
+
+USERNAME_RULE = "1 to 121 letters, digits or underscores"
+"""``USERNAME`` in words, for the message that refuses a name."""
+
+NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""A conference name (the customer's CallSid), a dial id (also the participant's
+label) or a transfer id. These travel in the query of the callback URLs Warmline
+gives Twilio (console/urls.py) and in the API's paths: Twilio has been inconsistent
+in escaping anything else, and its signature covers the query."""
+
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+"""A Twilio CallSid."""
+
+CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")
+"""A Twilio ConferenceSid."""
+
+
+def anchored(pattern: re.Pattern[str]) -> str:
+    """``pattern`` matched against a whole string, as JSON Schema writes it."""
+    return f"^{pattern.pattern}$"

@@ -33,8 +33,7 @@ from bench.load import BareProducer, Conference, Producer, WarmlineProducer, cal
 from bench.measure import busy_seconds, cpu_seconds, percentile, settle, start_py_spy
 from bench.servers import Server, start_server
 from console.domain.users import add_user
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.support.twilio_double import TwilioDouble
+from simulator.testing import ACCOUNT_SID, AUTH_TOKEN, TwilioDouble
 from warmline.embedded_redis import start_redis
 
 SUPERVISOR = "bench_supervisor"

@@ -37,14 +37,13 @@ import psutil
 from redis.asyncio import Redis
 
 from bench.measure import busy_seconds, cpu_seconds, percentile
-from bench.servers import Server, spawn
+from bench.servers import Server, server_env, spawn
 from console.domain import keys
 from console.domain.users import add_user
-from simulator.parties import AutoAnswer
-from simulator.server import Simulator
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.support.servers import server_env, wait_healthy
+from simulator import AutoAnswer, Simulator
+from simulator.testing import ACCOUNT_SID, AUTH_TOKEN
 from warmline.embedded_redis import free_port, start_redis
+from warmline.localserver import wait_healthy
 
 AGENT_PREFIX = "flow_agent_"
 SUPERVISOR_PREFIX = "flow_boss_"

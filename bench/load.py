@@ -14,29 +14,35 @@ from __future__ import annotations
 
 import itertools
 import json
-import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
 import aiohttp
-from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.support.twilio_double import TwilioDouble
+from simulator.testing import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    SIGNATURE_HEADER,
+    TwilioDouble,
+    call_sid,
+    conference_params,
+    conference_sid,
+    participant_params,
+    rfc2822,
+    sign,
+    voice_params,
+)
+
+__all__ = ["CUSTOMER", "BareProducer", "Conference", "Producer", "WarmlineProducer", "call_sid"]
 
 CUSTOMER = "+15557654321"
-
-
-def call_sid() -> str:
-    return "CA" + secrets.token_hex(16)
+NUMBER = "+15550001111"
 
 
 @dataclass
 class Conference:
-    name: str  # the customer's CallSid (SPEC: FriendlyName = customer CallSid)
-    sid: str = field(default_factory=lambda: "CF" + secrets.token_hex(16))
+    name: str  # the customer's CallSid, which the app uses as the FriendlyName
+    sid: str = field(default_factory=conference_sid)
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     held: bool = False
     joined_at: int = 0
@@ -76,36 +82,23 @@ class Producer:
 class WarmlineProducer(Producer):
     path = "/conference/status"
 
-    def __init__(self, conferences: list[Conference]) -> None:
-        super().__init__(conferences)
-        self.validator = RequestValidator(AUTH_TOKEN)
-
-    def signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
-        return {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
+    @staticmethod
+    def signed(url: str, params: dict[str, str]) -> dict[str, str]:
+        return {SIGNATURE_HEADER: sign(url, params, AUTH_TOKEN)}
 
     def request(self, conference: Conference, base_url: str) -> tuple[dict[str, str], object]:
         conference.held = not conference.held
-        params = self.conference_params(conference)
-        params.update(
-            StatusCallbackEvent="participant-hold" if conference.held else "participant-unhold",
-            CallSid=conference.name,
-            Muted="false",
-            Hold="true" if conference.held else "false",
-            Coaching="false",
-            EndConferenceOnExit="false",
-            StartConferenceOnEnter="true",
-        )
+        event = "participant-hold" if conference.held else "participant-unhold"
+        params = self.conference_params(conference, event)
+        params.update(participant_params(conference.name, hold=conference.held))
         return self.signed(base_url + self.path, params), params
 
     @staticmethod
-    def conference_params(conference: Conference) -> dict[str, str]:
-        return {
-            "AccountSid": ACCOUNT_SID,
-            "ConferenceSid": conference.sid,
-            "FriendlyName": conference.name,
-            "SequenceNumber": str(next(conference.seq)),
-            "Timestamp": format_datetime(datetime.now(UTC)),
-        }
+    def conference_params(conference: Conference, event: str) -> dict[str, str]:
+        seq = next(conference.seq)
+        return conference_params(
+            ACCOUNT_SID, conference.sid, conference.name, event, seq, rfc2822()
+        )
 
     async def setup(
         self, session: aiohttp.ClientSession, base_url: str, double: TwilioDouble
@@ -113,34 +106,16 @@ class WarmlineProducer(Producer):
         """Every conference live with its customer alone in it (on the wait music:
         the app asks the REST stand-in to hold them, once)."""
         for conference in self.conferences:
-            incoming = {
-                "AccountSid": ACCOUNT_SID,
-                "ApiVersion": "2010-04-01",
-                "CallSid": conference.name,
-                "CallStatus": "ringing",
-                "Called": "+15550001111",
-                "Caller": CUSTOMER,
-                "Direction": "inbound",
-                "From": CUSTOMER,
-                "To": "+15550001111",
-            }
+            incoming = voice_params(
+                ACCOUNT_SID, conference.name, "ringing", "inbound", CUSTOMER, NUMBER
+            )
             await self._post(session, base_url, "/conference/connect/client", incoming, 200)
             double.add_conference(conference.name, sid=conference.sid, status="init")
-            start = self.conference_params(conference)
-            start["StatusCallbackEvent"] = "conference-start"
+            start = self.conference_params(conference, "conference-start")
             double.set_conference_status(conference.sid, "in-progress")
             await self._post(session, base_url, self.path, start, 204)
-            join = self.conference_params(conference)
-            join.update(
-                StatusCallbackEvent="participant-join",
-                CallSid=conference.name,
-                ParticipantLabel="customer",
-                Muted="false",
-                Hold="false",
-                Coaching="false",
-                EndConferenceOnExit="false",
-                StartConferenceOnEnter="true",
-            )
+            join = self.conference_params(conference, "participant-join")
+            join.update(participant_params(conference.name, label="customer"))
             double.add_participant(conference.sid, conference.name, label="customer")
             await self._post(session, base_url, self.path, join, 204)
 

@@ -1,6 +1,6 @@
 """Serve ``app`` (Warmline's, or the bare broadcast's when ``BENCH_APP=bare``) from a
 worker in which Hypercorn declines permessage-deflate, as Warmline's own app now does
-(``console/hypercorn_ws.py``): this lets the bare baseline be measured the same way.
+(``warmline/hypercorn_ws.py``): this lets the bare baseline be measured the same way.
 
 Hypercorn 0.18 parses ``Sec-WebSocket-Extensions`` from the raw request before the
 ASGI app runs (``hypercorn.protocol.ws_stream.Handshake``) and always offers wsproto's

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.servers import server_env, wait_healthy
+from simulator.testing import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN
+from warmline import localserver
 from warmline.embedded_redis import free_port
+from warmline.localserver import wait_healthy
 
 START_TIMEOUT_SECONDS = 60.0
 
@@ -113,6 +115,21 @@ async def start_server(
         raise
     server.healthy_s = time.monotonic() - spawned
     return server
+
+
+def server_env(redis_url: str, twilio_url: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a server under test: the made-up account of
+    ``simulator.testing``, Twilio at ``twilio_url``."""
+    return localserver.server_env(
+        redis_url,
+        twilio_url,
+        port,
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        api_key=API_KEY,
+        api_secret=API_SECRET,
+        **extra,
+    )
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -44,39 +44,31 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from bench.load import CUSTOMER, Conference, WarmlineProducer, call_sid
+from bench.load import CUSTOMER, NUMBER, Conference, WarmlineProducer, call_sid
 from console.urls import CONFERENCE_STATUS_PATH, VOICE_PATH
-from tests.conftest import ACCOUNT_SID
-
-CALLED = "+15550001111"
+from simulator.testing import ACCOUNT_SID
+from simulator.testing import voice_params as standard_params
 
 
 def voice_params(sid: str) -> dict[str, str]:
-    """An incoming call's Voice URL request, with the parameters Twilio sends."""
+    """An incoming call's Voice URL request, with the caller-location parameters
+    Twilio adds to the standard ones (so the body has a real call's size)."""
     return {
-        "AccountSid": ACCOUNT_SID,
-        "ApiVersion": "2010-04-01",
-        "CallSid": sid,
-        "CallStatus": "ringing",
+        **standard_params(ACCOUNT_SID, sid, "ringing", "inbound", CUSTOMER, NUMBER),
         "CallToken": "%7B%22parentCallInfoToken%22%3A%22eyJhbGciOiJFUzI1NiJ9%22%7D",
-        "Called": CALLED,
         "CalledCity": "",
         "CalledCountry": "US",
         "CalledState": "CA",
         "CalledZip": "",
-        "Caller": CUSTOMER,
         "CallerCity": "SAN FRANCISCO",
         "CallerCountry": "US",
         "CallerState": "CA",
         "CallerZip": "94105",
-        "Direction": "inbound",
-        "From": CUSTOMER,
         "FromCity": "SAN FRANCISCO",
         "FromCountry": "US",
         "FromState": "CA",
         "FromZip": "94105",
         "StirVerstat": "TN-Validation-Passed-A",
-        "To": CALLED,
         "ToCity": "",
         "ToCountry": "US",
         "ToState": "CA",

@@ -43,8 +43,7 @@ from bench.webhook_load import voice_params
 from console.domain import keys
 from console.domain.users import add_user
 from console.urls import VOICE_PATH
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.support.twilio_double import TwilioDouble
+from simulator.testing import ACCOUNT_SID, AUTH_TOKEN, TwilioDouble
 from warmline.embedded_redis import EmbeddedRedis, start_redis
 
 MB = 1024 * 1024
@@ -296,7 +295,7 @@ class Bench:
         phase.loadgen_cores = closed["cpu_s"] / closed["wall_s"]
         phase.loadgen_us = closed["cpu_s"] / answered * 1e6
         phase.others_cores = meter.others_cores
-        # A unit of work that writes sends one WATCH per attempt (console/unit_state.py):
+        # A unit of work that writes sends one WATCH per attempt (console/domain/unit_state.py):
         # more than one a request means stale copies or conflicts made units run again.
         phase.unit_attempts = meter.commands.get("watch", 0) / answered
         # Each of a unit's round trips carries exactly one of these: the commit (WATCH),
@@ -367,7 +366,7 @@ class Bench:
         """Forget every call (conferences, queue, timelines) so that each window starts
         from the same state; users, agents and the event log stay. The versions go
         too: a server's copy of the state must not outlive a change made behind its
-        back (console/unit_state.py)."""
+        back (console/domain/unit_state.py)."""
         patterns = [keys.conference("*"), keys.timeline("*")]
         doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS, keys.VERSION]
         for pattern in patterns:

@@ -5,8 +5,8 @@ Status callbacks are queued per key (a conference or call SID) and delivered by 
 worker per key, in order. With ``Chaos`` the worker lets a buffer fill for a short
 seeded window, then shuffles it, duplicates some entries and delays each one:
 callbacks arrive late, twice and out of order, which is what the app must cope
-with (SPEC §2). TwiML fetches (``fetch``) are synchronous for the call and never
-chaotic: Twilio waits for the answer before it can go on.
+with (docs/twilio.md). TwiML fetches (``fetch``) are synchronous for the call and
+never chaotic: Twilio waits for the answer before it can go on.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from simulator.wire import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Overrides, sign
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_SECONDS = 0.05
-# An idle connection is dropped after this, under Hypercorn's 5 s keep-alive: aiohttp
-# keeps one 15 s, and a callback sent on a connection the server was closing failed
-# as "ct" (reset, "Can not write request body", server disconnected: 5-16 of ~11,000
-# callbacks per flows bench run), then went again as Twilio's retry policy says.
+# An idle connection is dropped after this, under Hypercorn's 5 s keep-alive (aiohttp's
+# own default is 15 s): a callback sent on a connection the server is closing fails
+# as "ct" and goes again only as far as the retry policy allows.
 KEEPALIVE_SECONDS = 3.0
 
 
@@ -214,7 +213,7 @@ class Deliverer:
         delivery: Delivery | None,
     ) -> tuple[Answer, str | None]:
         target, form = _target(url, params, method)
-        signature = sign(self.auth_token, target, form or {})
+        signature = sign(target, form or {}, self.auth_token)
         if delivery is not None:
             delivery.signature, delivery.signed_url = signature, target
         headers = {SIGNATURE_HEADER: signature, IDEMPOTENCY_HEADER: token}

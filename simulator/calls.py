@@ -8,7 +8,7 @@
   the Participants API joins its conference directly when answered.
 * Call-progress callbacks go only for the events asked for (``completed`` alone if
   none were), with a per-call ``SequenceNumber`` from 0; a call canceled while
-  still ``queued`` sends none at all (TWILIO.md §2.2).
+  still ``queued`` sends none at all (docs/twilio.md).
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from simulator.callbacks import Deliverer
 from simulator.conference import ConferenceHub
 from simulator.model import Call, utcnow
+from simulator.params import progress_params, voice_params
 from simulator.parties import ANSWER, Phones
 from simulator.twiml import TwimlEngine
-from simulator.wire import API_VERSION, rfc2822
+from simulator.wire import rfc2822
 
 SIP_CODES = {"completed": "200", "busy": "486", "no-answer": "487", "canceled": "487"}
 PROGRESS_STATUS = {"initiated": "initiated", "ringing": "ringing", "answered": "in-progress"}
+Script = Callable[[Call], Coroutine[Any, Any, None]]
 
 
 class CallEnded(Exception):
@@ -53,25 +56,20 @@ class Switchboard:
         self.changed: Callable[[], None] = lambda: None
 
     def voice_params(self, call: Call) -> dict[str, str]:
-        """Twilio's standard voice request parameters (TWILIO.md §3)."""
+        """Twilio's standard voice request parameters for this call."""
         to = call.to.split("?", 1)[0]
-        return {
-            "AccountSid": self.account_sid,
-            "ApiVersion": API_VERSION,
-            "CallSid": call.sid,
-            "CallStatus": call.status,
-            "Called": to,
-            "Caller": call.from_,
-            "Direction": call.direction,
-            "From": call.from_,
-            "To": to,
-        }
+        return voice_params(self.account_sid, call.sid, call.status, call.direction, call.from_, to)
 
-    def _start(self, call: Call, script: Callable[[Call], object]) -> Call:
+    def _start(self, call: Call, script: Script) -> Call:
         self.calls[call.sid] = call
-        call.task = asyncio.create_task(script(call))  # type: ignore[arg-type]
+        self._launch(call, script)
         self.changed()
         return call
+
+    def _launch(self, call: Call, script: Script) -> None:
+        """Run what the call does next (ring, TwiML) as its task. The one place a call
+        progresses on its own: ``simulator.testing`` overrides it to hold every call."""
+        call.task = asyncio.create_task(script(call))
 
     # -- inbound: a customer calls the number --------------------------------------------
 
@@ -166,7 +164,7 @@ class Switchboard:
             return  # a ringing call runs the new TwiML once answered
         self.hub.leave(call.sid, "participant_updated_via_api", "in-progress")
         self._stop(call)
-        call.task = asyncio.create_task(self._redirected(call))
+        self._launch(call, self._redirected)
 
     async def _redirected(self, call: Call) -> None:
         with contextlib.suppress(asyncio.CancelledError):
@@ -203,13 +201,8 @@ class Switchboard:
             return
         if event not in (target.events or {"completed"}):
             return
-        params = self.voice_params(call)
-        params["CallStatus"] = PROGRESS_STATUS.get(event, call.status)
-        params.update(
-            CallbackSource="call-progress-events",
-            SequenceNumber=str(call.seq),
-            Timestamp=rfc2822(),
-        )
+        status = PROGRESS_STATUS.get(event, call.status)
+        params = progress_params(self.voice_params(call), status, call.seq, rfc2822())
         if event == "completed":
             seconds = self.duration(call)
             params.update(CallDuration=str(seconds), Duration=str(math.ceil(seconds / 60)))
@@ -224,6 +217,7 @@ class Switchboard:
         return max(0, round(elapsed / (self.time_scale or 1)))
 
     async def _play(self, call_sid: str, url: str, method: str) -> None:
+        """Wait or hold music: the TwiML at ``url`` played to the call."""
         call = self.calls.get(call_sid)
         if call is not None:
             await self.engine.play(call, url, method)

@@ -1,7 +1,7 @@
 """Conference rooms with Twilio's semantics, and their status callbacks.
 
 * The callback URL, method and event list are the FIRST participant's; later
-  participants' settings are ignored (TWILIO.md §1.1).
+  participants' settings are ignored (docs/twilio.md).
 * ``conference-start`` once at least two participants are in and one of them has
   ``startConferenceOnEnter``; until then everyone hears their ``waitUrl``.
 * ``conference-end`` when a participant with ``endConferenceOnExit`` leaves or the
@@ -19,7 +19,8 @@ from typing import Any
 
 from simulator.callbacks import Deliverer
 from simulator.model import Conference, JoinSpec, Participant, utcnow
-from simulator.wire import flag, rfc2822
+from simulator.params import conference_params, participant_params
+from simulator.wire import rfc2822
 
 # StatusCallbackEvent sent -> the statusCallbackEvent value that enables it.
 ENABLED_BY = {
@@ -115,19 +116,23 @@ class ConferenceHub:
             and any(p.spec.start_on_enter for p in members)
         )
 
-    def leave(self, call_sid: str, reason: str, call_status: str) -> None:
-        """The call left (hung up, kicked, redirected); may end the conference."""
-        found = self.where(call_sid)
-        if found is None:
-            return
-        conference, participant = found
-        self._remove(conference, participant, reason, call_status)
-        if participant.end_on_exit:
-            ended = "participant-with-end-conference-on-exit-" + _verb(reason)
-            self.end(conference, ended, participant)
-        elif not conference.participants:
-            self.end(conference, "last-participant-" + _verb(reason), participant)
-        self.changed()
+    def leave(
+        self, call_sid: str, reason: str, call_status: str, conference: Conference | None = None
+    ) -> None:
+        """The call left (hung up, kicked, redirected): from ``conference`` if given (a
+        kick), else from wherever it is. May end the conference."""
+        rooms = [conference] if conference is not None else list(self.conferences.values())
+        for room in rooms:
+            participant = room.participants.get(call_sid)
+            if participant is None:
+                continue
+            self._remove(room, participant, reason, call_status)
+            if participant.end_on_exit:
+                ended = "participant-with-end-conference-on-exit-" + _verb(reason)
+                self.end(room, ended, participant)
+            elif not room.participants:
+                self.end(room, "last-participant-" + _verb(reason), participant)
+            self.changed()
 
     def add_failed(self, call_sid: str, spec: JoinSpec, call_status: str) -> None:
         """A Participants-API add that was never answered still reports a
@@ -247,34 +252,29 @@ class ConferenceHub:
         if target is None or not target.url or ENABLED_BY[event] not in target.events:
             return
         conference.seq += 1
-        params = {
-            "AccountSid": self.account_sid,
-            "ConferenceSid": conference.sid,
-            "FriendlyName": conference.friendly_name,
-            "StatusCallbackEvent": event,
-            "SequenceNumber": str(conference.seq),
-            "Timestamp": rfc2822(),
-        }
+        params = conference_params(
+            self.account_sid,
+            conference.sid,
+            conference.friendly_name,
+            event,
+            conference.seq,
+            rfc2822(),
+        )
         if participant is not None:
-            params.update(_participant_params(participant))
+            params.update(
+                participant_params(
+                    participant.call_sid,
+                    muted=participant.muted,
+                    hold=participant.hold,
+                    coaching=participant.coaching,
+                    end_on_exit=participant.end_on_exit,
+                    start_on_enter=participant.spec.start_on_enter,
+                    label=participant.label,
+                    call_sid_to_coach=participant.call_sid_to_coach,
+                )
+            )
         params.update(extra)
         self.deliverer.send(conference.sid, target.url, params, target.method)
-
-
-def _participant_params(participant: Participant) -> dict[str, str]:
-    params = {
-        "CallSid": participant.call_sid,
-        "Muted": flag(participant.muted),
-        "Hold": flag(participant.hold),
-        "Coaching": flag(participant.coaching),
-        "EndConferenceOnExit": flag(participant.end_on_exit),
-        "StartConferenceOnEnter": flag(participant.spec.start_on_enter),
-    }
-    if participant.label:
-        params["ParticipantLabel"] = participant.label
-    if participant.coaching and participant.call_sid_to_coach:
-        params["CallSidToCoach"] = participant.call_sid_to_coach
-    return params
 
 
 def _verb(reason: str) -> str:

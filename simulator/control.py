@@ -18,15 +18,12 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from simulator.load import LoadPlan
-from simulator.parties import ANSWER, DECLINE, AutoAnswer, Phone
-
-if TYPE_CHECKING:
-    from simulator.server import Simulator
+from simulator.load import LoadGenerator, LoadPlan
+from simulator.parties import ANSWER, DECLINE, AutoAnswer, Phone, Phones
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_SECONDS = 15.0
@@ -53,10 +50,25 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-class ControlApi:
-    """Routes over a ``Simulator``; see the module docstring."""
+class Controlled(Protocol):
+    """What the control API drives (``server.Simulator`` is one)."""
 
-    def __init__(self, sim: Simulator) -> None:
+    phones: Phones
+    load: LoadGenerator
+
+    async def call_in(self, from_number: str | None = None) -> str: ...
+
+    def hangup(self, call_sid: str) -> None: ...
+
+    def allowed_origins(self) -> tuple[str, ...]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+class ControlApi:
+    """Routes over a ``Controlled`` simulator; see the module docstring."""
+
+    def __init__(self, sim: Controlled) -> None:
         self.sim = sim
         self._streams: set[web.StreamResponse] = set()
         self._closing = asyncio.Event()

@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from simulator.parties import AutoAnswer
-
-if TYPE_CHECKING:
-    from simulator.server import Simulator
+from simulator.calls import Switchboard
+from simulator.parties import AutoAnswer, Phone
 
 POLL_SECONDS = 0.05
 
@@ -30,10 +28,22 @@ class LoadPlan:
     patience: float = 120.0
 
 
-class LoadGenerator:
-    """Runs one ``LoadPlan`` at a time against a ``Simulator``."""
+class Exchange(Protocol):
+    """What load generation needs of the simulator (``server.Simulator`` is one)."""
 
-    def __init__(self, sim: Simulator) -> None:
+    board: Switchboard
+
+    async def call_in(self, from_number: str | None = None) -> str: ...
+
+    def phone(
+        self, identity: str, *, register: bool = True, auto: AutoAnswer | None = None
+    ) -> Phone: ...
+
+
+class LoadGenerator:
+    """Runs one ``LoadPlan`` at a time against an ``Exchange``."""
+
+    def __init__(self, sim: Exchange) -> None:
         self.sim = sim
         self.plan: LoadPlan | None = None
         self.placed = 0

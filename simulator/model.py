@@ -62,6 +62,7 @@ class Call:
     progress: CallbackTarget | None = None
     timeout: int = 60
     join: JoinSpec | None = None  # set for calls created by the Participants API
+    parent_call_sid: str | None = None
     created: datetime = field(default_factory=utcnow)
     updated: datetime = field(default_factory=utcnow)
     start_time: datetime | None = None

@@ -1,7 +1,7 @@
 """Twilio's REST JSON for calls, conferences and participants, list pages and errors.
 
-The shapes follow api.twilio.com (and the app's own test double) closely enough
-for the real ``twilio`` client to parse every answer: snake_case keys, RFC 2822
+The shapes follow api.twilio.com closely enough for the real ``twilio`` client to
+parse every answer (tests/simulator/test_testing.py holds them to it): snake_case keys, RFC 2822
 dates, list pages with exactly one non-meta key, and the legacy error body
 (``code``, ``message``, ``more_info``, ``status``) that yields TwilioRestException.
 """
@@ -40,7 +40,7 @@ def call_json(call: Call) -> JSON:
         "sid": call.sid,
         "date_created": rfc2822(call.created),
         "date_updated": rfc2822(call.updated),
-        "parent_call_sid": None,
+        "parent_call_sid": call.parent_call_sid,
         "account_sid": call.account_sid,
         "to": to,
         "to_formatted": to,
@@ -65,7 +65,13 @@ def call_json(call: Call) -> JSON:
         "subresource_uris": {
             "notifications": f"{base}/Notifications.json",
             "recordings": f"{base}/Recordings.json",
+            "payments": f"{base}/Payments.json",
             "events": f"{base}/Events.json",
+            "siprec": f"{base}/Siprec.json",
+            "streams": f"{base}/Streams.json",
+            "transcriptions": f"{base}/Transcriptions.json",
+            "user_defined_message_subscriptions": f"{base}/UserDefinedMessageSubscriptions.json",
+            "user_defined_messages": f"{base}/UserDefinedMessages.json",
         },
     }
 

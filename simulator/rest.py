@@ -1,8 +1,10 @@
 """The REST API the app calls at ``TWILIO_API_BASE_URL``: Calls, Conferences and
 Participants under ``/2010-04-01/Accounts/{AccountSid}``, with HTTP Basic auth
 (the account SID and auth token, or an API key and its secret) and Twilio's error
-bodies (20003 auth, 20404 not found, 21201/21603/21205 missing parameters,
-21220 call not in progress, 16025 duplicate label, 20001 bad value)."""
+bodies (20003 auth, 20004 method, 20404 not found, 21201/21603/21205 missing
+parameters, 21220 call not in progress, 16025 duplicate label, 20001 bad value: the
+Twilio codes where known, representative ones for validation). A call or participant
+is created ``queued``; what happens next is the ``Switchboard``'s."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from simulator.resources import (
 from simulator.wire import API_VERSION, parse_flag
 
 CF_SID = re.compile(r"CF[0-9a-f]{32}")
+BEEP_VALUES = ("true", "false", "onEnter", "onExit")
 Form = MultiDictProxy[Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -176,6 +179,7 @@ class RestApi:
             if query.get("Status") in (None, c.status)
             and query.get("To") in (None, c.to)
             and query.get("From") in (None, c.from_)
+            and query.get("ParentCallSid") in (None, c.parent_call_sid)
         ]
         return _json(page(request.path, dict(query), "calls", calls))
 
@@ -290,9 +294,10 @@ class RestApi:
         return _json(participant_json(self.account_sid, participant))
 
     async def delete_participant(self, request: web.Request) -> web.Response:
-        _, participant = self._participant(request)
+        conference, participant = self._participant(request)
         # The call itself goes on with its next TwiML verb, as on Twilio.
-        self.board.hub.leave(participant.call_sid, "participant_updated_via_api", "in-progress")
+        reason = "participant_updated_via_api"
+        self.board.hub.leave(participant.call_sid, reason, "in-progress", conference)
         return web.Response(status=204)
 
 
@@ -309,11 +314,14 @@ def _participant_spec(form: Form, name: str) -> JoinSpec:
     """A Participants-API add: its flags and the conference callback settings (which
     count only if it is the first participant; default events ``start end``)."""
     start = _bool(form, "StartConferenceOnEnter")
+    beep = str(form.get("Beep") or "true")
+    if beep not in BEEP_VALUES:
+        raise ApiError(400, 20001, f"Beep must be one of {', '.join(BEEP_VALUES)}")
     return JoinSpec(
         name=name,
         label=form.get("Label") or None,
         muted=bool(_bool(form, "Muted")),
-        beep=str(form.get("Beep") or "true"),
+        beep=beep,
         start_on_enter=True if start is None else start,
         end_on_exit=bool(_bool(form, "EndConferenceOnExit")),
         coaching=bool(_bool(form, "Coaching")),

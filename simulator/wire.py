@@ -1,16 +1,18 @@
 """Twilio's value formats on the wire: SIDs, timestamps, booleans, signatures and
-connection-override fragments. Kept in one place so every module speaks the same
-dialect the app parses (see TWILIO.md §1-§4, §9)."""
+connection-override fragments. Kept in one place so every module (and the test
+tooling in ``simulator.testing``) speaks the dialect the app parses; see
+docs/twilio.md for the behaviours themselves."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import parse_qsl
 
+from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 API_VERSION = "2010-04-01"
@@ -42,10 +44,25 @@ def parse_flag(value: str | None) -> bool | None:
     return value.lower() == "true"
 
 
-def sign(token: str, url: str, params: Mapping[str, str]) -> str:
+Params = Mapping[str, str | Iterable[str]] | Iterable[tuple[str, str]]
+
+
+def sign(url: str, params: Params, token: str) -> str:
     """X-Twilio-Signature exactly as Twilio computes it (HMAC-SHA1, base64) over the
-    URL as requested (no fragment) and the sorted POST parameters."""
-    return RequestValidator(token).compute_signature(url, dict(params))
+    URL as requested (no fragment) and the sorted POST parameters.
+
+    ``params`` is a mapping (a value may be a list for a repeated key, such as
+    ``StatusCallbackEvent``) or a list of pairs; repeated keys are signed the way
+    the app's validator reads a multi-valued form."""
+    form: MultiDict[str] = MultiDict()
+    pairs = params.items() if isinstance(params, Mapping) else params
+    for key, value in pairs:
+        if isinstance(value, str):
+            form.add(key, value)
+        else:
+            for item in value:
+                form.add(key, item)
+    return RequestValidator(token).compute_signature(url, form)
 
 
 @dataclass(frozen=True)

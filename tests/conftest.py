@@ -1,5 +1,5 @@
 """Shared fixtures: one real redis-server per test session (flushed per test), the
-Twilio REST double, and a configured app."""
+simulator's REST API held still for tests (simulator.testing), and a configured app."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ import pytest
 from redis.asyncio import Redis
 
 from console.config import Settings
-from tests.support.twilio_double import TwilioDouble
-from tests.support.twilio_voice import TwilioVoice
+from simulator.testing import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, TwilioDouble
+from tests.support.flow_helpers import AppVoice
 from warmline.app import create_app
 from warmline.embedded_redis import EmbeddedRedis, start_redis
 
-ACCOUNT_SID = "AC" + "a1" * 16
-AUTH_TOKEN = "test-auth-token-0123456789abcdef"
-API_KEY = "SK" + "b2" * 16
-API_SECRET = "test-api-secret-0123456789abcdef0123"
+__all__ = ["ACCOUNT_SID", "API_KEY", "API_SECRET", "AUTH_TOKEN", "PUBLIC_BASE_URL"]
+
 PUBLIC_BASE_URL = "https://warmline.example.com"
 
 # The twilio client rewrites hosts when these are set; tests must never inherit them.
@@ -43,7 +41,7 @@ async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 async def twilio() -> AsyncIterator[TwilioDouble]:
-    async with TwilioDouble(ACCOUNT_SID, AUTH_TOKEN) as double:
+    async with TwilioDouble(ACCOUNT_SID, AUTH_TOKEN, api_keys={API_KEY: API_SECRET}) as double:
         yield double
 
 
@@ -79,4 +77,12 @@ async def app(settings: Settings, redis: Redis, redis_server: EmbeddedRedis):
 async def voice(app, twilio: TwilioDouble):
     """Twilio's webhooks, played against ``app``."""
     async with app.test_client() as client:
-        yield TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
+        yield AppVoice(client, twilio, app, PUBLIC_BASE_URL)
+
+
+@pytest.fixture
+async def raw_redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    """A client of the test Redis that does not decode answers (DUMP and RESTORE)."""
+    client = Redis.from_url(redis_server.url)  # bytes: DUMP/RESTORE payloads
+    yield client
+    await client.aclose()

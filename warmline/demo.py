@@ -20,9 +20,7 @@ from redis.asyncio import Redis
 
 from console.config import Settings
 from console.domain import users
-from simulator.callbacks import Chaos
-from simulator.load import LoadPlan
-from simulator.server import Simulator
+from simulator import Chaos, LoadPlan, Simulator
 from warmline.app import create_app
 from warmline.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
 

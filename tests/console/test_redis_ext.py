@@ -10,9 +10,9 @@ import pytest
 import console.redis_ext
 from console.domain import keys
 from console.redis_ext import RedisExtension
+from simulator.testing import call_sid
 from tests.conftest import make_settings
-from tests.support.flow_helpers import login, set_available
-from tests.support.twilio_voice import TwilioVoice, call_sid
+from tests.support.flow_helpers import AppVoice, login, set_available
 from warmline.app import create_app
 
 
@@ -28,7 +28,7 @@ async def test_a_burst_of_calls_wider_than_the_pool_queues_every_caller(
     """redis-py's own pool raised "Too many connections" past 100 at once; 60 calls
     through a pool of 4 must all be answered and all be queued."""
     async with small_pool_app.test_app(), small_pool_app.test_client() as client:
-        voice = TwilioVoice(client, twilio, small_pool_app, "https://warmline.example.com")
+        voice = AppVoice(client, twilio, small_pool_app, "https://warmline.example.com")
         sids = [call_sid() for _ in range(60)]
         responses = await asyncio.gather(*(voice.send(voice.incoming(s)) for s in sids))
         assert [r.status_code for r in responses] == [200] * len(sids)

@@ -1,6 +1,7 @@
 """The real app (`warmline serve`, a subprocess) against the Twilio simulator, both
-over HTTP: the SPEC §1 flow, a failed transfer, a whisper, chaos vs order, and the
-simulator's own wire fidelity (signatures, REST JSON the twilio client parses)."""
+over HTTP: the call flow of docs/call-flow.md, a failed transfer, a whisper, chaos vs
+order, and the simulator's own wire fidelity (signatures, REST JSON the twilio client
+parses)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,8 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from console.domain.users import add_user
-from simulator.callbacks import Chaos
-from simulator.load import LoadPlan
-from simulator.server import Simulator
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from simulator import Chaos, LoadPlan, Simulator
+from simulator.testing import ACCOUNT_SID, AUTH_TOKEN
 from tests.support.servers import AppServer, app_server
 from warmline.embedded_redis import EmbeddedRedis
 
@@ -280,8 +279,8 @@ def disorder(sim: Simulator) -> tuple[int, int]:
 async def scripted_flow(
     redis_server: EmbeddedRedis, redis: Redis, log_dir: Path, chaos: Chaos | None
 ) -> list[Any]:
-    """SPEC §1 with a hold, a handover and an end; the pictures after each step, then
-    how disorderly the delivery was."""
+    """The call flow (docs/call-flow.md) with a hold, a handover and an end; the
+    pictures after each step, then how disorderly the delivery was."""
     await redis.flushdb()
     pictures = []
     async with (

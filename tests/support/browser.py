@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from console.domain.users import add_user
-from simulator.server import Simulator
+from simulator import Simulator
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.support.servers import AppServer, app_server
 from warmline.embedded_redis import EmbeddedRedis

@@ -11,10 +11,18 @@ from redis.asyncio import Redis
 
 from console.domain import keys
 from console.domain.users import add_user
-from tests.support.twilio_double import RecordedRequest
-from tests.support.twilio_voice import TwilioVoice, conference_of
+from console.telephony.runner import Runner
+from simulator.testing import RecordedRequest, TwilioDouble, TwilioVoice, conference_of
 
 PASSWORD = "correct horse battery"
+
+
+class AppVoice(TwilioVoice):
+    """``TwilioVoice`` for one app under test: ``settle`` drains the app's Runner."""
+
+    def __init__(self, client: Any, double: TwilioDouble, app: Any, base_url: str) -> None:
+        super().__init__(client, double, base_url, settle=lambda: Runner.of(app).drain())
+        self.app = app
 
 
 async def login(app: Any, redis: Redis, username: str, role: str = "agent") -> Any:

@@ -1,6 +1,6 @@
-"""Twilio's REST API failing under the app (SPEC §1.4, §1.6, §2; issue 7 "Faults"):
-5xx, 429 and a refused connection on the dial of an agent or a colleague, and a
-stalled API under webhooks. The timeout case is tests/console/domain/test_flow.py's
+"""Twilio's REST API failing under the app (docs/call-flow.md, docs/webhooks.md;
+issue 7 "Faults"): 5xx, 429 and a refused connection on the dial of an agent or a
+colleague, and a stalled API under webhooks. The timeout case is tests/console/domain/test_flow.py's
 ``test_rest_timeout_on_dial_moves_on_without_redialing``; a 500 on a transfer is
 tests/console/domain/test_transfers.py's ``test_rest_failure_fails_transfer_visibly``."""
 
@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from console.domain import keys
+from simulator.testing import RecordedRequest, TwilioDouble, call_sid
 from tests.support.flow_helpers import (
     agent_answers,
     agent_status,
@@ -26,8 +27,6 @@ from tests.support.flow_helpers import (
     set_available,
     state,
 )
-from tests.support.twilio_double import RecordedRequest, TwilioDouble
-from tests.support.twilio_voice import call_sid
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -222,7 +221,7 @@ async def test_webhooks_answer_promptly_while_the_rest_api_stalls(app, redis, vo
 
 
 def _signed(voice) -> dict[str, str]:
-    from tests.support.twilio_double import sign
+    from simulator.testing import sign
 
     url = voice.base_url + "/conference/wait"
     return {"X-Twilio-Signature": sign(url, {"AccountSid": voice.account_sid}, voice.token)}

@@ -1,8 +1,9 @@
 """Callbacks delayed, duplicated and reordered over many seeded runs (issue 7
-"Faults"): the simulator's chaos drives SPEC §1 with a hold and a warm transfer,
-and every step's picture of /api/state (sids and times left out) equals the
-orderly run's. tests/simulator/test_simulator.py runs seeds 1-3 of the same flow; this runs
-``WARMLINE_CHAOS_SEEDS`` more (default 10), from seed 101."""
+"Faults"): the simulator's chaos drives the call flow (docs/call-flow.md) with a
+hold and a warm transfer, and every step's picture of /api/state (sids and times
+left out) equals the orderly run's. tests/simulator/test_simulator.py runs seeds
+1-3 of the same flow; this runs ``WARMLINE_CHAOS_SEEDS`` more (default 10), from
+seed 101."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from simulator.callbacks import Chaos
+from simulator import Chaos
 from tests.simulator.test_simulator import scripted_flow
 from warmline.embedded_redis import EmbeddedRedis
 

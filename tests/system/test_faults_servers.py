@@ -1,7 +1,7 @@
 """Faults across real processes (issue 7 "Faults"): Redis unreachable under a
 running `warmline serve`, the app killed (SIGKILL, worker included) mid-flow and
 started again on the same Redis, and SIGTERM with open sockets. Twilio's webhooks
-are sent over HTTP, signed as Twilio signs them (tests/support/twilio_voice.py), against
+are sent over HTTP, signed as Twilio signs them (simulator.testing.TwilioVoice), against
 the REST double."""
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import pytest
 from redis.asyncio import Redis
 
 from console.domain import keys
+from simulator.testing import Delivery, TwilioDouble, TwilioVoice, call_sid, conference_of
 from tests.console.web.test_ws_servers import newest, set_status, user_session
 from tests.support.browser import crash
 from tests.support.flow_helpers import agent_answers, customer_waits, dials_to, leg_leaves
 from tests.support.servers import AppServer, app_server, server_env, spawn_serve, wait_healthy
-from tests.support.twilio_double import TwilioDouble
-from tests.support.twilio_voice import Delivery, TwilioVoice, call_sid, conference_of
 from warmline.embedded_redis import free_port, start_redis
 
 pytestmark = pytest.mark.timeout(120)
@@ -82,15 +81,11 @@ class Quiet:
                 last, since = now, time.monotonic()
 
 
-class RemoteApp:
-    def __init__(self, redis: Redis, twilio: TwilioDouble) -> None:
-        self.extensions = {"runner": Quiet(redis, twilio)}
-
-
 @asynccontextmanager
 async def twilio_voice(redis: Redis, twilio: TwilioDouble, url: str) -> AsyncIterator[TwilioVoice]:
     async with aiohttp.ClientSession() as session:
-        yield TwilioVoice(HttpClient(session, url), twilio, RemoteApp(redis, twilio), url)
+        settle = Quiet(redis, twilio).drain
+        yield TwilioVoice(HttpClient(session, url), twilio, url, settle=settle)
 
 
 # -- sockets that may drop and resume ---------------------------------------------------------
@@ -99,8 +94,8 @@ async def twilio_voice(redis: Redis, twilio: TwilioDouble, url: str) -> AsyncIte
 async def follow(
     session: aiohttp.ClientSession, socket: aiohttp.ClientWebSocketResponse, last: str, until: str
 ) -> tuple[list[dict[str, Any]], aiohttp.ClientWebSocketResponse]:
-    """Read events after ``last`` up to ``until``; a socket the app closed (SPEC §2:
-    open sockets may close during an outage) is resumed with ``since``, as clients do."""
+    """Read events after ``last`` up to ``until``; a socket the app closed (1013 when
+    Redis fails under it, docs/websocket.md) is resumed with ``since``, as clients do."""
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + 20
     while last != until:

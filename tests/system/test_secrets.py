@@ -17,11 +17,10 @@ from redis.asyncio import Redis
 from console.domain import keys, users
 from console.web import auth
 from console.web.auth import SESSION_COOKIE
+from simulator.testing import TwilioDouble, call_sid, sign
 from tests.conftest import ACCOUNT_SID, API_SECRET, AUTH_TOKEN, PUBLIC_BASE_URL
 from tests.support.flow_helpers import agent_answers, customer_waits, login, set_available
 from tests.support.servers import app_server
-from tests.support.twilio_double import TwilioDouble, sign
-from tests.support.twilio_voice import call_sid
 
 SECRET_KEY = "test-secret-key"  # conftest.make_settings and servers.server_env
 ALICE_PASSWORD = "alice's own passphrase 9"

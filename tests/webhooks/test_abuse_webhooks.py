@@ -1,4 +1,4 @@
-"""Hypothesis against every webhook route (SPEC §2): correctly signed requests with
+"""Hypothesis against every webhook route (docs/webhooks.md): correctly signed requests with
 missing, malformed, duplicated, huge, unicode and unknown parameters never get a
 5xx, and a rejected one (4xx) changes no state; the same request unsigned or
 mis-signed gets 403 and changes nothing.
@@ -34,10 +34,9 @@ from console.urls import (
     VOICE_PATH,
     WAIT_PATH,
 )
+from simulator.testing import TwilioVoice, call_sid, conference_sid, sign
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, make_settings
 from tests.support.flow_helpers import agent_answers, customer_waits, login, set_available
-from tests.support.twilio_double import sign
-from tests.support.twilio_voice import TwilioVoice, call_sid, conference_sid
 from warmline.app import create_app
 from webhooks import params as p
 
@@ -53,9 +52,9 @@ FUZZ = settings(
     ],
 )
 
-# Keys a rejected request may see change: the per-route health bookkeeping of SPEC §6
-# (when Twilio last reached a route, the recent signature failures), and the
-# reconcile marker, which a background loop claims whenever it is missing.
+# Keys a rejected request may see change: the per-route health bookkeeping of
+# docs/webhooks.md (when Twilio last reached a route, the recent signature failures),
+# and the reconcile marker, which a background loop claims whenever it is missing.
 BOOKKEEPING = frozenset({keys.WEBHOOK_HEALTH, keys.SIGNATURE_FAILURES, reconcile.MARKER})
 
 

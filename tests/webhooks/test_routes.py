@@ -1,4 +1,4 @@
-"""The Twilio-facing edge: signatures, parameters, TwiML and outages (SPEC §2)."""
+"""The Twilio-facing edge: signatures, parameters, TwiML and outages (docs/webhooks.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from xml.etree import ElementTree
 import pytest
 
 from console.domain import keys
+from simulator.testing import Delivery, call_sid, conference_sid, sign
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL
-from tests.support.twilio_double import sign
-from tests.support.twilio_voice import Delivery, TwilioVoice, call_sid, conference_sid
+from tests.support.flow_helpers import AppVoice
 from warmline.app import create_app
 from warmline.embedded_redis import free_port
 
@@ -177,7 +177,7 @@ async def test_wait_url_greets_then_loops_music_on_get_and_post(voice):
 async def test_redis_down_voice_url_still_answers_and_callbacks_ask_for_retry(settings, twilio):
     app = create_app(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with app.test_app(), app.test_client() as client:
-        voice = TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
+        voice = AppVoice(client, twilio, app, PUBLIC_BASE_URL)
         sid = call_sid()
         response = await voice.send(voice.incoming(sid))
         assert response.status_code == 200

@@ -38,7 +38,7 @@ def test_twilio_documented_example_passes_and_a_changed_value_does_not() -> None
 
 
 def test_https_voice_signed_without_the_port_passes_at_an_url_with_one() -> None:
-    """Twilio drops the port of an https Voice URL when it signs (TWILIO.md §4.1)."""
+    """Twilio drops the port of an https Voice URL when it signs (docs/twilio.md)."""
     params = MultiDict([("CallSid", "CA1"), ("AccountSid", "AC1")])
     url = "https://warmline.example:8443/voice/incoming"
     signature = VALIDATOR.compute_signature("https://warmline.example/voice/incoming", params)

@@ -1,6 +1,6 @@
 """Who may do what: every route of the URL map, as anonymous / agent / other agent /
-supervisor, with the expected status written out (SPEC §2, §4, §5), and the
-security headers on every answer.
+supervisor, with the expected status written out (docs/webhooks.md, docs/api.md,
+docs/websocket.md), and the security headers on every answer.
 
 The world is a live call: the customer talks to ``alice`` (the agent); ``bob`` is
 an agent not involved in it; ``sue`` is a supervisor; ``carol`` is available to
@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 from quart.testing import WebsocketResponseError
-from redis.asyncio import Redis
 
 from console.redis_ext import connect
 from console.telephony.runner import Runner
 from console.web.auth import SESSION_COOKIE
 from tests.support.flow_helpers import agent_answers, customer_waits, login, set_available
+from tests.support.redis_state import Saved, dump_all, restore_all
 
 ROLES = ("anonymous", "agent", "other", "supervisor")
 WEBHOOK = {"anonymous": 403, "agent": 403, "other": 403, "supervisor": 403}
@@ -81,7 +81,7 @@ MATRIX: dict[tuple[str, str], Cell] = {
         {"anonymous": 401, "agent": 200, "other": 403, "supervisor": 200},
         world="ringing",
     ),
-    # SPEC §4: leaving a conference one is not in is a 409
+    # docs/api.md: leaving a conference one is not in is a 409
     ("POST", "/api/conferences/<name>/leave"): Cell(
         "/api/conferences/{name}/leave",
         {"anonymous": 401, "agent": 200, "other": 409, "supervisor": 409},
@@ -176,31 +176,12 @@ class World:
     clients: dict[str, Any]
     tokens: dict[str, str | None]
     values: dict[str, str]
-    dumps: dict[str, dict[bytes, tuple[bytes, int]]]
-
-
-async def dump_all(raw: Redis) -> dict[bytes, tuple[bytes, int]]:
-    saved = {}
-    for key in await raw.keys("*"):
-        saved[key] = (await raw.dump(key), max(await raw.pttl(key), 0))
-    return saved
-
-
-async def restore_all(raw: Redis, saved: dict[bytes, tuple[bytes, int]]) -> None:
-    await raw.flushdb()
-    for key, (value, ttl) in saved.items():
-        await raw.restore(key, ttl, value)
+    dumps: dict[str, Saved]
+    twilio: dict[str, object]  # Twilio's side of each dump (simulator.testing's save)
 
 
 @pytest.fixture
-async def raw_redis(redis_server):
-    client = Redis.from_url(redis_server.url)  # bytes: DUMP/RESTORE payloads
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def world(app, redis, voice, raw_redis) -> World:
+async def world(app, redis, voice, twilio, raw_redis) -> World:
     alice = await login(app, redis, "alice")
     bob = await login(app, redis, "bob")
     carol = await login(app, redis, "carol")
@@ -214,15 +195,17 @@ async def world(app, redis, voice, raw_redis) -> World:
     runner = Runner.of(app)
     await runner.drain()
     dumps = {"call": await dump_all(raw_redis)}
+    saved = {"call": twilio.save()}
     started = await alice.post("/api/transfers", json={"conference": name, "to": "carol"})
     assert started.status_code == 201, await started.get_data(as_text=True)
     transfer = (await started.get_json())["id"]
     await runner.drain()
     dumps["ringing"] = await dump_all(raw_redis)
+    saved["ringing"] = twilio.save()
     clients = {"anonymous": app.test_client(), "agent": alice, "other": bob, "supervisor": sue}
     tokens = {role: session_token(client) for role, client in clients.items()}
     values = {"name": name, "customer": name, "transfer": transfer}
-    return World(app, clients, tokens, values, dumps)
+    return World(app, clients, tokens, values, dumps, saved)
 
 
 def session_token(client: Any) -> str | None:
@@ -274,7 +257,7 @@ def check_security_headers(response: Any, where: str) -> None:
 
 
 @pytest.mark.timeout(300)
-async def test_authorization_matrix(app, world, raw_redis):
+async def test_authorization_matrix(app, world, twilio, raw_redis):
     runner = Runner.of(app)
     results: dict[tuple[str, str], dict[str, int]] = {}
     mismatches = []
@@ -283,6 +266,7 @@ async def test_authorization_matrix(app, world, raw_redis):
         for role in ROLES:
             await runner.drain()
             await restore_all(raw_redis, world.dumps[cell.world])
+            twilio.restore(world.twilio[cell.world])
             client = fresh_client(world, role)
             if method == "WS":
                 status = await ws_status(client, path)

@@ -1,6 +1,7 @@
-"""The Twilio REST double must be indistinguishable from api.twilio.com to the real `twilio`
-async client, or app tests built on it prove nothing. These tests drive it only through that
-client (plus raw HTTP where the wire body itself is the point)."""
+"""simulator.testing's TwilioDouble (the simulator's REST API, held still) must be
+indistinguishable from api.twilio.com to the real `twilio` async client, or app tests built
+on it prove nothing. These tests drive it only through that client (plus raw HTTP where the
+wire body itself is the point); the facts they hold it to are in docs/twilio.md."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from werkzeug.datastructures import MultiDict
 
-from tests.support.twilio_double import TwilioDouble, sign
+from simulator.testing import TwilioDouble, TwilioVoice, sign
 
 # Own constants so these tests stay independent of tests/conftest.py.
 SID = "AC" + "c3" * 16
@@ -266,6 +267,27 @@ async def test_hold_mute_and_kick_participants(double: TwilioDouble, client: Cli
     assert (caught.value.status, caught.value.code) == (404, 20404)
 
 
+async def test_restore_puts_calls_and_conferences_back(
+    double: TwilioDouble, client: Client
+) -> None:
+    conference = double.add_conference("room-2")
+    customer = double.add_call()
+    double.add_participant(conference, customer, label="customer", end_conference_on_exit=True)
+    saved = double.save()
+
+    await client.calls(customer).update_async(status="completed")
+    assert double.conference(conference)["status"] == "completed"
+    assert double.participant(conference, "customer") is None
+
+    double.restore(saved)
+    assert double.conference(conference)["status"] == "in-progress"
+    assert double.participant(conference, "customer")["call_sid"] == customer
+    assert double.call(customer)["status"] == "in-progress"
+    await client.calls(customer).update_async(status="completed")  # the restored copy is live
+    double.restore(saved)  # and the saved state was not changed by it
+    assert double.call(customer)["status"] == "in-progress"
+
+
 # -- Auth --------------------------------------------------------------------------------------
 
 
@@ -413,3 +435,68 @@ def test_sign_handles_repeated_keys() -> None:
     assert validator.validate(url, MultiDict(pairs), signature)
     assert sign(url, {"FriendlyName": "room-1", "Event": ["a", "b"]}, TOKEN) == signature
     assert signature != sign(url, [("FriendlyName", "room-1"), ("Event", "a")], TOKEN)
+
+
+# -- Held mode and the webhook driver --------------------------------------------------------
+
+
+async def test_held_calls_stay_queued_and_adds_are_listed_once_answered(
+    double: TwilioDouble, client: Client
+) -> None:
+    call = await client.calls.create_async(
+        to="client:alice",
+        from_=CALLER_ID,
+        url="https://warmline.example.com/voice/agent",
+        status_callback="https://warmline.example.com/status",
+        status_callback_event=EVENTS,
+    )
+    conference = double.add_conference("room-1")
+    added = await client.conferences("room-1").participants.create_async(
+        from_=CALLER_ID, to="client:bob"
+    )
+    await asyncio.sleep(0.05)
+
+    assert (await client.calls(call.sid).fetch_async()).status == "queued"
+    assert (await client.calls(added.call_sid).fetch_async()).status == "queued"
+    assert await client.conferences(conference).participants.list_async() == []
+
+
+async def test_the_last_participant_redirected_away_ends_the_conference(
+    double: TwilioDouble, client: Client
+) -> None:
+    conference = double.add_conference("room-1")
+    customer = double.add_call()
+    agent = double.add_call(to="client:agent")
+    double.add_participant(conference, customer, label="customer")
+    double.add_participant(conference, agent, label="agent")
+
+    await client.calls(agent).update_async(twiml="<Response><Hangup/></Response>")
+    still = await client.conferences(conference).fetch_async()
+    await client.calls(customer).update_async(status="completed")
+    ended = await client.conferences(conference).fetch_async()
+
+    assert still.status == "in-progress"
+    assert (ended.status, ended.reason_conference_ended) == ("completed", "last-participant-left")
+
+
+def test_voice_builds_signed_callbacks_as_twilio_sends_them(double: TwilioDouble) -> None:
+    voice = TwilioVoice(None, double, "https://warmline.example.com")
+    customer = "CA" + "1" * 32
+
+    first = voice.conference_event(customer, "conference-start")
+    join = voice.conference_event(customer, "participant-join", customer, Hold=True)
+
+    assert first.path == "/conference/status"
+    assert first.params["SequenceNumber"] == "1" and join.params["SequenceNumber"] == "2"
+    assert re.fullmatch(r"CF[0-9a-f]{32}", join.params["ConferenceSid"])
+    assert join.params["Timestamp"].endswith("+0000")
+    assert {k: join.params[k] for k in ("CallSid", "Hold", "Muted", "StartConferenceOnEnter")} == {
+        "CallSid": customer,
+        "Hold": "true",
+        "Muted": "false",
+        "StartConferenceOnEnter": "true",
+    }
+    assert double.conference(customer)["status"] == "in-progress"  # mirrored into the double
+    assert double.participant(customer, customer) is not None
+    url = "https://warmline.example.com/conference/status"
+    assert RequestValidator(TOKEN).validate(url, join.params, sign(url, join.params, TOKEN))

@@ -3,9 +3,9 @@
 // /ws) and the softphone's state; actions go to the JSON API or the softphone.
 
 import { api } from "./api.js";
-import { Controls } from "./controls.js";
-import { Model, isTerminal } from "./model.js";
-import { createSoftphone } from "./softphone.js";
+import { $, View } from "./boot.js";
+import { personRow, renderMembers, renderQueue } from "./cards.js";
+import { isTerminal } from "./model.js";
 import {
   STATUS_WORDS,
   TRANSFER_WORDS,
@@ -17,22 +17,14 @@ import {
   pill,
   reasonText,
   render,
-  setSoftphoneState,
-  showConnection,
-  startTicker,
   timer,
 } from "./ui.js";
-import { LiveSocket } from "./ws.js";
 
-const $ = (id) => document.getElementById(id);
-const me = document.body.dataset.username;
-const model = new Model(me, false);
-const controls = new Controls(renderAll);
-let softphone = null;
+const view = new View(false, renderAll);
+const { me, model, controls } = view;
 const seenTransferStates = new Map();
 
 // --- actions ------------------------------------------------------------------------------
-
 
 function myStatus() {
   return model.agents.get(me)?.status || "offline";
@@ -64,13 +56,12 @@ $("transfer-form").addEventListener("submit", (event) => {
 
 // --- rendering ------------------------------------------------------------------------------
 
-
 function renderAll() {
   renderPresence();
   renderCall();
   renderParticipants();
   renderTransfer();
-  renderQueue();
+  renderQueue(model.queue);
   renderTeam();
 }
 
@@ -104,12 +95,10 @@ function renderPresence() {
     help.textContent = controls.error.text;
     help.dataset.tone = "error";
   }
-  if (softphone) setSoftphoneState($("softphone-state"), softphone.state, softphone.detail);
 }
 
-
-
 function renderCall() {
+  const { softphone } = view;
   const card = $("call-card");
   const body = $("call-body");
   const badge = $("call-badge");
@@ -209,12 +198,6 @@ function renderCall() {
   render(body, h("div.idle", {}, h("p.idle-title", {}, words[0]), h("p.hint", {}, words[1]), controls.errorLine("call")));
 }
 
-function participantName(p) {
-  if (p.role === "customer") return phone(p.from);
-  if (p.agent === me) return `${me} (you)`;
-  return p.agent || p.role;
-}
-
 function renderParticipants() {
   const call = model.myCall();
   const card = $("participants-card");
@@ -224,20 +207,8 @@ function renderParticipants() {
     // A supervisor listening in silently is not shown; coaching or barging is.
     .filter((p) => p.role !== "supervisor" || p.coaching || !p.muted)
     .sort(byRoleThenJoin);
-  render($("participants"), people.map((p) => {
-    const flags = [];
-    if (p.hold) flags.push(pill("hold", "On hold"));
-    if (p.muted) flags.push(pill("muted", "Muted"));
-    if (p.coaching) flags.push(pill("coaching", "Coaching you"));
-    return h("li.person", { "data-role": p.role, "data-testid": `participant-${p.role}` },
-      h("span.role", {}, p.role === "customer" ? "Customer" : p.role === "agent" ? "Agent" : "Supervisor"),
-      h("span.person-name", {}, participantName(p)),
-      h("span.flags", {}, flags),
-      h("span.person-time", {}, timer(p.joined_at)),
-    );
-  }));
+  render($("participants"), people.map((p) => personRow(p, me, "Coaching you")));
 }
-
 
 const STEPS = ["requested", "ringing", "answered", "joined"];
 
@@ -334,64 +305,24 @@ function updateTargets() {
   select.value = still ? chosen : "";
 }
 
-function renderQueue() {
-  $("queue-count").textContent = String(model.queue.length);
-  $("queue-count").setAttribute("aria-label", `${model.queue.length} customers waiting`);
-  if (!model.queue.length) {
-    render($("queue"), h("li.empty", {}, "Nobody is waiting."));
-    return;
-  }
-  render($("queue"), model.queue.map((q, i) =>
-    h("li.queue-item", { "data-longest": i === 0 ? "true" : undefined },
-      h("span.queue-pos", { "aria-label": `position ${q.position}` }, String(q.position)),
-      h("span.queue-from", {}, phone(q.from)),
-      h("span.queue-wait", {}, timer(q.queued_at)))));
-}
-
 function renderTeam() {
-  const colleagues = [...model.agents.values()].filter((a) => a.username !== me)
-    .sort((a, b) => a.username.localeCompare(b.username));
-  const available = colleagues.filter((a) => a.status === "available").length;
-  $("team-count").textContent = `${available} of ${colleagues.length} available`;
-  if (!colleagues.length) {
-    render($("team"), h("li.empty", {}, "No colleagues yet."));
-    return;
-  }
-  render($("team"), colleagues.map((a) =>
-    h("li.member", { "data-testid": `member-${a.username}` },
-      h("span.presence-dot", { "data-status": a.status, "aria-hidden": "true" }),
-      h("span.member-name", {}, a.username),
-      pill(a.status, STATUS_WORDS[a.status] || a.status),
-      h("span.member-time", {}, timer(a.since)))));
+  const colleagues = [...model.agents.values()].filter((a) => a.username !== me);
+  renderMembers(colleagues, "No colleagues yet.");
 }
 
 // --- start ------------------------------------------------------------------------------------
 
-async function main() {
-  startTicker();
-  model.addEventListener("change", () => controls.schedule());
-  const socket = new LiveSocket(model, showConnection);
-  socket.start();
-  try {
-    const who = await api.me();
-    softphone = createSoftphone(who);
-    softphone.addEventListener("change", () => controls.schedule());
-    softphone.addEventListener("incoming", (event) => {
-      const context = model.ringingFor();
-      const from = context?.conference?.from;
-      announce(
-        context?.transfer
-          ? `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`
-          : `Incoming call${from ? ` from ${phone(from)}` : ""}. Press Answer.`,
-        true,
-      );
-      if (!context) socket.resnapshot();
-    });
-    await softphone.start();
-  } catch (error) {
-    setSoftphoneState($("softphone-state"), "error", error.message);
-  }
-  controls.schedule();
-}
-
-main();
+view.start({
+  onIncoming() {
+    const context = model.ringingFor();
+    const from = context?.conference?.from;
+    announce(
+      context?.transfer
+        ? `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`
+        : `Incoming call${from ? ` from ${phone(from)}` : ""}. Press Answer.`,
+      true,
+    );
+    // Ringing for a call the board does not show yet: start over from a snapshot.
+    if (!context) view.socket.resnapshot();
+  },
+});

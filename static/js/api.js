@@ -1,5 +1,6 @@
-// The JSON API of SPEC §4. State-changing calls send JSON (a cross-site form cannot)
-// with the session cookie; errors come back as {"error": message}.
+// The JSON API (docs/api.md). State-changing calls send JSON (a cross-site form cannot)
+// with the session cookie; errors come back as {"error": message}. A 401 sends the
+// page to the login form, to come back here after.
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -40,7 +41,6 @@ async function request(method, path, body) {
 
 export const api = {
   me: () => request("GET", "/api/me"),
-  state: () => request("GET", "/api/state"),
   token: () => request("GET", "/api/token"),
   setStatus: (status) => request("POST", "/api/me/status", { status }),
   transfer: (conference, to, note) => request("POST", "/api/transfers", { conference, to, note }),

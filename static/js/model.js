@@ -1,4 +1,4 @@
-// The client-side picture of SPEC §5: a snapshot, then events applied in id order.
+// The client-side picture of docs/websocket.md: a snapshot, then events applied in id order.
 //
 // Agents see only the conferences they are part of, and /ws sends deltas from the
 // moment they become involved: an event about a conference this model has never

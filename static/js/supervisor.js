@@ -3,11 +3,9 @@
 // today's figures, a call's timeline and webhook health.
 
 import { api } from "./api.js";
-import { Controls } from "./controls.js";
-import { Model } from "./model.js";
-import { createSoftphone } from "./softphone.js";
+import { $, View } from "./boot.js";
+import { personRow, renderMembers, renderQueue } from "./cards.js";
 import {
-  STATUS_WORDS,
   TRANSFER_WORDS,
   ago,
   announce,
@@ -19,18 +17,11 @@ import {
   pill,
   reasonText,
   render,
-  setSoftphoneState,
-  showConnection,
-  startTicker,
   timer,
 } from "./ui.js";
-import { LiveSocket } from "./ws.js";
 
-const $ = (id) => document.getElementById(id);
-const me = document.body.dataset.username;
-const model = new Model(me, true);
-const controls = new Controls(renderAll);
-let softphone = null;
+const view = new View(true, renderAll);
+const { me, model, controls } = view;
 let figures = null;
 let webhooks = null;
 let timelineFor = null;
@@ -51,7 +42,6 @@ const WEBHOOK_ROUTES = [
 
 // --- actions -----------------------------------------------------------------------------------
 
-
 function monitor(conference, mode) {
   controls.act(`${conference.name}:${mode}`, async () => {
     pendingMonitor.set(conference.name, { mode, at: Date.now() });
@@ -70,18 +60,15 @@ function leave(conference) {
 
 // --- rendering ------------------------------------------------------------------------------
 
-
 function renderAll() {
   renderMonitor();
   renderConferences();
   renderTransfers();
-  renderQueue();
+  renderQueue(model.queue);
   renderAgents();
   renderFigures();
   renderWebhooks();
 }
-
-
 
 /** This supervisor's participant in a conference and the mode it is in. */
 function myPresence(conference) {
@@ -89,7 +76,6 @@ function myPresence(conference) {
   if (!p) return null;
   return { participant: p, mode: p.coaching ? "whisper" : p.muted ? "listen" : "barge" };
 }
-
 
 function visibleConferences() {
   const queued = new Set(model.queue.map((q) => q.call_sid));
@@ -131,19 +117,7 @@ function conferenceCard(c) {
     c.started_at && c.status !== "ended"
       ? h("span.talk-time", {}, "Talk ", timer(c.started_at))
       : null),
-  h("ul.people", { "aria-label": "Participants" }, people.map((p) => {
-    const flags = [];
-    if (p.hold) flags.push(pill("hold", "On hold"));
-    if (p.muted) flags.push(pill("muted", "Muted"));
-    if (p.coaching) flags.push(pill("coaching", "Coaching"));
-    if (p.role === "supervisor" && !p.coaching && !p.muted) flags.push(pill("barge", "Barged in"));
-    const name = p.role === "customer" ? phone(p.from) : p.agent === me ? `${me} (you)` : p.agent || p.role;
-    return h("li.person", { "data-role": p.role, "data-testid": `participant-${p.role}`, "data-agent": p.agent || undefined },
-      h("span.role", {}, p.role === "customer" ? "Customer" : p.role === "agent" ? "Agent" : "Supervisor"),
-      h("span.person-name", {}, name),
-      h("span.flags", {}, flags),
-      h("span.person-time", {}, timer(p.joined_at)));
-  })),
+  h("ul.people", { "aria-label": "Participants" }, people.map((p) => personRow(p, me))),
   transfer ? h("p.transfer-inline", { "data-status": transfer.status },
     pill(transfer.status, TRANSFER_WORDS[transfer.status]),
     ` ${transfer.from_agent} → ${transfer.to_agent || "any agent"} `,
@@ -164,7 +138,7 @@ function conferenceCard(c) {
 }
 
 function renderMonitor() {
-  if (softphone) setSoftphoneState($("softphone-state"), softphone.state, softphone.detail);
+  const { softphone } = view;
   const calls = softphone ? [...softphone.calls.values()] : [];
   const inIt = [...model.conferences.values()].map((c) => [c, myPresence(c)]).filter(([, p]) => p);
   const parts = [];
@@ -208,36 +182,8 @@ function renderTransfers() {
     : [h("li.empty", {}, "Finished transfers appear here with their outcome.")]);
 }
 
-function renderQueue() {
-  $("queue-count").textContent = String(model.queue.length);
-  $("queue-count").setAttribute("aria-label", `${model.queue.length} customers waiting`);
-  if (!model.queue.length) {
-    render($("queue"), h("li.empty", {}, "Nobody is waiting."));
-    return;
-  }
-  const oldest = Math.min(...model.queue.map((q) => q.queued_at));
-  render($("queue"), model.queue.map((q) =>
-    h("li.queue-item", { "data-longest": q.queued_at === oldest ? "true" : undefined },
-      h("span.queue-pos", { "aria-label": `position ${q.position}` }, String(q.position)),
-      h("span.queue-from", {}, phone(q.from)),
-      q.queued_at === oldest ? h("span.visually-hidden", {}, "longest wait") : null,
-      h("span.queue-wait", {}, timer(q.queued_at)))));
-}
-
 function renderAgents() {
-  const agents = [...model.agents.values()].sort((a, b) => a.username.localeCompare(b.username));
-  const available = agents.filter((a) => a.status === "available").length;
-  $("agents-count").textContent = `${available} of ${agents.length} available`;
-  if (!agents.length) {
-    render($("agents"), h("li.empty", {}, "No agent has set a status yet today."));
-    return;
-  }
-  render($("agents"), agents.map((a) =>
-    h("li.member", { "data-testid": `member-${a.username}` },
-      h("span.presence-dot", { "data-status": a.status, "aria-hidden": "true" }),
-      h("span.member-name", {}, a.username),
-      pill(a.status, STATUS_WORDS[a.status] || a.status),
-      h("span.member-time", {}, timer(a.since)))));
+  renderMembers(model.agents.values(), "No agent has set a status yet today.");
 }
 
 function tile(label, value, detail, attrs = {}) {
@@ -355,41 +301,29 @@ function refreshSoon(kind) {
 
 // --- start --------------------------------------------------------------------------------
 
-async function main() {
-  startTicker();
-  model.addEventListener("change", (event) => {
-    controls.schedule();
-    refreshSoon(event.detail.kind);
-    if (timelineFor && event.detail.kind !== "agent.updated" && event.detail.kind !== "queue.updated") {
-      clearTimeout(main.timelineSoon);
-      main.timelineSoon = setTimeout(refreshTimeline, 400);
+let timelineSoon = null;
+view.start({
+  onChange(kind) {
+    refreshSoon(kind);
+    if (timelineFor && kind !== "agent.updated" && kind !== "queue.updated") {
+      clearTimeout(timelineSoon);
+      timelineSoon = setTimeout(refreshTimeline, 400);
     }
-  });
-  new LiveSocket(model, showConnection).start();
-  refreshFigures();
-  refreshWebhooks();
-  setInterval(refreshWebhooks, 15_000);
-  setInterval(() => controls.schedule(), 10_000); // "ago" texts
-  try {
-    softphone = createSoftphone(await api.me());
-    softphone.addEventListener("change", () => controls.schedule());
-    softphone.addEventListener("incoming", (event) => {
-      // The ring we asked for by choosing a mode is answered for us.
-      const fresh = [...pendingMonitor.values()].some((p) => Date.now() - p.at < AUTO_ANSWER_MS);
-      if (fresh) {
-        pendingMonitor.clear();
-        softphone.answer(event.detail.sid).catch((error) => {
-          controls.fail("monitor", error.message);
-        });
-      } else {
-        announce("Your phone is ringing.", true);
-      }
-    });
-    await softphone.start();
-  } catch (error) {
-    setSoftphoneState($("softphone-state"), "error", error.message);
-  }
-  controls.schedule();
-}
-
-main();
+  },
+  onIncoming(event) {
+    // The ring we asked for by choosing a mode is answered for us.
+    const fresh = [...pendingMonitor.values()].some((p) => Date.now() - p.at < AUTO_ANSWER_MS);
+    if (fresh) {
+      pendingMonitor.clear();
+      view.softphone.answer(event.detail.sid).catch((error) => {
+        controls.fail("monitor", error.message);
+      });
+    } else {
+      announce("Your phone is ringing.", true);
+    }
+  },
+});
+refreshFigures();
+refreshWebhooks();
+setInterval(refreshWebhooks, 15_000);
+setInterval(() => controls.schedule(), 10_000); // "ago" texts

@@ -178,18 +178,6 @@ export function showConnection(state) {
   }
 }
 
-/** Visible, spoken error for a failed action. */
-export function reportError(error, where) {
-  const text = error && error.message ? error.message : String(error);
-  const target = where || document.getElementById("toast-area");
-  if (target) {
-    target.textContent = text;
-    target.hidden = false;
-  }
-  announce(text, true);
-  console.warn(text);
-}
-
 export function setSoftphoneState(el, state, detail) {
   const words = {
     starting: "Softphone starting…",

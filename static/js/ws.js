@@ -1,7 +1,8 @@
-// The /ws connection of SPEC §5: a snapshot, then events; pings every 10 s (the
-// server takes a silent socket for a frozen tab); reconnects with backoff and
+// The /ws connection (docs/websocket.md): a snapshot, then events; pings every 10 s
+// (the server takes a silent socket for a frozen tab); reconnects with backoff and
 // resumes with ?since=<last id> so nothing is missed and nothing applied twice.
 
+import { api } from "./api.js";
 import { syncClock } from "./ui.js";
 
 const PING_MS = 10_000;
@@ -138,15 +139,9 @@ export class LiveSocket {
     }
   }
 
-  async #checkSession() {
-    // A refused handshake looks like any other failure from here: ask the API.
-    try {
-      const response = await fetch("/api/me", { credentials: "same-origin" });
-      if (response.status === 401) {
-        window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
-      }
-    } catch {
-      // offline: keep retrying
-    }
+  #checkSession() {
+    // A refused handshake looks like any other failure from here: ask the API, which
+    // sends the page to the login form on 401. Offline: keep retrying.
+    api.me().catch(() => {});
   }
 }

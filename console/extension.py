@@ -3,7 +3,9 @@ looking them up by string in Quart's ``app.config`` and ``app.extensions``."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+import asyncio
+import contextlib
+from typing import Any, ClassVar, Self
 
 from quart import Quart, current_app
 
@@ -42,3 +44,30 @@ class Extension:
     def current(cls) -> Self:
         """The instance of the app handling the current request."""
         return cls.of(current_app)
+
+
+class ServingExtension(Extension):
+    """A part with work to do while the app serves: ``start`` runs before the first
+    request (connections, background tasks), ``stop`` after the last."""
+
+    app: Quart | None = None
+
+    def init_app(self, app: Quart) -> None:
+        self.app = app
+        self.register(app)
+        app.before_serving(self.start)
+        app.after_serving(self.stop)
+
+    async def start(self) -> None:
+        """Open what the part needs while the app serves."""
+
+    async def stop(self) -> None:
+        """Close what ``start`` opened."""
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -9,7 +9,7 @@ from quart import Quart
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from console.config import DEFAULT_REDIS_MAX_CONNECTIONS
-from console.extension import Extension
+from console.extension import ServingExtension
 
 POOL_WAIT_SECONDS = 5.0
 
@@ -41,7 +41,7 @@ def connect(
     return Redis.from_pool(pool)
 
 
-class RedisExtension(Extension):
+class RedisExtension(ServingExtension):
     """Holds the app's Redis client."""
 
     key = "redis"
@@ -58,17 +58,12 @@ class RedisExtension(Extension):
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Quart) -> None:
-        self.register(app)
-        app.before_serving(self._open)
-        app.after_serving(self._close)
-
-    async def _open(self) -> None:
+    async def start(self) -> None:
         if self.url is None:
             raise RuntimeError("RedisExtension has no URL (set REDIS_URL or use the embedded one)")
         self._client = connect(self.url, max_connections=self.max_connections)
 
-    async def _close(self) -> None:
+    async def stop(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -71,8 +71,8 @@ def _running_embedded(directory: Path) -> str | None:
 
 
 def worker_class() -> str:
-    """uvloop where it is installed (Linux, macOS): socket writes in C, measured on
-    the fan-out bench; asyncio elsewhere."""
+    """uvloop where it is installed (Linux, macOS): its socket writes are in C, which
+    the WebSocket fan-out spends most of its time in; asyncio elsewhere."""
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -118,8 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.workers = args.workers or int(raw_workers)
     config.graceful_timeout = 10.0
     # Hypercorn listens with a backlog of 100, little for a burst of Twilio callbacks
-    # on new connections. (The flows bench's few failed callbacks, first blamed on it,
-    # were its simulator reusing connections the server was closing: simulator/callbacks.py.)
+    # on new connections.
     config.backlog = LISTEN_BACKLOG
     config.worker_class = worker_class()
     config.accesslog = "-"

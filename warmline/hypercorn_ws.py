@@ -1,12 +1,12 @@
 """WebSockets are served uncompressed, on purpose.
 
 Hypercorn 0.18 accepts permessage-deflate whenever a client offers it (every browser
-does) and has no setting to refuse it. Measured on the fan-out benchmark (bench/),
-a zlib context per socket cost 100-190 KB of memory and compressing every message
-for every socket ~17 % of the worker's CPU, for dashboard messages of a few hundred
-bytes. Hypercorn reads the offer from the raw request before the ASGI app runs, so
-no middleware can strip it; the extension it instantiates is replaced instead by
-one that declines every offer. tests/console/web/test_ws_servers.py fails if a Hypercorn
+does) and has no setting to refuse it. For dashboard messages of a few hundred
+bytes, a zlib context per socket and compressing every message for every socket
+cost far more memory and CPU than the bytes they save (bench/RESULTS.md). Hypercorn
+reads the offer from the raw request before the ASGI app runs, so no middleware can
+strip it; the extension it instantiates is replaced instead by one that declines
+every offer. tests/console/web/test_ws_servers.py fails if a Hypercorn
 upgrade makes this stop working.
 """
 

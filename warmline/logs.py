@@ -1,8 +1,8 @@
 """Log lines from Warmline's own loggers, in the shape of Hypercorn's error log.
 
 Without a handler, Python prints a warning as its bare message (the last-resort
-handler) and drops everything below: a 503's cause reached the log with no time,
-level or source, and no tool reading the log could tell it was a warning.
+handler) and drops everything below: a 503's cause would reach the log with no time,
+level or source, and no tool reading the log could tell it is a warning.
 """
 
 from __future__ import annotations

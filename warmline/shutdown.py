@@ -2,7 +2,7 @@
 
 On SIGTERM (a deploy, a dyno restart) Hypercorn stops accepting connections and
 waits up to its graceful timeout for the open ones to finish; a dashboard socket
-never finishes by itself, so every stop took the full timeout and ended with
+never finishes by itself, so every stop would take the full timeout and end with
 cancelled sockets. Here SIGTERM first closes this process's sockets (1012: service
 restart; the browsers resume on another process with ``since``), then lets the
 server drain its background REST actions and exit.
@@ -26,7 +26,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def close_sockets_on_sigterm(app: Quart) -> None:
     """In a worker of a multi-process Hypercorn: its master stops it through a shared
     event the app cannot see, but platforms (Heroku) signal every process of a dyno,
-    so the worker's own SIGTERM closes its sockets (and no longer kills it outright)."""
+    so the worker's own SIGTERM closes its sockets instead of killing it outright."""
 
     async def install() -> None:
         loop = asyncio.get_running_loop()

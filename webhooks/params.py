@@ -10,11 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from console.ids import CALL_SID, CONFERENCE_SID, NAME
 from console.intake import Callback, now_ms
 
-CALL_SID = re.compile(r"CA[0-9a-f]{32}")
-CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")
-TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 CALL_STATUSES = frozenset(
     {
         "queued",
@@ -107,7 +105,7 @@ class ConferenceEvent:
 
 def conference_event(form: Mapping[str, str]) -> ConferenceEvent:
     sid = required(form, "ConferenceSid", CONFERENCE_SID)
-    name = required(form, "FriendlyName", TOKEN)
+    name = required(form, "FriendlyName", NAME)
     event = required(form, "StatusCallbackEvent")
     seq = sequence(form, needed=True)
     assert seq is not None
@@ -158,4 +156,4 @@ class DialRef:
 
 
 def dial_ref(query: Mapping[str, str]) -> DialRef:
-    return DialRef(required(query, "conference", TOKEN), required(query, "dial", TOKEN))
+    return DialRef(required(query, "conference", NAME), required(query, "dial", NAME))

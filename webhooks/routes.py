@@ -1,4 +1,4 @@
-"""The routes Twilio calls (SPEC §2).
+"""The routes Twilio calls (docs/webhooks.md).
 
 Handlers parse, run one unit of work, and answer at once; any Twilio REST action
 the change needs runs afterwards in the background. Status callbacks answer 204,
@@ -40,14 +40,16 @@ def xml(body: str) -> Response:
     return Response(body, 200, mimetype="text/xml")
 
 
-def bad_request(error: p.BadParams) -> Response:
+@blueprint.errorhandler(p.BadParams)
+async def bad_request(error: p.BadParams) -> Response:
+    """A missing or malformed parameter, named: 400, and nothing was changed."""
     return Response(f"400 Bad Request: {error}\n", 400, mimetype="text/plain")
 
 
 def no_content() -> Response:
-    """204. Built with an empty bytes body: Quart sends a body-less Response's empty
-    iterable through a thread pool, a thread hop per callback (10 % of the worker's
-    time in the webhook benchmark). A 204 carries no Content-Length (RFC 9110 §8.6)."""
+    """204, built with an empty bytes body: Quart sends a body-less Response's empty
+    iterable through a thread pool, a thread hop per callback. A 204 carries no
+    Content-Length (RFC 9110 §8.6)."""
     response = Response(b"", 204)
     del response.headers["Content-Length"]
     del response.headers["Content-Type"]
@@ -66,10 +68,7 @@ async def note_arrival() -> None:
 @blueprint.post(VOICE_PATH)
 @twilio_webhook
 async def post_incoming_call(form: MultiDict[str, str]) -> Response:
-    try:
-        call = p.incoming_call(form)
-    except p.BadParams as error:
-        return bad_request(error)
+    call = p.incoming_call(form)
     try:
         async with asyncio.timeout(VOICE_RECORD_BUDGET_SECONDS):
             await intake.incoming_call(call.call_sid, call.from_number, g.received_at)
@@ -91,11 +90,8 @@ async def wait_music(form: MultiDict[str, str]) -> Response:
 @blueprint.post(AGENT_CONNECT_PATH)
 @twilio_webhook
 async def post_agent_connect(form: MultiDict[str, str]) -> Response:
-    try:
-        ref = p.dial_ref(request.args)
-        call_sid = p.required(form, "CallSid", p.CALL_SID)
-    except p.BadParams as error:
-        return bad_request(error)
+    ref = p.dial_ref(request.args)
+    call_sid = p.required(form, "CallSid", p.CALL_SID)
     try:
         answer = await intake.agent_answer(ref.conference, ref.dial, call_sid, g.received_at)
     except intake.NOT_RECORDED as exc:
@@ -111,10 +107,7 @@ async def post_agent_connect(form: MultiDict[str, str]) -> Response:
 @blueprint.post(CONFERENCE_STATUS_PATH)
 @twilio_webhook
 async def post_conference_status(form: MultiDict[str, str]) -> Response:
-    try:
-        event = p.conference_event(form)
-    except p.BadParams as error:
-        return bad_request(error)
+    event = p.conference_event(form)
     if event.callback is None:
         return no_content()
     callback = event.callback
@@ -126,11 +119,8 @@ async def post_conference_status(form: MultiDict[str, str]) -> Response:
 @blueprint.post(CALL_STATUS_PATH)
 @twilio_webhook
 async def post_call_status(form: MultiDict[str, str]) -> Response:
-    try:
-        ref = p.dial_ref(request.args)
-        progress = p.call_progress(form)
-    except p.BadParams as error:
-        return bad_request(error)
+    ref = p.dial_ref(request.args)
+    progress = p.call_progress(form)
     return await _recorded(
         intake.call_status(
             ref.conference,

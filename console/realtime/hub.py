@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from console.domain import keys
 from console.domain.events import EVERYONE
-from console.extension import Extension
+from console.extension import ServingExtension
 from console.realtime.ws_frames import DirectWriter, text_frame
 from console.redis_ext import RedisExtension, connect
 
@@ -96,7 +96,7 @@ class Subscriber:
     While the socket is ``live`` (caught up, its feed idle, a ``writer`` available),
     the hub writes each entry straight onto it; otherwise entries wait in ``queue``
     for the feed, which sends them the ordinary way and goes live again once the
-    queue is empty (see console/ws_frames.py).
+    queue is empty (see console/realtime/ws_frames.py).
     """
 
     username: str
@@ -161,7 +161,7 @@ class Subscriber:
         return not self.pinging or quiet < grace_seconds
 
 
-class Hub(Extension):
+class Hub(ServingExtension):
     """The process's log reader and its subscribers."""
 
     key = "hub"
@@ -177,17 +177,10 @@ class Hub(Extension):
         self._redis: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Quart) -> None:
-        self.register(app)
-        app.before_serving(self._start)
-        app.after_serving(self._stop)
-        self.app = app
-
-    async def _start(self) -> None:
+    async def start(self) -> None:
         self._ready = asyncio.Event()  # bound to the serving loop
         assert self.app is not None
         url = RedisExtension.of(self.app).url
@@ -197,7 +190,7 @@ class Hub(Extension):
             self._ready.set()
         self._task = asyncio.create_task(self._read_forever(), name="warmline-hub")
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
         # redis-py can hold a cancellation back while it (re)connects: do not wait on it
         # longer than a moment, and stop the loop by flag as well.
         self._stopping = True

@@ -1,12 +1,12 @@
 """Live events written straight onto a caught-up socket's transport.
 
 Sending one message through Quart and Hypercorn costs a task wake-up, a yield,
-the ASGI event, wsproto's framing, a lock and a drain, per socket: at 1,000
-supervisor sockets that was two thirds of the worker's CPU on the fan-out
-benchmark (bench/RESULTS.md), the kernel's send only a third. A server-to-client
-text frame without extensions is the same bytes for every socket, so the hub
-frames each event once and, for every socket that is keeping up, hands those
-bytes to the socket's transport as it reads the event: no task, no queue.
+the ASGI event, wsproto's framing, a lock and a drain, per socket: with many
+sockets that, not the kernel's send, is most of the fan-out's CPU
+(bench/RESULTS.md). A server-to-client text frame without extensions is the same
+bytes for every socket, so the hub frames each event once and, for every socket
+that is keeping up, hands those bytes to the socket's transport as it reads the
+event: no task, no queue.
 
 A socket that is not keeping up (its transport holds more than ``HIGH_WATER``
 bytes unsent), that is still catching up (snapshot, replay, resync) or that is

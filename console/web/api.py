@@ -1,4 +1,4 @@
-"""The JSON API of SPEC §4: everything the agent and supervisor views do.
+"""The JSON API (docs/api.md): everything the agent and supervisor views do.
 
 State-changing calls take JSON bodies (a cross-site form cannot send one) and the
 session cookie; errors are ``{"error": message}``.
@@ -21,6 +21,7 @@ from console.domain.records import ConferenceRecord
 from console.domain.snapshot import read_snapshot
 from console.domain.users import get_user
 from console.extension import get_settings
+from console.ids import CALL_SID, NAME, USERNAME, anchored
 from console.redis_ext import get_redis
 from console.telephony.gateway import GatewayError, get_gateway
 from console.telephony.runner import get_runner
@@ -31,7 +32,6 @@ from console.web.errors import error_response
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
 TOKEN_TTL_SECONDS = 3600
-NAME = r"^[A-Za-z0-9_-]{1,128}$"
 
 
 class Body(BaseModel):
@@ -45,13 +45,13 @@ class StatusBody(Body):
 
 
 class TransferBody(Body):
-    conference: str = Field(pattern=NAME)
-    to: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{1,121}$")
+    conference: str = Field(pattern=anchored(NAME))
+    to: str | None = Field(default=None, pattern=anchored(USERNAME))
     note: str = Field(default="", max_length=500)
 
 
 class HoldBody(Body):
-    call_sid: str = Field(pattern=r"^CA[0-9a-f]{32}$")
+    call_sid: str = Field(pattern=anchored(CALL_SID))
     hold: bool
 
 
@@ -78,7 +78,7 @@ class TransferOut(BaseModel):
 
 
 class StateOut(BaseModel):
-    """The snapshot of SPEC §5, filtered to what the caller may see."""
+    """The state snapshot (docs/websocket.md), filtered to what the caller may see."""
 
     conferences: list[dict[str, Any]]
     queue: list[dict[str, Any]]

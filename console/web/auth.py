@@ -40,6 +40,7 @@ from werkzeug.exceptions import Forbidden
 from console.domain import keys, users
 from console.domain.users import Role
 from console.extension import get_settings
+from console.ids import USERNAME
 from console.redis_ext import get_redis
 from console.web.errors import error_response
 
@@ -335,7 +336,7 @@ def _attempt_limits(username: str, address: str | None) -> dict[str, int]:
     """Attempt counter key -> limit: this client address (first) and, when the name
     could be a user at all, this username (garbage names must not mint counters)."""
     limits = {_address_key(address): MAX_FAILURES_PER_ADDRESS}
-    if users.USERNAME_PATTERN.fullmatch(username):
+    if USERNAME.fullmatch(username):
         limits[_user_key(username)] = MAX_FAILURES_PER_USER
     return limits
 
@@ -417,7 +418,7 @@ def _wants_json() -> bool:
 def _loggable(username: str) -> str:
     """A mistyped password often lands in the username field: log only well-formed
     names, and never a password or a token."""
-    return repr(username) if users.USERNAME_PATTERN.fullmatch(username) else "(malformed name)"
+    return repr(username) if USERNAME.fullmatch(username) else "(malformed name)"
 
 
 @blueprint.after_app_request

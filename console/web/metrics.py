@@ -1,4 +1,4 @@
-"""Prometheus metrics: webhook counts and latencies, sockets, events (SPEC §4).
+"""Prometheus metrics: webhook counts and latencies, sockets, events (docs/api.md).
 
 Counters about this process (webhooks served, sockets held, messages delivered,
 resyncs) live in a registry per app; figures about the deployment (queue size,

@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
+from console.ids import NAME, anchored
+
 ERROR_STATUSES = {
     400: "bad body or parameter",
     401: "no valid session",
@@ -27,10 +29,7 @@ ERROR_STATUSES = {
     409: "the state does not allow it",
     502: "Twilio did not accept the request",
 }
-PATH_PATTERNS = {
-    "name": r"^[A-Za-z0-9_-]{1,128}$",
-    "transfer_id": r"^[A-Za-z0-9_-]{1,128}$",
-}
+PATH_PATTERNS = {"name": anchored(NAME), "transfer_id": anchored(NAME)}
 
 
 class ErrorBody(BaseModel):

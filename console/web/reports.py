@@ -1,9 +1,8 @@
-"""Reports read from the projections (SPEC §4): a conference's timeline and the
-queue figures of the supervisor console."""
+"""Reports read from the projections (docs/api.md): a conference's timeline, the
+queue figures of the supervisor console and the webhook health."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,13 +14,11 @@ from console.domain.errors import BadRequest, DomainError, NotFound
 from console.domain.events import now_ms
 from console.domain.webhook_health import read_health
 from console.extension import get_settings
+from console.ids import NAME
 from console.redis_ext import get_redis
-from console.web.api import NAME
 from console.web.auth import current_user, login_required, role_required
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api")
-
-_NAME = re.compile(NAME)
 
 
 class TimelineEntry(BaseModel):
@@ -70,7 +67,7 @@ async def get_timeline(name: str) -> dict[str, Any]:
     """Supervisors read any timeline; an agent only one of a conference they were an
     agent in or a party to a transfer of (403 otherwise, so names do not leak
     anything beyond existence)."""
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise BadRequest("invalid conference name")
     redis = get_redis()
     entries = await timeline.read(redis, name)

@@ -1,4 +1,4 @@
-"""``GET /ws``: the event log served live to one dashboard (SPEC §5).
+"""``GET /ws``: the event log served live to one dashboard (docs/websocket.md).
 
 A socket subscribes to the process's hub *before* it reads its starting point (a
 snapshot, or the replay after ``since``), so every event after that point is

@@ -1,4 +1,4 @@
-"""The JSON API of SPEC §4: presence, hold, leave, monitoring, tokens, visibility."""
+"""The JSON API (docs/api.md): presence, hold, leave, monitoring, tokens, visibility."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Read models of SPEC §4: conference timelines and queue figures, fed by real flows
+"""Read models (docs/api.md): conference timelines and queue figures, fed by real flows
 through the webhooks and the API, plus the corrections late callbacks can force."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from console.domain.projections import project
 from console.domain.records import ConferenceRecord
 from tests.conftest import PUBLIC_BASE_URL, make_settings
 from tests.support.flow_helpers import (
+    AppVoice,
     agent_answers,
     customer_waits,
     dials_to,
@@ -24,7 +25,6 @@ from tests.support.flow_helpers import (
     login,
     set_available,
 )
-from tests.support.twilio_voice import TwilioVoice
 from warmline.app import create_app
 
 DAY = 24 * 3600
@@ -191,7 +191,7 @@ async def test_figures_count_answered_abandoned_and_service_level(redis, twilio,
     settings = make_settings(twilio.base_url, service_level_seconds=5)
     app = create_app(settings, redis_url=redis_server.url)
     async with app.test_app(), app.test_client() as client:
-        voice = TwilioVoice(client, twilio, app, PUBLIC_BASE_URL)
+        voice = AppVoice(client, twilio, app, PUBLIC_BASE_URL)
         alice = await login(app, redis, "alice")
         bob = await login(app, redis, "bob")
         sam = await login(app, redis, "sam", role="supervisor")

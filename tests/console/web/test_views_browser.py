@@ -1,5 +1,5 @@
 """The agent and supervisor views in a real browser (headless Chromium) against a
-real app in demo mode and the Twilio simulator: the warm transfer of SPEC §1 done
+real app in demo mode and the Twilio simulator: the warm transfer of docs/call-flow.md done
 by clicking, watched live by a supervisor; a failed transfer's reason; a whisper
 with its coaching flag. Screenshots land in test-artifacts/."""
 

@@ -1,5 +1,5 @@
 """GET /ws in one process: the handshake's checks, snapshot then live events, and
-what each role may see (SPEC §5). Cross-process behaviour is in test_ws_servers."""
+what each role may see (docs/websocket.md). Cross-process behaviour is in test_ws_servers."""
 
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ async def test_a_slow_socket_gets_a_resync_and_does_not_hold_up_a_fast_one(
         snapshot = await receive(slow)
         async with server_metrics(server) as metrics:
             assert metric(metrics, "warmline_ws_resyncs_total") >= 1
-            # the fast socket was written by the log reader itself (console/ws_frames.py)
+            # the fast socket was written by the log reader itself (console/realtime/ws_frames.py)
             assert metric(metrics, "warmline_ws_delivered_direct_total") >= len(ids)
     assert snapshot["type"] == "snapshot"
     assert len(messages) < len(ids)
@@ -339,4 +339,4 @@ async def test_websockets_are_served_uncompressed_even_when_the_browser_offers_d
         sam.ws_connect("/ws", compress=15) as socket,
     ):
         assert (await receive(socket))["type"] == "snapshot"
-        assert socket.compress == 0  # offered, declined: see console/hypercorn_ws.py
+        assert socket.compress == 0  # offered, declined: see warmline/hypercorn_ws.py

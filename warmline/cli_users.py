@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from console.domain import users
 from console.domain.users import Role, User, UserError, UserExists
+from console.ids import USERNAME_RULE
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -42,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
 
     add = commands.add_parser("add", help="add a user")
-    add.add_argument("name", help="username: letters, digits, underscores (max 121)")
+    add.add_argument("name", help=f"username: {USERNAME_RULE}")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument(
         "--password",

@@ -69,7 +69,7 @@ from console.domain.records import AgentStatus, Callback, ConferenceRecord, Dial
 from console.domain.settle import call_off
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
-from console.extension import Extension, settings_of
+from console.extension import ServingExtension, cancel, settings_of
 from console.ids import NAME, USERNAME
 from console.redis_ext import RedisExtension
 from console.telephony.gateway import GatewayError, TwilioGateway
@@ -491,7 +491,7 @@ async def finish(redis: Redis, token: str, done: bool) -> None:
     await redis.eval(_FINISH, 1, MARKER, token, value, str(RETRY_SECONDS))  # type: ignore[misc]
 
 
-class AutoReconcile(Extension):
+class AutoReconcile(ServingExtension):
     """Reconciles at start-up and whenever Redis is found empty, in the background:
     the server starts serving at once and webhooks never wait for Twilio's lists."""
 
@@ -505,18 +505,12 @@ class AutoReconcile(Extension):
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Quart) -> None:
-        self.app = app
-        self.register(app)
-        app.before_serving(self._start)
-        app.after_serving(self._stop)
-
     @property
     def redis(self) -> Redis:
         assert self.app is not None
         return RedisExtension.of(self.app).client
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
         # The claim is taken before serving (one bounded Redis command) so requests
         # never see the marker appear; the REST work runs in the background.
         token = None
@@ -527,11 +521,8 @@ class AutoReconcile(Extension):
             log.warning("reconcile check deferred: Redis not answering (%s)", exc)
         self._task = asyncio.create_task(self._watch(token), name="warmline-reconcile")
 
-    async def _stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def stop(self) -> None:
+        await cancel(self._task)
 
     async def _watch(self, token: str | None) -> None:
         while True:

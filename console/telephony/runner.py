@@ -11,7 +11,6 @@ and customers whose retry pause is over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from console.domain.errors import Contended
 from console.domain.events import trim_by_age
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
-from console.extension import Extension, settings_of
+from console.extension import ServingExtension, cancel, settings_of
 from console.redis_ext import RedisExtension
 from console.telephony.gateway import GatewayError, TwilioGateway
 from console.urls import agent_connect_url, call_status_url
@@ -38,7 +37,7 @@ DRAIN_SECONDS = 10.0
 TRIM_EVERY_SWEEPS = 30  # the log's age limit is applied about once a minute
 
 
-class Runner(Extension):
+class Runner(ServingExtension):
     """Background executor of effects."""
 
     key = "runner"
@@ -51,12 +50,6 @@ class Runner(Extension):
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
-
-    def init_app(self, app: Quart) -> None:
-        self.app = app
-        self.register(app)
-        app.before_serving(self._start)
-        app.after_serving(self._stop)
 
     @property
     def settings(self) -> Settings:
@@ -73,14 +66,11 @@ class Runner(Extension):
         assert self.app is not None
         return RedisExtension.of(self.app).client
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="warmline-sweeper")
 
-    async def _stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+    async def stop(self) -> None:
+        await cancel(self._sweeper)
         await self.drain(DRAIN_SECONDS)
 
     async def drain(self, seconds: float = DRAIN_SECONDS) -> None:

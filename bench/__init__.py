@@ -1,1 +1,2 @@
-"""Benchmarks (issue 6): `python -m bench fanout`; see bench/README.md."""
+"""Benchmarks: `python -m bench fanout|webhooks|flows` (bench/README.md, figures in
+bench/RESULTS.md). They use the product and the simulator, never tests/."""

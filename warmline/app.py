@@ -15,6 +15,7 @@ from console.telephony.gateway import TwilioGateway
 from console.telephony.reconcile import AutoReconcile
 from console.telephony.runner import Runner
 from console.web.errors import register_error_handlers
+from console.web.json_limits import MAX_JSON_BYTES
 from console.web.metrics import Metrics
 from console.web.openapi import WarmlineOpenAPI
 from warmline.assets import asset_dir
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
-        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_CONTENT_LENGTH=MAX_JSON_BYTES,
     )
     QuartSchema(
         app,

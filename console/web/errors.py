@@ -12,6 +12,7 @@ from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.exceptions import HTTPException
 
 from console.domain.errors import Contended, DomainError
+from console.web.json_limits import TOO_DEEP, too_deep
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,19 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.before_request
     async def refuse_undecodable_json() -> None:
-        """Quart decodes a JSON body as UTF-8 and raises UnicodeDecodeError (a 500)
-        when it is not: refuse such a body as the client's error first."""
+        """Refuse, as the client's error, a JSON body that would fail under the parser
+        rather than in it: one that is not UTF-8 (Quart raises UnicodeDecodeError) or
+        nests deeper than MAX_JSON_DEPTH (RecursionError in the decoder or in
+        validation). Reading the body enforces MAX_CONTENT_LENGTH (413) first. Only
+        a JSON mimetype is ever parsed as JSON (``request.get_json``)."""
         if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
+            body = await request.get_data(as_text=False)
             try:
-                (await request.get_data(as_text=False)).decode()
+                body.decode()
             except UnicodeDecodeError:
                 raise WerkzeugBadRequest(description="the body is not UTF-8 JSON") from None
+            if too_deep(body):
+                raise WerkzeugBadRequest(description=TOO_DEEP)
 
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
@@ -47,6 +54,13 @@ def register_error_handlers(app: Quart) -> None:
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         return _plain_or_json(status, error.name, error.description or error.name)
+
+    @app.errorhandler(RecursionError)
+    async def too_deep_to_handle(error: RecursionError) -> Response:
+        """Defence in depth: input nested too deeply for Python that the JSON check
+        did not catch is still the client's error, without a traceback."""
+        log.warning("%s %s: 400, RecursionError: %s", request.method, request.path, error)
+        return _plain_or_json(400, "Bad Request", "the request is nested too deeply")
 
     @app.errorhandler(RedisError)
     @app.errorhandler(Contended)

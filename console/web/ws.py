@@ -37,6 +37,7 @@ from console.realtime.ws_frames import direct_writer
 from console.redis_ext import get_redis
 from console.web.auth import SessionUser, current_user, origin_allowed
 from console.web.errors import error_response
+from console.web.json_limits import MAX_JSON_BYTES, TOO_BIG, TOO_DEEP, too_deep
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("ws", __name__)
@@ -146,16 +147,38 @@ class _Feed:
 
     async def _listen(self) -> None:
         """Client messages only keep the socket alive; a client that sends
-        ``{"type": "ping"}`` is expected to keep doing so (see Subscriber.alive)."""
+        ``{"type": "ping"}`` is expected to keep doing so (see Subscriber.alive).
+        A message too big or nested too deeply to read is answered with an error
+        message, and the socket goes on: this loop never ends but with the socket."""
         while True:
             message = await websocket.receive()
-            self.subscriber.heard(pinged=_is_ping(message))
+            refusal = _refusal(message)
+            self.subscriber.heard(pinged=refusal is None and _is_ping(message))
+            if refusal is not None:
+                log.info("refused a /ws message from %s: %s", self.user.username, refusal)
+                await websocket.send(json.dumps({"type": "error", "error": refusal}))
+
+
+def _refusal(message: Any) -> str | None:
+    """Why a client's message cannot be read, or None. The size is counted in UTF-8
+    bytes, as it came over the wire."""
+    if isinstance(message, str):
+        size = len(message)
+        if size <= MAX_JSON_BYTES:  # a character is one to four bytes
+            size = len(message.encode(errors="replace"))
+    elif isinstance(message, bytes):
+        size = len(message)
+    else:
+        return None
+    if size > MAX_JSON_BYTES:
+        return TOO_BIG
+    return TOO_DEEP if too_deep(message) else None
 
 
 def _is_ping(message: Any) -> bool:
     try:
         return json.loads(message).get("type") == "ping"
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return False
 
 

@@ -86,6 +86,7 @@ def note_webhook(route: str) -> None:
     note_request(get_redis(), route)
 
 
-async def note_bad_signature(route: str, checked_url: str) -> None:
-    """A request to ``route`` failed the signature check against ``checked_url``."""
-    await note_signature_failure(get_redis(), route, checked_url)
+async def note_bad_signature(route: str, reason: str, client: str, checked_url: str) -> None:
+    """A request from ``client`` to ``route`` was refused for ``reason``; its signature
+    was checked against ``checked_url`` (PUBLIC_BASE_URL + the route, no query)."""
+    await note_signature_failure(get_redis(), route, reason, client, checked_url)

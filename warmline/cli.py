@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -176,7 +177,11 @@ def _print_health(health: dict[str, object], settings: Settings) -> None:
     for route, at in sorted(last.items()):  # type: ignore[union-attr]
         print(f"  last request on {route}: {at} ms")
     for failure in health["signature_failures"]:  # type: ignore[union-attr]
-        print(f"  signature failure on {failure['route']}, checked against {failure['url']}")
+        when = datetime.fromtimestamp(failure["at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"  signature failure on {failure['route']} at {when} UTC from {failure['client']}:"
+            f" {failure['reason']} (checked against {failure['url']})"
+        )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

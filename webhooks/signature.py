@@ -34,14 +34,29 @@ async def signed_params() -> MultiDict[str, str] | None:
     settings = get_settings()
     params: MultiDict[str, str] = await request.form if request.method == "POST" else MultiDict()
     signature = request.headers.get("X-Twilio-Signature", "")
-    url = checked_url()
-    if not signature or not signed(RequestValidator(settings.auth_token), url, params, signature):
-        await intake.note_bad_signature(request.path, url)
+    if not signature:
+        await _note_refused("missing signature")
+        return None
+    if not signed(RequestValidator(settings.auth_token), checked_url(), params, signature):
+        await _note_refused("signature does not match")
         return None
     account = params.get("AccountSid") or request.args.get("AccountSid")
     if account != settings.account_sid:
+        await _note_refused("wrong account")
         return None
     return params
+
+
+async def _note_refused(reason: str) -> None:
+    """Keep a refused request for the webhook health panel: the matched route (one of
+    the app's own paths, never the query), the URL checked without its query, the
+    reason and the peer address; nothing else the sender chose."""
+    rule = request.url_rule  # a webhook view always has one: only its routes get here
+    route = rule.rule if rule is not None else "unknown"
+    # The socket's peer; behind a proxy, that proxy (trusted-proxy handling is to come).
+    client = request.remote_addr or "unknown"
+    url = get_settings().public_base_url + route
+    await intake.note_bad_signature(route, reason, client, url)
 
 
 def signed(

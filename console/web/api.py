@@ -19,7 +19,7 @@ from console.domain import actions, keys
 from console.domain.errors import NotFound
 from console.domain.records import ConferenceRecord
 from console.domain.snapshot import read_snapshot
-from console.domain.users import get_user
+from console.domain.users import Role, get_user
 from console.extension import get_settings
 from console.ids import CALL_SID, NAME, USERNAME, anchored
 from console.redis_ext import get_redis
@@ -32,6 +32,7 @@ from console.web.errors import error_response
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
 TOKEN_TTL_SECONDS = 3600
+NO_SUCH_AGENT = "no such agent"
 
 
 class Body(BaseModel):
@@ -169,7 +170,9 @@ async def get_token() -> Response:
         grants=[grant],
     )
     expires = int(time.time()) + TOKEN_TTL_SECONDS
-    return jsonify({"identity": user.username, "token": token.to_jwt(), "expires": expires})
+    response = jsonify({"identity": user.username, "token": token.to_jwt(), "expires": expires})
+    response.headers["Cache-Control"] = "no-store"  # a credential: never kept by a cache
+    return response
 
 
 @blueprint.post("/me/status")
@@ -192,8 +195,12 @@ async def post_my_status(data: StatusBody) -> Response:
 @validate_request(TransferBody)
 async def post_transfer(data: TransferBody) -> tuple[Response, int]:
     user = await _user()
-    if data.to is not None and await get_user(get_redis(), data.to) is None:
-        raise NotFound(f"no user {data.to}")
+    if data.to is not None:
+        # A supervisor is never a transfer target, and is answered exactly like a name
+        # nobody has: this call must not tell an agent who the supervisors are.
+        target = await get_user(get_redis(), data.to)
+        if target is None or target.role is Role.SUPERVISOR:
+            raise NotFound(NO_SUCH_AGENT)
     runner = get_runner()
     start = await runner.unit(
         lambda unit: actions.start_transfer(

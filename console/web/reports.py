@@ -89,9 +89,13 @@ async def get_figures() -> dict[str, Any]:
 
 
 class SignatureFailure(BaseModel):
+    """A refused webhook request: nothing in it is text the sender chose."""
+
     route: str
-    url: str
     at: int
+    reason: str
+    client: str
+    url: str
 
 
 class WebhookHealth(BaseModel):
@@ -104,5 +108,6 @@ class WebhookHealth(BaseModel):
 @role_required("supervisor")
 async def get_webhook_health() -> dict[str, Any]:
     """When Twilio last reached each webhook route and the recent signature failures
-    (with the URL checked, never the token): why a deployment "hears nothing"."""
+    (route, time, reason, client and the URL checked, never the query or the token):
+    why a deployment "hears nothing"."""
     return await read_health(get_redis())

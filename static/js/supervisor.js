@@ -226,9 +226,20 @@ function renderWebhooks() {
     failures.length
       ? h("div.signature-failures", {},
         h("h3.subhead", {}, `Signature failures (${failures.length})`),
-        h("p.hint", {}, "Twilio's signature did not match the URL below: check PUBLIC_BASE_URL and your proxy."),
-        h("ul", {}, failures.slice(0, 5).map((f) => h("li", {}, h("span", {}, clock(f.at)), " ", h("code", {}, f.url)))))
+        h("p.hint", {}, "Requests refused at a webhook route. If Twilio's own requests are among them, check PUBLIC_BASE_URL and your proxy."),
+        h("ul", {}, failures.map(signatureFailure)))
       : h("p.ok-line", {}, "No signature failures."));
+}
+
+/** One refused request: route, time, reason and client, all server-chosen text (the
+ * route is one of the app's own paths, the URL PUBLIC_BASE_URL + that path). */
+function signatureFailure(f) {
+  const label = WEBHOOK_ROUTES.find((r) => r[0] === f.route)?.[1];
+  return h("li", { "data-testid": "signature-failure" },
+    h("time", { datetime: new Date(f.at).toISOString() }, clock(f.at)), " ",
+    label ? `${label} ` : null, h("code", { title: `checked against ${f.url}` }, f.route), ": ",
+    h("span.failure-reason", {}, f.reason), " from ",
+    h("code", {}, f.client));
 }
 
 // --- the timeline dialog -------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import PUBLIC_BASE_URL
@@ -147,6 +149,25 @@ async def test_transfer_to_unavailable_or_unknown_agent(call, app, redis):
     bad = await call["alice"].post("/api/transfers", json={"to": "bob"})
     assert bad.status_code == 400
     assert "error" in await bad.get_json()
+
+
+async def test_transfer_to_a_supervisor_is_answered_like_an_unknown_name(call, app, redis):
+    """The answer must not tell an agent who the supervisors are (docs/api.md)."""
+    sam = await login(app, redis, "sam", role="supervisor")
+    assert (await sam.get("/api/webhooks")).status_code == 200  # sam is one, logged in
+    answers = []
+    for to in ("sam", "zed"):
+        response = await call["alice"].post(
+            "/api/transfers", json={"conference": call["name"], "to": to, "note": "x"}
+        )
+        answers.append(
+            (response.status_code, await response.get_data(as_text=True), response.content_type)
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 404
+    assert json.loads(answers[0][1]) == {"error": "no such agent"}
+    snapshot = await state(call["alice"])
+    assert snapshot["transfers"] == []
 
 
 async def test_transfer_to_any_available_agent(call, voice):

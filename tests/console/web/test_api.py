@@ -55,6 +55,16 @@ async def test_token_is_a_voice_token_for_the_logged_in_user_only(call):
     assert body["expires"] == claims["exp"]
 
 
+async def test_token_and_me_answers_are_not_cached_or_secret(call):
+    token = await call["alice"].get("/api/token")
+    assert token.status_code == 200
+    assert token.headers["Cache-Control"] == "no-store"
+    me = await call["alice"].get("/api/me")
+    body = await me.get_json()
+    assert set(body) == {"username", "role", "softphone"}
+    assert API_SECRET not in json.dumps(body) and "token" not in body
+
+
 async def test_presence_rules(app, redis, call):
     response = await call["alice"].post("/api/me/status", json={"status": "offline"})
     assert response.status_code == 409  # busy on a call

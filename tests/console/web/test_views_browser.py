@@ -222,6 +222,36 @@ async def test_failed_transfer_shows_its_reason(
         await no_problems(alice, bob, boss)
 
 
+async def test_signature_failures_show_route_time_reason_and_client_only(
+    redis_server: EmbeddedRedis, redis: Redis, tmp_path: Path
+) -> None:
+    async with (
+        demo_world(redis_server, redis, tmp_path, {"boss": "supervisor"}) as (_, app),
+        chromium() as browser,
+    ):
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.post(
+                    f"{app.url}/conference/connect/client?<b>CALL+1-555-0100-NOW</b>",
+                    data={"CallSid": "CA" + "0" * 32},
+                    headers={"User-Agent": "CALL NOW", "X-Forwarded-For": "evil.example"},
+                ) as response:
+                    assert response.status == 403
+        boss = await open_page(browser, app, "boss")
+        panel = boss.page.locator(".signature-failures")
+        await expect(panel).to_contain_text("Signature failures (2)")
+        entries = boss.page.get_by_test_id("signature-failure")
+        await expect(entries).to_have_count(2)
+        first = entries.first
+        await expect(first).to_contain_text("/conference/connect/client")
+        await expect(first).to_contain_text("missing signature")
+        await expect(first).to_contain_text("from 127.0.0.1")
+        text = await boss.page.locator("#webhooks").inner_text()
+        assert "CALL" not in text and "555" not in text and "evil" not in text
+        assert await panel.locator("b").count() == 0
+        await no_problems(boss)
+
+
 async def test_twilio_softphone_answers_mutes_renews_its_token_and_re_registers(
     redis_server: EmbeddedRedis, redis: Redis, tmp_path: Path
 ) -> None:

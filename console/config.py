@@ -44,6 +44,7 @@ class Settings:
     api_base_url: str = DEFAULT_API_BASE_URL
     redis_url: str | None = None
     redis_max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
+    redis_tls_verify: bool = True
     port: int = 5000
     hold_music_url: str = DEFAULT_HOLD_MUSIC_URL
     welcome_message: str = DEFAULT_WELCOME_MESSAGE
@@ -52,6 +53,7 @@ class Settings:
     event_log_maxlen: int = 100_000
     event_log_max_age_hours: int = 24
     ws_backlog: int = 1000
+    max_sockets_per_user: int = 8
     metrics_token: str | None = field(default=None, repr=False)
     twiml_app_sid: str | None = None
     rest_timeout_seconds: float = 5.0
@@ -80,6 +82,16 @@ class Settings:
         """Build settings from ``env`` (default ``os.environ``); raise ConfigError listing
         every missing or malformed variable at once."""
         return _Reader(os.environ if env is None else env).settings()
+
+
+def redis_tls_verify(env: Mapping[str, str] | None = None) -> bool:
+    """REDIS_TLS_VERIFY alone, for commands that reach Redis without the full settings
+    (``warmline user``); raise ConfigError (one line) on a bad value."""
+    reader = _Reader(os.environ if env is None else env)
+    value = reader.boolean("REDIS_TLS_VERIFY", default=True)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return value
 
 
 class _Reader:
@@ -113,6 +125,15 @@ class _Reader:
             self.problems.append(f"{name} must be at least {minimum}, got {value}")
             return default
         return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        self.problems.append(f"{name} must be true or false, got {raw!r}")
+        return default
 
     def base_url(self, name: str, value: str) -> str:
         if not value:
@@ -162,6 +183,7 @@ class _Reader:
             redis_max_connections=self.integer(
                 "REDIS_MAX_CONNECTIONS", DEFAULT_REDIS_MAX_CONNECTIONS, minimum=2
             ),
+            redis_tls_verify=self.boolean("REDIS_TLS_VERIFY", default=True),
             port=self.integer("PORT", 5000, minimum=1),
             hold_music_url=self.text("HOLD_MUSIC_URL", DEFAULT_HOLD_MUSIC_URL),
             welcome_message=self.text("WELCOME_MESSAGE", DEFAULT_WELCOME_MESSAGE),
@@ -170,6 +192,7 @@ class _Reader:
             event_log_maxlen=self.integer("EVENT_LOG_MAXLEN", 100_000, minimum=100),
             event_log_max_age_hours=self.integer("EVENT_LOG_MAX_AGE_HOURS", 24),
             ws_backlog=self.integer("WS_BACKLOG", 1000, minimum=200),
+            max_sockets_per_user=self.integer("MAX_SOCKETS_PER_USER", 8, minimum=1),
             metrics_token=self.text("METRICS_TOKEN"),
             twiml_app_sid=self.text("TWILIO_TWIML_APP_SID"),
             ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),

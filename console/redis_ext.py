@@ -15,11 +15,17 @@ POOL_WAIT_SECONDS = 5.0
 
 
 def connect(
-    url: str, socket_timeout: float = 5.0, max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
+    url: str,
+    socket_timeout: float = 5.0,
+    max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS,
+    tls_verify: bool = True,
 ) -> Redis:
-    """An asyncio client for ``url``; ``rediss://`` accepts self-signed certificates
-    because Heroku Redis presents one. Blocking reads need a ``socket_timeout``
-    longer than the block.
+    """An asyncio client for ``url``. A ``rediss://`` server's certificate and host
+    name are verified against the system's trust store (OpenSSL's default paths, so
+    ``SSL_CERT_FILE`` too) unless ``tls_verify`` is false (REDIS_TLS_VERIFY=false):
+    Heroku Redis presents a self-signed certificate, and then the connection is
+    encrypted but not authenticated. Blocking reads need a ``socket_timeout`` longer
+    than the block.
 
     The pool is bounded and blocking: a burst of webhooks would otherwise open one
     connection per request (each API read, each unit's round trip, each socket),
@@ -34,7 +40,8 @@ def connect(
         "retry_on_timeout": False,
     }
     if urlsplit(url).scheme == "rediss":
-        options["ssl_cert_reqs"] = "none"
+        # "required" also checks the host name (redis-py's defaults); "none" neither.
+        options["ssl_cert_reqs"] = "required" if tls_verify else "none"
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, **options
     )
@@ -51,9 +58,11 @@ class RedisExtension(ServingExtension):
         app: Quart | None = None,
         url: str | None = None,
         max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS,
+        tls_verify: bool = True,
     ) -> None:
         self.url = url
         self.max_connections = max_connections
+        self.tls_verify = tls_verify  # the hub's own connection follows it too
         self._client: Redis | None = None
         if app is not None:
             self.init_app(app)
@@ -61,7 +70,9 @@ class RedisExtension(ServingExtension):
     async def start(self) -> None:
         if self.url is None:
             raise RuntimeError("RedisExtension has no URL (set REDIS_URL or use the embedded one)")
-        self._client = connect(self.url, max_connections=self.max_connections)
+        self._client = connect(
+            self.url, max_connections=self.max_connections, tls_verify=self.tls_verify
+        )
 
     async def stop(self) -> None:
         if self._client is not None:

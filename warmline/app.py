@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         app,
         url=redis_url or settings.redis_url,
         max_connections=settings.redis_max_connections,
+        tls_verify=settings.redis_tls_verify,
     )
     TwilioGateway(app, settings)
     Hub(app)

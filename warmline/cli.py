@@ -16,7 +16,7 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from console.config import ConfigError, Settings
+from console.config import ConfigError, Settings, redis_tls_verify
 from console.redis_ext import connect
 from warmline import cli_users, logs
 from warmline.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
@@ -143,7 +143,7 @@ async def _check(settings: Settings) -> int:
     from console.telephony.gateway import GatewayError, TwilioGateway
 
     problems = 0
-    redis = connect(os.environ["REDIS_URL"])
+    redis = connect(os.environ["REDIS_URL"], tls_verify=settings.redis_tls_verify)
     try:
         await redis.ping()
         print("ok: Redis answers")
@@ -207,12 +207,16 @@ def with_redis(work: Callable[[Redis], Awaitable[int]], embedded_failure_code: i
     """Run ``work`` against REDIS_URL or the embedded server (started if need be, and
     stopped after), with one client opened and closed around it."""
     try:
+        tls_verify = redis_tls_verify()
+    except ConfigError as error:
+        return fail(str(error), 2)
+    try:
         url, server = embedded_redis_url()
     except EmbeddedRedisError as error:
         return fail(str(error), embedded_failure_code)
 
     async def go() -> int:
-        redis = connect(url)
+        redis = connect(url, tls_verify=tls_verify)
         try:
             return await work(redis)
         finally:
@@ -249,6 +253,10 @@ def cmd_user(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from warmline.demo import DemoOptions, run_demo
 
+    try:
+        tls_verify = redis_tls_verify()
+    except ConfigError as error:
+        return fail(str(error))
     options = DemoOptions(
         host=args.host,
         port=args.port,
@@ -257,6 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         chaos=args.chaos,
         seed=args.seed,
         redis_url=os.environ.get("REDIS_URL", "").strip() or None,
+        redis_tls_verify=tls_verify,
     )
     if args.rate < 0:
         return fail(f"--rate must not be negative, got {args.rate:g}")

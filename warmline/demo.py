@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
-from redis.asyncio import Redis
 
 from console.config import Settings
 from console.domain import users
+from console.redis_ext import connect
 from simulator import Chaos, LoadPlan, Simulator
 from warmline.app import create_app
 from warmline.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
@@ -43,6 +43,7 @@ class DemoOptions:
     chaos: bool
     seed: int | None
     redis_url: str | None
+    redis_tls_verify: bool = True
 
 
 def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Settings:
@@ -57,14 +58,15 @@ def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Set
         secret_key=secrets.token_hex(32),
         api_base_url=simulator_url,
         port=options.port,
+        redis_tls_verify=options.redis_tls_verify,
         demo=True,
         simulator_url=simulator_url,
     )
 
 
-async def create_demo_users(redis_url: str) -> None:
+async def create_demo_users(redis_url: str, tls_verify: bool = True) -> None:
     """The demo users, with the demo password (replacing any left from a past run)."""
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = connect(redis_url, tls_verify=tls_verify)
     try:
         for username, role in DEMO_USERS:
             await users.remove_user(client, username)
@@ -91,7 +93,7 @@ async def run_demo(options: DemoOptions) -> None:
         app_url, settings.account_sid, settings.auth_token, seed=options.seed, chaos=chaos
     )
     try:
-        await create_demo_users(redis_url)
+        await create_demo_users(redis_url, options.redis_tls_verify)
         await sim.start(options.host, simulator_port)
         if options.calls_per_minute > 0:
             sim.load.start(LoadPlan(rate=options.calls_per_minute / 60))

@@ -184,7 +184,11 @@ class Hub(ServingExtension):
         self._ready = asyncio.Event()  # bound to the serving loop
         assert self.app is not None
         url = RedisExtension.of(self.app).url
-        self._redis = connect(url, socket_timeout=BLOCK_MS / 1000 + 5)
+        self._redis = connect(
+            url,
+            socket_timeout=BLOCK_MS / 1000 + 5,
+            tls_verify=RedisExtension.of(self.app).tls_verify,
+        )
         with contextlib.suppress(RedisError, OSError):  # else the reader keeps trying
             self.last_id = await newest_id(self._redis)
             self._ready.set()

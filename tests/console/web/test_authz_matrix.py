@@ -324,14 +324,16 @@ async def test_security_headers_on_errors_and_unknown_routes(app, world):
             check_security_headers(response, f"{method} {path} as {role}")
 
 
-def test_rediss_urls_accept_self_signed_certificates():
-    """Heroku Redis presents a self-signed certificate: rediss:// must not verify it,
-    and plain redis:// must not turn TLS on."""
-    tls = connect("rediss://:secret@redis.example.com:6380/0")
-    kwargs = tls.connection_pool.connection_kwargs
-    assert tls.connection_pool.connection_class.__name__ == "SSLConnection"
-    assert kwargs["ssl_cert_reqs"] == "none"
+def test_rediss_urls_verify_certificates_unless_told_not_to():
+    """rediss:// verifies the server's certificate; REDIS_TLS_VERIFY=false (Heroku
+    Redis presents a self-signed one) turns that off; plain redis:// never turns TLS on."""
+    verified = connect("rediss://:secret@redis.example.com:6380/0")
+    kwargs = verified.connection_pool.connection_kwargs
+    assert verified.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert kwargs["ssl_cert_reqs"] == "required"
     assert kwargs["decode_responses"] is True
+    unverified = connect("rediss://:secret@redis.example.com:6380/0", tls_verify=False)
+    assert unverified.connection_pool.connection_kwargs["ssl_cert_reqs"] == "none"
     plain = connect("redis://127.0.0.1:6379/0")
     assert plain.connection_pool.connection_class.__name__ == "Connection"
     assert "ssl_cert_reqs" not in plain.connection_pool.connection_kwargs

@@ -95,7 +95,10 @@ async def start_server(
     ``refuse_deflate`` serves warmline or bare through ``bench.refuse_deflate``.
     ``workers`` is passed as WEB_CONCURRENCY."""
     port = free_port()
-    env = server_env(redis_url, twilio_url, port, WEB_CONCURRENCY=str(workers))
+    # The fan-out bench opens every socket with one supervisor's cookie.
+    env = server_env(
+        redis_url, twilio_url, port, WEB_CONCURRENCY=str(workers), MAX_SOCKETS_PER_USER="100000"
+    )
     if refuse_deflate:
         env["BENCH_APP"] = kind
         args = [sys.executable, "-m", "bench.serve", "bench.refuse_deflate:app"]

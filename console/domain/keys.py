@@ -83,3 +83,9 @@ def figures_contributions(day: str) -> str:
     """Hash: what each call or transfer currently adds to that day's counters, so a
     corrected outcome replaces its old contribution instead of adding to it."""
     return f"{PREFIX}figures:{day}:contributions"
+
+
+def user_sockets(username: str) -> str:
+    """Sorted set: one user's open ``/ws`` sockets in every process, socket id -> the
+    last time (ms) its process stamped it alive (console.domain.sockets)."""
+    return f"{PREFIX}user-sockets:{username}"

@@ -1,5 +1,7 @@
 """This process's side of agent presence: it stamps, every few seconds, the agents it
-holds a live dashboard socket for (console.domain.presence has the rules)."""
+holds a live dashboard socket for (console.domain.presence has the rules), and every
+socket it holds, so that each user's count of open sockets stays true across the
+deployment (console.domain.sockets)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from quart import Quart
 from redis.exceptions import RedisError
 
 from console.domain.presence import stamp_agents
+from console.domain.sockets import stamp_sockets
 from console.extension import ServingExtension, cancel, settings_of
 from console.realtime.hub import Hub
 from console.redis_ext import RedisExtension
@@ -26,6 +29,7 @@ class Presence(ServingExtension):
 
     def __init__(self, app: Quart | None = None) -> None:
         self._task: asyncio.Task[None] | None = None
+        self.sockets: dict[str, str] = {}  # socket id -> username, every user's open /ws
         if app is not None:
             self.init_app(app)
 
@@ -49,6 +53,10 @@ class Presence(ServingExtension):
                 await self.stamp()
             except (RedisError, OSError) as exc:
                 log.warning("could not stamp agent presence: %s", exc)
+            try:
+                await self.stamp_sockets()
+            except (RedisError, OSError) as exc:
+                log.warning("could not stamp open sockets: %s", exc)
             await asyncio.sleep(self.beat_seconds())
 
     async def stamp(self, *extra: str) -> None:
@@ -56,3 +64,16 @@ class Presence(ServingExtension):
         assert self.app is not None
         agents = Hub.of(self.app).present_agents(self.grace_seconds) | set(extra)
         await stamp_agents(RedisExtension.of(self.app).client, agents)
+
+    def hold(self, socket_id: str, username: str) -> None:
+        """``username`` opened socket ``socket_id`` in this process: stamp it on each beat."""
+        self.sockets[socket_id] = username
+
+    def drop(self, socket_id: str) -> None:
+        self.sockets.pop(socket_id, None)
+
+    async def stamp_sockets(self) -> None:
+        """Record now as the last time this process saw each of its open sockets."""
+        assert self.app is not None
+        held = [(username, socket_id) for socket_id, username in self.sockets.items()]
+        await stamp_sockets(RedisExtension.of(self.app).client, held)

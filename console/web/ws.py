@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from quart import Blueprint, Response, websocket
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 from console.domain import keys
 from console.domain.events import now_ms
 from console.domain.snapshot import read_snapshot
+from console.domain.sockets import claim_socket, release_socket
 from console.extension import get_settings
 from console.realtime.hub import (
     CLOSE,
@@ -63,20 +65,44 @@ async def ws() -> Response | None:
             parse_id(since)
         except ValueError:
             return error_response("since must be an event id like 1700000000000-0", 400)
+    settings = get_settings()
+    redis = get_redis()
+    socket_id = uuid.uuid4().hex
+    try:
+        admitted = await claim_socket(
+            redis, user.username, socket_id, settings.max_sockets_per_user
+        )
+    except (RedisError, OSError):
+        return error_response("state store unavailable, try again shortly", 503)
+    if not admitted:
+        log.warning(
+            "refused a /ws socket: %s holds %d already",
+            user.username,
+            settings.max_sockets_per_user,
+        )
+        return error_response(
+            f"too many open sockets (at most {settings.max_sockets_per_user} per user)", 429
+        )
+    presence = Presence.current()
+    presence.hold(socket_id, user.username)
     hub = get_hub()
-    subscriber = hub.subscribe(user.username, user.is_supervisor, get_settings().ws_backlog)
+    subscriber = hub.subscribe(user.username, user.is_supervisor, settings.ws_backlog)
     try:
         await websocket.accept()
         subscriber.writer = direct_writer(websocket)
         if not user.is_supervisor:
-            await Presence.current().stamp(user.username)
-        await _Feed(user, subscriber, get_redis()).run(since)
+            await presence.stamp(user.username)
+        await _Feed(user, subscriber, redis).run(since)
     except (RedisError, OSError) as exc:
         # The browser reconnects with `since` once Redis answers again.
         log.warning("closing a dashboard socket, Redis failed: %s", exc)
         await websocket.close(TRY_AGAIN_LATER)
     finally:
         hub.unsubscribe(subscriber)
+        presence.drop(socket_id)
+        # Unstamped, the entry stops counting within EXPIRY_MS should this fail.
+        with contextlib.suppress(RedisError, OSError, RuntimeError):
+            await release_socket(redis, user.username, socket_id)
     return None
 
 

@@ -65,9 +65,10 @@ async def newest(redis: Redis) -> str:
 
 @pytest.fixture
 async def two_servers(redis_server, redis, twilio, tmp_path):
+    many = {"MAX_SOCKETS_PER_USER": "16"}  # one supervisor opens a dozen sockets here
     async with (
-        app_server(redis_server.url, twilio.base_url, tmp_path) as first,
-        app_server(redis_server.url, twilio.base_url, tmp_path) as second,
+        app_server(redis_server.url, twilio.base_url, tmp_path, **many) as first,
+        app_server(redis_server.url, twilio.base_url, tmp_path, **many) as second,
     ):
         yield first, second
 

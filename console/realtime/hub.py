@@ -102,6 +102,7 @@ class Subscriber:
     username: str
     supervisor: bool
     backlog: int
+    socket_id: str = ""  # its entry among the user's open sockets (console.domain.sockets)
     queue: asyncio.Queue[LogEntry | _Resync | _Close] = field(init=False)
     writer: DirectWriter | None = None
     live: bool = False
@@ -209,8 +210,10 @@ class Hub(ServingExtension):
         snapshot before then could miss events between the two."""
         await self._ready.wait()
 
-    def subscribe(self, username: str, supervisor: bool, backlog: int) -> Subscriber:
-        subscriber = Subscriber(username, supervisor, backlog)
+    def subscribe(
+        self, username: str, supervisor: bool, backlog: int, socket_id: str = ""
+    ) -> Subscriber:
+        subscriber = Subscriber(username, supervisor, backlog, socket_id)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -221,6 +224,10 @@ class Hub(ServingExtension):
         """Close every socket of this process (it is shutting down)."""
         for subscriber in self.subscribers:
             subscriber.close()
+
+    def open_sockets(self) -> list[tuple[str, str]]:
+        """``(username, socket_id)`` of every socket this process holds."""
+        return [(s.username, s.socket_id) for s in self.subscribers if s.socket_id]
 
     def present_agents(self, grace_seconds: float) -> set[str]:
         """Agents with a live dashboard socket in this process."""

@@ -29,7 +29,6 @@ class Presence(ServingExtension):
 
     def __init__(self, app: Quart | None = None) -> None:
         self._task: asyncio.Task[None] | None = None
-        self.sockets: dict[str, str] = {}  # socket id -> username, every user's open /ws
         if app is not None:
             self.init_app(app)
 
@@ -65,15 +64,8 @@ class Presence(ServingExtension):
         agents = Hub.of(self.app).present_agents(self.grace_seconds) | set(extra)
         await stamp_agents(RedisExtension.of(self.app).client, agents)
 
-    def hold(self, socket_id: str, username: str) -> None:
-        """``username`` opened socket ``socket_id`` in this process: stamp it on each beat."""
-        self.sockets[socket_id] = username
-
-    def drop(self, socket_id: str) -> None:
-        self.sockets.pop(socket_id, None)
-
     async def stamp_sockets(self) -> None:
         """Record now as the last time this process saw each of its open sockets."""
         assert self.app is not None
-        held = [(username, socket_id) for socket_id, username in self.sockets.items()]
+        held = Hub.of(self.app).open_sockets()
         await stamp_sockets(RedisExtension.of(self.app).client, held)

@@ -83,15 +83,13 @@ async def ws() -> Response | None:
         return error_response(
             f"too many open sockets (at most {settings.max_sockets_per_user} per user)", 429
         )
-    presence = Presence.current()
-    presence.hold(socket_id, user.username)
     hub = get_hub()
-    subscriber = hub.subscribe(user.username, user.is_supervisor, settings.ws_backlog)
+    subscriber = hub.subscribe(user.username, user.is_supervisor, settings.ws_backlog, socket_id)
     try:
         await websocket.accept()
         subscriber.writer = direct_writer(websocket)
         if not user.is_supervisor:
-            await presence.stamp(user.username)
+            await Presence.current().stamp(user.username)
         await _Feed(user, subscriber, redis).run(since)
     except (RedisError, OSError) as exc:
         # The browser reconnects with `since` once Redis answers again.
@@ -99,7 +97,6 @@ async def ws() -> Response | None:
         await websocket.close(TRY_AGAIN_LATER)
     finally:
         hub.unsubscribe(subscriber)
-        presence.drop(socket_id)
         # Unstamped, the entry stops counting within EXPIRY_MS should this fail.
         with contextlib.suppress(RedisError, OSError, RuntimeError):
             await release_socket(redis, user.username, socket_id)

@@ -11,7 +11,7 @@ import logging
 
 FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
-OWN_LOGGERS = ("console", "webhooks")
+OWN_LOGGERS = ("warmline", "console", "webhooks")
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -1,22 +1,24 @@
-"""``warmline user add|list|remove``: managing console users from a shell.
+"""``warmline user add|list|passwd|remove``: managing console users from a shell.
 
 Passwords are prompted for (twice) on a terminal, or read as one line from a pipe
 for scripts, so they need not appear in the shell history or the process list.
 Failures print one line to stderr and give an exit code, never a traceback:
-2 for a usage error (bad name, role or password), 1 for everything else.
+2 for a usage error (bad name, role or password), 1 for everything else. Each
+change leaves an audit line (console.domain.audit) naming the shell's user.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from console.domain import users
+from console.domain import audit, users
 from console.domain.users import Role, User, UserError, UserExists
 from console.ids import USERNAME_RULE
 
@@ -37,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     user = subparsers.add_parser(
         "user",
         help="manage console users",
-        description="Add, list or remove console users. Passwords are stored only as "
-        "slow salted (argon2) hashes; without --password, add prompts for one.",
+        description="Add, list or remove console users, or change a password. Passwords are "
+        "stored only as slow salted (argon2) hashes; without --password, add and passwd "
+        "prompt for one.",
     )
     commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
 
@@ -52,16 +55,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     commands.add_parser("list", help="list users")
 
+    passwd = commands.add_parser(
+        "passwd", help="change a user's password (ends all their sessions, closes their sockets)"
+    )
+    passwd.add_argument("name", help="username")
+    passwd.add_argument(
+        "--password",
+        help="the new password (default: prompt twice, or read one line from stdin when piped)",
+    )
+
     remove = commands.add_parser("remove", help="remove a user (ends their sessions)")
     remove.add_argument("name", help="username")
 
 
 async def run(args: argparse.Namespace, redis: Redis) -> int:
     """Run the ``user`` subcommand in ``args`` against ``redis``; the exit code."""
-    handlers = {"add": _add, "list": _list, "remove": _remove}
+    handlers = {"add": _add, "list": _list, "passwd": _passwd, "remove": _remove}
     handler = handlers.get(getattr(args, "user_command", None) or "")
     if handler is None:
-        return _fail("choose a user command: add, list or remove", USAGE_ERROR)
+        return _fail("choose a user command: add, list, passwd or remove", USAGE_ERROR)
     try:
         await handler(args, redis)
     except CommandError as error:
@@ -84,6 +96,7 @@ async def _add(args: argparse.Namespace, redis: Redis) -> None:
         raise UserExists(f"user {username!r} already exists")
     password = args.password if args.password is not None else _read_password()
     user = await users.add_user(redis, username, role, password)
+    audit.record("user.added", actor=_operator(), username=user.username, role=user.role.value)
     print(f"added {user.role.value} {user.username!r}")
 
 
@@ -95,10 +108,29 @@ async def _list(args: argparse.Namespace, redis: Redis) -> None:
     print(format_table(found))
 
 
+async def _passwd(args: argparse.Namespace, redis: Redis) -> None:
+    # As for add: a missing user is reported before anyone types a password.
+    if await users.get_user(redis, args.name) is None:
+        raise CommandError(f"no user named {args.name!r}")
+    password = args.password if args.password is not None else _read_password()
+    user = await users.change_password(redis, args.name, password)
+    audit.record("user.password-changed", actor=_operator(), username=user.username)
+    print(f"changed the password of {user.username!r}; their sessions have ended")
+
+
 async def _remove(args: argparse.Namespace, redis: Redis) -> None:
     if not await users.remove_user(redis, args.name):
         raise CommandError(f"no user named {args.name!r}")
+    audit.record("user.removed", actor=_operator(), username=args.name)
     print(f"removed {args.name!r}")
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit line: the shell's user."""
+    try:
+        return f"shell:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (e.g. a container)
+        return f"shell:uid {os.getuid()}"
 
 
 def format_table(found: list[User]) -> str:

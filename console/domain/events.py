@@ -2,7 +2,8 @@
 
 Each entry carries its type, the time the app received what caused it, its JSON
 data and its audience: ``*`` for what every user may see (the queue, presence),
-else the agents involved in the conference it concerns (supervisors see all).
+else the agents involved in the conference it concerns (supervisors see all); a
+supervisor's leg and actions: supervisors only (docs/websocket.md, silent monitoring).
 The WebSocket hub filters on the audience without reading any other state.
 """
 
@@ -19,6 +20,9 @@ from redis.asyncio.client import Pipeline
 from console.domain import keys
 
 EVERYONE = "*"
+AGENTS_ONLY = "agents:"
+"""Prefix of an audience of agents that supervisors are not sent (they have the
+true events that a copy for agents stands in for)."""
 # Event data is encoded by msgspec, inside the unit of work: several times faster than
 # json.dumps on a long line's queue.updated. Its JSON is compact and UTF-8, which the
 # hub splices into each WebSocket message as it is.
@@ -38,9 +42,12 @@ class Event:
     ts: int
     audience: frozenset[str] | None = None  # None: everyone
     conference: str | None = field(default=None)
+    agents_only: bool = False  # not sent to supervisors
 
     def fields(self) -> dict[str, str]:
         audience = EVERYONE if self.audience is None else ",".join(sorted(self.audience))
+        if self.agents_only:
+            audience = AGENTS_ONLY + audience
         return {
             "type": self.type,
             "ts": str(self.ts),

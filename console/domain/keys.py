@@ -44,6 +44,10 @@ USERS = PREFIX + "users"
 WEBHOOK_HEALTH = PREFIX + "webhooks"
 """Hash: webhook route -> time (ms) Twilio last reached it."""
 
+REVOCATIONS = PREFIX + "revocations"
+"""Stream: sessions ended (logout, expiry, a user removed or their password changed),
+read by every process's hub to close the sockets they opened (console.domain.sessions)."""
+
 SIGNATURE_FAILURES = PREFIX + "signature-failures"
 """List: recent signature failures (JSON: route, the URL checked, time), newest first."""
 
@@ -51,6 +55,13 @@ SIGNATURE_FAILURES = PREFIX + "signature-failures"
 def conference(name: str) -> str:
     """String: one conference aggregate (JSON), with its participants, dials and transfers."""
     return f"{PREFIX}conf:{name}"
+
+
+def ended_call(name: str) -> str:
+    """String (TTL ``unit.ENDED_CALL_RETENTION_SECONDS``): the ended-at ms of a customer's
+    call, written when its conference ends and outliving its record, so a replay of the
+    CallSid never queues it again (until history, §8, answers that)."""
+    return f"{PREFIX}ended:{name}"
 
 
 def unit_poison(process: str) -> str:
@@ -64,9 +75,15 @@ def session(token_digest: str) -> str:
     return f"{PREFIX}session:{token_digest}"
 
 
-def login_attempts(subject: str) -> str:
-    """Counter of recent failed logins for a username or an address."""
-    return f"{PREFIX}login-fail:{subject}"
+def login_throttle(subject: str) -> str:
+    """Hash (``n`` failures, ``until`` ms): one login throttle bucket, for a username at
+    a client address, a client address or a device (console.domain.login_throttle)."""
+    return f"{PREFIX}login-throttle:{subject}"
+
+
+def login_device(token_digest: str) -> str:
+    """String: the casefolded username a device cookie token (by its digest) vouches for."""
+    return f"{PREFIX}login-device:{token_digest}"
 
 
 def timeline(name: str) -> str:

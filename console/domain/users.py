@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from console.domain import keys
+from console.domain.sessions import ALL_SESSIONS, MAX_KEPT
 from console.ids import USERNAME, USERNAME_RULE
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,19 @@ if not raw then return 0 end
 local record = cjson.decode(raw)
 if record['password_hash'] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# Removes a user, or replaces their record (ARGV[3], while it is still ARGV[4]), and
+# announces that all their sessions ended, in one step. KEYS: users, revocations.
+_REVOKING_CHANGE = """
+if ARGV[3] == '' then
+  if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+else
+  if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[4] then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'username', ARGV[1], 'session', ARGV[5])
 return 1
 """
 
@@ -61,6 +75,8 @@ class User:
     username: str
     role: Role
     created_at: int  # ms since epoch, like every time in Warmline
+    # Bumped when the password changes: a session started under another is void.
+    credentials_version: int = 0
 
 
 _hasher = PasswordHasher()
@@ -130,9 +146,44 @@ async def list_users(redis: Redis) -> list[User]:
 
 
 async def remove_user(redis: Redis, username: str) -> bool:
-    """Delete a user; False if there was none. Their sessions die with them because
-    ``console.web.auth`` checks the user on every request."""
-    return bool(await redis.hdel(keys.USERS, username))
+    """Delete a user; False if there was none. Their sessions die with them
+    (``console.web.auth`` checks the user on every request) and every process closes
+    their open sockets."""
+    return await _revoking_change(redis, username, new_record="", old_record="")
+
+
+async def change_password(redis: Redis, username: str, password: str) -> User:
+    """Give ``username`` a new password, ending every session they hold (UserError if
+    there is no such user or the password is not acceptable)."""
+    password = validate_password(password)
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    for _ in range(3):  # lost only to a concurrent change of the same user
+        old = await redis.hget(keys.USERS, username)
+        record = None if old is None else _decode(username, old)
+        if record is None:
+            raise UserError(f"no user named {username!r}")
+        version = int(record.get("credentials_version", 0)) + 1
+        updated = {**record, "password_hash": password_hash, "credentials_version": version}
+        if await _revoking_change(redis, username, json.dumps(updated), old):
+            return _to_user(username, updated)
+    raise UserError(f"user {username!r} changed meanwhile; try again")
+
+
+async def _revoking_change(redis: Redis, username: str, new_record: str, old_record: str) -> bool:
+    """Remove (``new_record`` empty) or replace a user's record, and announce the end
+    of all their sessions; False when the user was not there (or not as ``old_record``)."""
+    done = await redis.eval(
+        _REVOKING_CHANGE,
+        2,
+        keys.USERS,
+        keys.REVOCATIONS,
+        username,
+        MAX_KEPT,
+        new_record,
+        old_record,
+        ALL_SESSIONS,
+    )
+    return bool(done)
 
 
 async def verify_password(redis: Redis, username: str, password: str) -> User | None:
@@ -179,6 +230,7 @@ def _decode(username: str, value: str) -> dict[str, Any] | None:
         if not isinstance(record["password_hash"], str):
             raise TypeError("password_hash is not a string")
         int(record["created_at"])
+        int(record.get("credentials_version", 0))
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring malformed user record for %r in %s", username, keys.USERS)
         return None
@@ -186,4 +238,9 @@ def _decode(username: str, value: str) -> dict[str, Any] | None:
 
 
 def _to_user(username: str, record: dict[str, Any]) -> User:
-    return User(username=username, role=Role(record["role"]), created_at=int(record["created_at"]))
+    return User(
+        username=username,
+        role=Role(record["role"]),
+        created_at=int(record["created_at"]),
+        credentials_version=int(record.get("credentials_version", 0)),
+    )

@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from console.domain import keys
-from console.domain.events import EVERYONE
+from console.domain.events import AGENTS_ONLY, EVERYONE
+from console.domain.sessions import Revocation
 from console.extension import ServingExtension
 from console.realtime.ws_frames import DirectWriter, text_frame
 from console.redis_ext import RedisExtension, connect
@@ -52,12 +53,15 @@ class LogEntry:
     id: StreamId
     raw_id: str
     audience: frozenset[str] | None  # None: everyone; empty: supervisors only
+    agents_only: bool  # for the agents in ``audience`` and not supervisors
     text: str
     frame: bytes  # ``text`` as a WebSocket frame, for sockets written directly
 
     @classmethod
     def from_stream(cls, raw_id: str, fields: dict[str, str]) -> LogEntry:
         audience = fields.get("audience", EVERYONE)
+        agents_only = audience.startswith(AGENTS_ONLY)
+        audience = audience.removeprefix(AGENTS_ONLY)
         text = (
             f'{{"id":"{raw_id}","type":{json.dumps(fields["type"])},'
             f'"ts":{int(fields["ts"])},"data":{fields["data"]}}}'
@@ -66,11 +70,14 @@ class LogEntry:
             id=parse_id(raw_id),
             raw_id=raw_id,
             audience=None if audience == EVERYONE else frozenset(filter(None, audience.split(","))),
+            agents_only=agents_only,
             text=text,
             frame=text_frame(text),
         )
 
     def visible_to(self, username: str, supervisor: bool) -> bool:
+        if self.agents_only:
+            return not supervisor and self.audience is not None and username in self.audience
         return supervisor or self.audience is None or username in self.audience
 
 
@@ -81,12 +88,21 @@ class _Resync:
 RESYNC: Final = _Resync()
 
 
-class _Close:
-    """Marker put in every backlog when the process stops: the socket is closed at once
-    (1012, service restart) so the browser resumes on another process."""
+@dataclass(frozen=True)
+class Close:
+    """Marker that closes the socket at once with ``code``."""
+
+    code: int
 
 
-CLOSE: Final = _Close()
+SERVICE_RESTART = 1012  # RFC 6455: the browser reconnects (elsewhere) and resumes
+SESSION_ENDED = 4401  # ours: the session ended; the browser goes back to the login page
+
+CLOSE: Final = Close(SERVICE_RESTART)
+"""Put in every backlog when the process stops, so the browser resumes on another."""
+
+REVOKED: Final = Close(SESSION_ENDED)
+"""Put in the backlog of a socket whose session ended."""
 
 
 @dataclass(eq=False)
@@ -103,7 +119,8 @@ class Subscriber:
     supervisor: bool
     backlog: int
     socket_id: str = ""  # its entry among the user's open sockets (console.domain.sockets)
-    queue: asyncio.Queue[LogEntry | _Resync | _Close] = field(init=False)
+    session: str = ""  # digest of the login session that opened it
+    queue: asyncio.Queue[LogEntry | _Resync | Close] = field(init=False)
     writer: DirectWriter | None = None
     live: bool = False
     behind: bool = False
@@ -138,15 +155,17 @@ class Subscriber:
         so far is on the socket), let the hub write the next entries directly."""
         self.live = self.writer is not None and self.queue.empty() and not self.closing
 
-    def close(self) -> None:
+    def close(self, reason: Close = CLOSE) -> None:
         """Stop the feed: nothing queued matters any more."""
+        if self.closing:
+            return
         self.closing = True
         self.live = False
         while not self.queue.empty():
             self.queue.get_nowait()
-        self.queue.put_nowait(CLOSE)
+        self.queue.put_nowait(reason)
 
-    async def next(self) -> LogEntry | _Resync | _Close:
+    async def next(self) -> LogEntry | _Resync | Close:
         item = await self.queue.get()
         if item is RESYNC:
             self.behind = False  # entries from now on are queued again, after the snapshot
@@ -170,6 +189,7 @@ class Hub(ServingExtension):
     def __init__(self, app: Quart | None = None) -> None:
         self.subscribers: set[Subscriber] = set()
         self.last_id: str | None = None
+        self.last_revocation_id: str | None = None
         self.published = 0
         self.delivered = 0
         self.delivered_direct = 0
@@ -191,8 +211,7 @@ class Hub(ServingExtension):
             tls_verify=RedisExtension.of(self.app).tls_verify,
         )
         with contextlib.suppress(RedisError, OSError):  # else the reader keeps trying
-            self.last_id = await newest_id(self._redis)
-            self._ready.set()
+            await self._find_ends()
         self._task = asyncio.create_task(self._read_forever(), name="warmline-hub")
 
     async def stop(self) -> None:
@@ -211,9 +230,9 @@ class Hub(ServingExtension):
         await self._ready.wait()
 
     def subscribe(
-        self, username: str, supervisor: bool, backlog: int, socket_id: str = ""
+        self, username: str, supervisor: bool, backlog: int, socket_id: str = "", session: str = ""
     ) -> Subscriber:
-        subscriber = Subscriber(username, supervisor, backlog, socket_id)
+        subscriber = Subscriber(username, supervisor, backlog, socket_id, session)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -244,18 +263,38 @@ class Hub(ServingExtension):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
-    async def _read_once(self) -> None:
+    async def _find_ends(self) -> None:
+        """Start reading both streams after their newest entries."""
         assert self._redis is not None
-        if self.last_id is None:
-            self.last_id = await newest_id(self._redis)
-            self._ready.set()
+        self.last_revocation_id = await newest_id(self._redis, keys.REVOCATIONS)
+        self.last_id = await newest_id(self._redis)
+        self._ready.set()
+
+    async def _read_once(self) -> None:
+        """One XREAD of the event log and the revocations together."""
+        assert self._redis is not None
+        if self.last_id is None or self.last_revocation_id is None:
+            await self._find_ends()
+        assert self.last_id is not None and self.last_revocation_id is not None
         batches = await self._redis.xread(
-            {keys.EVENTS: self.last_id}, count=READ_COUNT, block=BLOCK_MS
+            {keys.EVENTS: self.last_id, keys.REVOCATIONS: self.last_revocation_id},
+            count=READ_COUNT,
+            block=BLOCK_MS,
         )
-        for _stream, entries in batches or []:
+        for stream, entries in batches or []:
             for raw_id, fields in entries:
-                self.last_id = raw_id
-                self.publish(LogEntry.from_stream(raw_id, fields))
+                if stream == keys.REVOCATIONS:
+                    self.last_revocation_id = raw_id
+                    self.revoke(Revocation.from_stream(fields))
+                else:
+                    self.last_id = raw_id
+                    self.publish(LogEntry.from_stream(raw_id, fields))
+
+    def revoke(self, revocation: Revocation) -> None:
+        """Close, with 4401, each socket opened by a session that has ended."""
+        for subscriber in self.subscribers:
+            if revocation.covers(subscriber.username, subscriber.session):
+                subscriber.close(REVOKED)
 
     def publish(self, entry: LogEntry) -> None:
         self.published += 1
@@ -269,9 +308,9 @@ class Hub(ServingExtension):
         self.delivered_direct += direct
 
 
-async def newest_id(redis: Redis) -> str:
-    """The id of the last event in the log, ``0-0`` when it is empty."""
-    last = await redis.xrevrange(keys.EVENTS, count=1)
+async def newest_id(redis: Redis, stream: str = keys.EVENTS) -> str:
+    """The id of the last entry of ``stream`` (the event log), ``0-0`` when it is empty."""
+    last = await redis.xrevrange(stream, count=1)
     return last[0][0] if last else "0-0"
 
 

@@ -37,7 +37,7 @@ from quart import (
 from redis.asyncio import Redis
 from werkzeug.exceptions import Forbidden
 
-from console.domain import keys, users
+from console.domain import audit, keys, login_throttle, sessions, users
 from console.domain.users import Role
 from console.extension import get_settings
 from console.ids import USERNAME
@@ -51,39 +51,15 @@ blueprint = Blueprint("auth", __name__)
 SESSION_COOKIE = "warmline_session"
 # One shift; the TTL is absolute so a stolen cookie dies within a working day.
 SESSION_TTL_SECONDS = 12 * 60 * 60
-LOGIN_WINDOW_SECONDS = 15 * 60
-MAX_FAILURES_PER_USER = 10
-MAX_FAILURES_PER_ADDRESS = 30
+# A browser that has logged in as someone: its own throttle bucket for them
+# (console/domain/login_throttle.py), sent only to /login.
+DEVICE_COOKIE = "warmline_device"
 INVALID_CREDENTIALS = "Invalid username or password"
 AUTH_MARK = "__warmline_auth__"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 _CACHE = "_warmline_session_user"
-
-# Counts an attempt against every subject (KEYS, limits in ARGV[2..]) in one step,
-# before the password is checked, so parallel guesses cannot all slip under a limit.
-# Each window is fixed, starting at its first attempt. Returns the seconds to wait
-# when a limit is exceeded, else 0.
-_CLAIM_ATTEMPT = """
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
-  if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-  if n > tonumber(ARGV[i + 1]) and wait == 0 then
-    wait = math.max(redis.call('TTL', key), 1)
-  end
-end
-return wait
-"""
-
-# KEYS[1] is the address counter, KEYS[2] (if any) the user's. DECR only a live key:
-# on an expired one it would create a counter that never expires.
-_REFUND_ATTEMPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[1]) end
-if KEYS[2] then redis.call('DEL', KEYS[2]) end
-return 0
-"""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,6 +72,7 @@ class SessionUser:
 
     username: str
     role: Role
+    session: str = ""  # the digest its session is stored under
 
     @property
     def is_supervisor(self) -> bool:
@@ -110,25 +87,50 @@ def _digest(token: str) -> str:
 
 
 async def _load_session(redis: Redis, token: str | None) -> SessionUser | None:
-    """The live session behind a cookie token, dropping it if its user is gone or
-    was re-created (a new person must not inherit an old login)."""
+    """The live session behind a cookie token."""
     if not token or not _TOKEN.fullmatch(token):
         return None
-    key = keys.session(_digest(token))
-    raw = await redis.get(key)
+    user, _ = await _session_by_digest(redis, _digest(token))
+    return user
+
+
+async def _session_by_digest(redis: Redis, digest: str) -> tuple[SessionUser | None, int]:
+    """The session stored under ``digest`` and the milliseconds it has left, dropping
+    it if its user is gone, was re-created (a new person must not inherit an old
+    login) or has changed password since."""
+    key = keys.session(digest)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(key)
+        pipe.pttl(key)
+        raw, ttl_ms = await pipe.execute()
     if raw is None:
-        return None
+        return None, 0
     try:
         session = json.loads(raw)
         username, user_created_at = session["username"], session["user_created_at"]
-    except (ValueError, KeyError, TypeError):
+        credentials_version = session.get("credentials_version", 0)
+    except (ValueError, KeyError, TypeError, AttributeError):
         await redis.delete(key)
-        return None
+        return None, 0
     user = await users.get_user(redis, username)
-    if user is None or user.created_at != user_created_at:
+    if (
+        user is None
+        or user.created_at != user_created_at
+        or user.credentials_version != credentials_version
+    ):
         await redis.delete(key)
-        return None
-    return SessionUser(username=user.username, role=user.role)
+        return None, 0
+    return SessionUser(username=user.username, role=user.role, session=digest), ttl_ms
+
+
+async def session_time_left_ms(user: SessionUser) -> int:
+    """How long ``user``'s session still runs, read afresh (0: it has ended). A socket
+    closes when that runs out; it asks after it is subscribed to revocations, so an
+    end announced before then is seen here."""
+    found, ttl_ms = await _session_by_digest(get_redis(), user.session)
+    if found is None or found.username != user.username:
+        return 0
+    return ttl_ms if ttl_ms > 0 else SESSION_TTL_SECONDS * 1000
 
 
 async def current_user() -> SessionUser | None:
@@ -248,28 +250,33 @@ async def get_login() -> Response | str:
 
 @blueprint.post("/login")
 async def post_login() -> Response:
-    """Check the credentials (form or JSON) and start a fresh session."""
+    """Check the credentials (form or JSON) and start a fresh session. The attempt is
+    counted before the password is checked, and given back if it was right."""
     as_json = request.is_json
     username, password, next_path = await _read_credentials(as_json)
     if not username or not password:
         return await _login_failed("Enter your username and password", 400, as_json, next_path)
     redis = get_redis()
-    limits = _attempt_limits(username, request.remote_addr)
-    retry_after = await _claim_attempt(redis, limits)
-    if retry_after:
-        return await _too_many(retry_after, as_json, next_path)
+    client = request.remote_addr
+    devices = login_throttle.device_tokens(request.cookies.get(DEVICE_COOKIE))
+    attempt = await login_throttle.claim(redis, username, client, devices)
+    if attempt.retry_after:
+        name, wait = _audit_name(username), attempt.retry_after
+        audit.record("login-throttled", actor=name, client=client, retry_after=wait)
+        return await _too_many(attempt.retry_after, as_json, next_path)
     user = await users.verify_password(redis, username, password)
     if user is None:
-        log.info("login failed for %s from %s", _loggable(username), request.remote_addr)
+        audit.record("login-failed", actor=_audit_name(username), client=client)
         return await _login_failed(INVALID_CREDENTIALS, 401, as_json, next_path)
-    await _refund_attempt(redis, limits)
+    device = await login_throttle.succeeded(redis, attempt)
     token = await _start_session(redis, user)
-    log.info("login: %s (%s)", user.username, user.role.value)
+    audit.record("login", actor=user.username, client=client, role=user.role.value)
     if as_json:
         response = jsonify({"username": user.username, "role": user.role.value})
     else:
         response = redirect(next_path, 303)
     _set_cookie(response, token)
+    _set_device_cookie(response, login_throttle.device_cookie(devices, device))
     return response
 
 
@@ -277,8 +284,13 @@ async def post_login() -> Response:
 async def post_logout() -> Response:
     """End the session; JSON clients get 204, browsers go back to the login page."""
     token = request.cookies.get(SESSION_COOKIE)
-    if token and _TOKEN.fullmatch(token):
-        await get_redis().delete(keys.session(_digest(token)))
+    user = await current_user()
+    if (
+        token
+        and _TOKEN.fullmatch(token)
+        and await sessions.end_session(get_redis(), _digest(token))
+    ):
+        audit.record("logout", actor=user.username if user else None, client=request.remote_addr)
     response = Response("", 204) if _wants_json() else redirect("/login", 303)
     response.delete_cookie(
         SESSION_COOKIE,
@@ -323,37 +335,17 @@ async def _read_credentials(as_json: bool) -> tuple[str, str, str]:
     )
 
 
-def _address_key(address: str | None) -> str:
-    return keys.login_attempts(f"addr:{address or 'unknown'}")
-
-
-def _user_key(username: str) -> str:
-    """Case-folded, so "Alice" and "alice" draw on one budget."""
-    return keys.login_attempts(f"user:{username.casefold()}")
-
-
-def _attempt_limits(username: str, address: str | None) -> dict[str, int]:
-    """Attempt counter key -> limit: this client address (first) and, when the name
-    could be a user at all, this username (garbage names must not mint counters)."""
-    limits = {_address_key(address): MAX_FAILURES_PER_ADDRESS}
-    if USERNAME.fullmatch(username):
-        limits[_user_key(username)] = MAX_FAILURES_PER_USER
-    return limits
-
-
-async def _claim_attempt(redis: Redis, limits: dict[str, int]) -> int:
-    """Count this attempt; the seconds to wait when over a limit, else 0."""
-    return int(
-        await redis.eval(
-            _CLAIM_ATTEMPT, len(limits), *limits, LOGIN_WINDOW_SECONDS, *limits.values()
-        )
+def _set_device_cookie(response: Response, value: str) -> None:
+    """Long-lived and HttpOnly; only the login form needs it, so only /login gets it."""
+    response.set_cookie(
+        DEVICE_COOKIE,
+        value,
+        max_age=login_throttle.DEVICE_TTL_SECONDS,
+        path="/login",
+        secure=get_settings().secure_cookies,
+        httponly=True,
+        samesite="Strict",
     )
-
-
-async def _refund_attempt(redis: Redis, limits: dict[str, int]) -> None:
-    """A successful login was not a failure: give the address its attempt back (many
-    agents may share one office address) and clear the user's count."""
-    await redis.eval(_REFUND_ATTEMPT, len(limits), *limits)
 
 
 async def _start_session(redis: Redis, user: users.User) -> str:
@@ -361,13 +353,14 @@ async def _start_session(redis: Redis, user: users.User) -> str:
     in never keeps a session id someone else may have planted or seen."""
     old = request.cookies.get(SESSION_COOKIE)
     if old and _TOKEN.fullmatch(old):
-        await redis.delete(keys.session(_digest(old)))
+        await sessions.end_session(redis, _digest(old))
     token = secrets.token_urlsafe(32)
     session = {
         "username": user.username,
         "role": user.role.value,
         "created_at": int(time.time() * 1000),
         "user_created_at": user.created_at,
+        "credentials_version": user.credentials_version,
     }
     await redis.set(keys.session(_digest(token)), json.dumps(session), ex=SESSION_TTL_SECONDS)
     return token
@@ -392,9 +385,12 @@ async def _login_failed(message: str, status: int, as_json: bool, next_path: str
 
 
 async def _too_many(retry_after: int, as_json: bool, next_path: str) -> Response:
-    minutes = max(1, -(-retry_after // 60))
-    message = f"Too many failed attempts. Try again in {minutes} minute{'s' * (minutes > 1)}."
-    log.warning("login locked out from %s", request.remote_addr)
+    if retry_after < 60:
+        wait = f"{retry_after} second{'s' * (retry_after > 1)}"
+    else:
+        minutes = -(-retry_after // 60)
+        wait = f"{minutes} minute{'s' * (minutes > 1)}"
+    message = f"Too many failed attempts. Try again in {wait}."
     if as_json:
         response = error_response(message, 429)
     else:
@@ -415,10 +411,10 @@ def _wants_json() -> bool:
     return best == "application/json"
 
 
-def _loggable(username: str) -> str:
-    """A mistyped password often lands in the username field: log only well-formed
-    names, and never a password or a token."""
-    return repr(username) if USERNAME.fullmatch(username) else "(malformed name)"
+def _audit_name(username: str) -> str | None:
+    """A mistyped password often lands in the username field: audit only well-formed
+    names (None otherwise), and never a password or a token."""
+    return username if USERNAME.fullmatch(username) else None
 
 
 @blueprint.after_app_request

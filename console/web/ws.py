@@ -25,8 +25,9 @@ from console.domain.snapshot import read_snapshot
 from console.domain.sockets import claim_socket, release_socket
 from console.extension import get_settings
 from console.realtime.hub import (
-    CLOSE,
     RESYNC,
+    REVOKED,
+    Close,
     LogEntry,
     StreamId,
     Subscriber,
@@ -37,7 +38,7 @@ from console.realtime.hub import (
 from console.realtime.presence import Presence
 from console.realtime.ws_frames import direct_writer
 from console.redis_ext import get_redis
-from console.web.auth import SessionUser, current_user, origin_allowed
+from console.web.auth import SessionUser, current_user, origin_allowed, session_time_left_ms
 from console.web.errors import error_response
 from console.web.json_limits import MAX_JSON_BYTES, TOO_BIG, TOO_DEEP, too_deep
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("ws", __name__)
 
 REPLAY_PAGE = 500
-SERVICE_RESTART = 1012  # RFC 6455 close code: the browser reconnects (elsewhere) and resumes
 TRY_AGAIN_LATER = 1013
 
 
@@ -84,9 +84,23 @@ async def ws() -> Response | None:
             f"too many open sockets (at most {settings.max_sockets_per_user} per user)", 429
         )
     hub = get_hub()
-    subscriber = hub.subscribe(user.username, user.is_supervisor, settings.ws_backlog, socket_id)
+    subscriber = hub.subscribe(
+        user.username, user.is_supervisor, settings.ws_backlog, socket_id, user.session
+    )
+    expiry: asyncio.TimerHandle | None = None
+    accepted = False
     try:
+        # Subscribed, with the hub following the revocations: a session ended from now
+        # on closes this socket via the hub; one that ended before is seen here.
+        await hub.ready()
+        time_left_ms = await session_time_left_ms(user)
+        if time_left_ms <= 0:
+            return error_response("login required", 401)
+        expiry = asyncio.get_running_loop().call_later(
+            time_left_ms / 1000, subscriber.close, REVOKED
+        )
         await websocket.accept()
+        accepted = True
         subscriber.writer = direct_writer(websocket)
         if not user.is_supervisor:
             await Presence.current().stamp(user.username)
@@ -94,8 +108,12 @@ async def ws() -> Response | None:
     except (RedisError, OSError) as exc:
         # The browser reconnects with `since` once Redis answers again.
         log.warning("closing a dashboard socket, Redis failed: %s", exc)
+        if not accepted:
+            return error_response("state store unavailable, try again shortly", 503)
         await websocket.close(TRY_AGAIN_LATER)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         hub.unsubscribe(subscriber)
         # Unstamped, the entry stops counting within EXPIRY_MS should this fail.
         with contextlib.suppress(RedisError, OSError, RuntimeError):
@@ -131,8 +149,8 @@ class _Feed:
         while True:
             self.subscriber.go_live()
             item = await self.subscriber.next()
-            if item is CLOSE:
-                await websocket.close(SERVICE_RESTART)
+            if isinstance(item, Close):
+                await websocket.close(item.code)
                 return
             if item is RESYNC:
                 await websocket.send('{"type":"resync"}')

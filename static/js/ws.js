@@ -8,6 +8,7 @@ import { syncClock } from "./ui.js";
 const PING_MS = 10_000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10_000];
 const LOST_AFTER_MS = 1500; // a blip shorter than this does not flash the banner
+const SESSION_ENDED = 4401;
 
 export class LiveSocket {
   /**
@@ -69,11 +70,13 @@ export class LiveSocket {
       this.#send({ type: "ping" });
     });
     socket.addEventListener("message", (message) => this.#receive(message.data));
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       clearInterval(this.pingTimer);
       if (this.socket !== socket) return;
       this.socket = null;
       if (!opened) this.failuresBeforeOpen += 1;
+      // 4401: this login ended (logout elsewhere, expiry, user removed): to the login form.
+      if (event.code === SESSION_ENDED) this.#checkSession();
       if (this.quietClose) {
         this.#connect();
         return;

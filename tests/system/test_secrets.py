@@ -2,11 +2,12 @@
 line or an error page: the auth token, the API secret, the secret key, passwords,
 session tokens and Voice tokens, through failing logins, bad signatures and REST
 errors, in-process (every logger at DEBUG) and from a real `warmline serve`.
-(Cookie flags, rotation and the per-user limit are in test_auth.)"""
+(Cookie flags and rotation are in test_auth, the throttle in test_login_throttle.)"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -14,8 +15,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from console.domain import keys, users
-from console.web import auth
+from console.domain import keys, login_throttle, users
 from console.web.auth import SESSION_COOKIE
 from simulator.testing import TwilioDouble, call_sid, sign
 from tests.conftest import ACCOUNT_SID, API_SECRET, AUTH_TOKEN, PUBLIC_BASE_URL
@@ -36,7 +36,8 @@ def leaks(text: str, secrets: list[str]) -> list[str]:
 
 
 async def test_the_address_limit_is_per_address(app, redis, monkeypatch):
-    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 3)
+    rule = dataclasses.replace(login_throttle.PER_CLIENT, free=3, first_wait_seconds=60)
+    monkeypatch.setattr(login_throttle, "PER_CLIENT", rule)
     await users.add_user(redis, "alice", "agent", ALICE_PASSWORD)
     client = app.test_client()
 
@@ -52,32 +53,35 @@ async def test_the_address_limit_is_per_address(app, redis, monkeypatch):
     locked = await attempt("203.0.113.7", ALICE_PASSWORD)
     assert locked.status_code == 429
     retry_after = int(locked.headers["Retry-After"])
-    assert 0 < retry_after <= auth.LOGIN_WINDOW_SECONDS
+    assert 0 < retry_after <= rule.cap_seconds
     assert "Set-Cookie" not in locked.headers
     # Another address is not punished for it, and alice's own budget is untouched.
     assert (await attempt("198.51.100.4", ALICE_PASSWORD)).status_code == 303
-    assert await redis.ttl(keys.login_attempts("addr:203.0.113.7")) > 0
+    assert await redis.ttl(keys.login_throttle("client:203.0.113.7")) > 0
 
 
-async def test_the_user_limit_follows_the_name_across_addresses_and_case(app, redis):
+async def test_the_user_limit_is_per_client_and_follows_the_names_case(app, redis, monkeypatch):
+    rule = dataclasses.replace(login_throttle.PER_USER_AND_CLIENT, first_wait_seconds=60)
+    monkeypatch.setattr(login_throttle, "PER_USER_AND_CLIENT", rule)
     await users.add_user(redis, "alice", "agent", ALICE_PASSWORD)
     client = app.test_client()
-    for i in range(auth.MAX_FAILURES_PER_USER):
-        name = "Alice" if i % 2 else "alice"
-        response = await client.post(
+
+    async def attempt(name: str, password: str, address: str) -> Any:
+        return await client.post(
             "/login",
-            form={"username": name, "password": WRONG_PASSWORD},
-            scope_base={"client": (f"192.0.2.{i + 1}", 40000)},
+            json={"username": name, "password": password},
+            scope_base={"client": (address, 40000)},
         )
-        assert response.status_code == 401
-    locked = await client.post(
-        "/login",
-        json={"username": "alice", "password": ALICE_PASSWORD},
-        scope_base={"client": ("192.0.2.200", 40000)},
-    )
+
+    for i in range(rule.free):
+        name = "Alice" if i % 2 else "alice"
+        assert (await attempt(name, WRONG_PASSWORD, "192.0.2.1")).status_code == 401
+    locked = await attempt("alice", ALICE_PASSWORD, "192.0.2.1")
     assert locked.status_code == 429
     assert int(locked.headers["Retry-After"]) > 0
     assert "Too many failed attempts" in (await locked.get_json())["error"]
+    # guesses from one address never lock alice out from another (SPEC §11)
+    assert (await attempt("alice", ALICE_PASSWORD, "192.0.2.200")).status_code == 200
 
 
 # --- passwords -----------------------------------------------------------------------

@@ -231,67 +231,19 @@ async def test_logout_answers_json_clients_with_204(app: Quart, redis: Redis, al
     assert not await redis.exists(session_key(token))
 
 
-# --- rate limits ---------------------------------------------------------------------
+# --- rate limits (the throttle's own tests: test_login_throttle.py) ----------------
 
 
-async def test_too_many_failures_for_a_user_gets_429(app: Quart, alice: User) -> None:
-    client = app.test_client()
-    for _ in range(auth.MAX_FAILURES_PER_USER):
-        assert (await login(client, password="wrong password")).status_code == 401
-
-    locked = await login(client)  # even the right password waits now
-
-    assert locked.status_code == 429
-    assert "Too many failed attempts" in await locked.get_data(as_text=True)
-    assert 0 < int(locked.headers["Retry-After"]) <= auth.LOGIN_WINDOW_SECONDS
-    as_json = await client.post("/login", json={"username": "alice", "password": PASSWORD})
-    assert as_json.status_code == 429
-    assert "Too many failed attempts" in (await as_json.get_json())["error"]
-
-
-async def test_success_resets_the_user_budget(app: Quart, alice: User) -> None:
-    client = app.test_client()
-    for _ in range(auth.MAX_FAILURES_PER_USER - 1):
-        await login(client, password="wrong password")
-    assert (await login(client)).status_code == 303
-    for _ in range(auth.MAX_FAILURES_PER_USER - 1):
-        await login(client, password="wrong password")
-    assert (await login(client)).status_code == 303
-
-
-async def test_too_many_failures_from_an_address_gets_429(
-    app: Quart,
-    alice: User,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_successful_logins_leave_no_key_without_expiry(
+    app: Quart, redis: Redis, alice: User
 ) -> None:
-    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 3)
-    client = app.test_client()
-    for name in ("bob", "carol", "dave"):  # spraying many names from one address
-        assert (await login(client, username=name)).status_code == 401
-
-    assert (await login(client)).status_code == 429
-
-
-async def test_parallel_guesses_cannot_slip_under_the_limit(app: Quart, alice: User) -> None:
-    client = app.test_client()
-    guesses = [login(client, password=f"wrong password {i}") for i in range(15)]
-
-    statuses = sorted(r.status_code for r in await asyncio.gather(*guesses))
-
-    assert statuses.count(401) == auth.MAX_FAILURES_PER_USER
-    assert statuses.count(429) == 15 - auth.MAX_FAILURES_PER_USER
-
-
-async def test_successful_logins_do_not_use_up_the_address_budget(
-    app: Quart, redis: Redis, alice: User, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 2)
-    client = app.test_client()  # a whole office behind one address
-
-    for _ in range(4):
-        assert (await login(client)).status_code == 303
-    for key in await redis.keys(keys.login_attempts("*")):
-        assert await redis.ttl(key) > 0  # no counter is left without an expiry
+    for _ in range(4):  # a whole office behind one address, each on a browser of their own
+        assert (await login(app.test_client())).status_code == 303
+    assert await redis.keys(keys.login_device("*"))
+    for key in await redis.keys(keys.login_throttle("*")) + await redis.keys(
+        keys.login_device("*")
+    ):
+        assert await redis.ttl(key) > 0
 
 
 # --- the Origin check ----------------------------------------------------------------

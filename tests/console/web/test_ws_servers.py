@@ -63,16 +63,6 @@ async def newest(redis: Redis) -> str:
     return entry_id
 
 
-@pytest.fixture
-async def two_servers(redis_server, redis, twilio, tmp_path):
-    many = {"MAX_SOCKETS_PER_USER": "16"}  # one supervisor opens a dozen sockets here
-    async with (
-        app_server(redis_server.url, twilio.base_url, tmp_path, **many) as first,
-        app_server(redis_server.url, twilio.base_url, tmp_path, **many) as second,
-    ):
-        yield first, second
-
-
 async def test_an_event_caused_through_one_process_reaches_sockets_on_another(two_servers, redis):
     first, second = two_servers
     async with (

@@ -185,7 +185,9 @@ async def prepare_hold(
     record, view = await live_conference(unit, name)
     if not supervisor and present_as(view, username, "agent") is None:
         raise DomainError("you can only hold participants of your own conference", 403)
-    if call_sid not in view.participants:
+    target = view.participants.get(call_sid)
+    # A supervisor's leg is answered to an agent as a call that is not there.
+    if target is None or (not supervisor and target.role == "supervisor"):
         raise NotFound(f"no participant {call_sid} in conference {name}")
     record.hold_requests[call_sid] = {"by": username, "hold": hold, "at": unit.now}
     return view.sid or name

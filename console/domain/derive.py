@@ -22,6 +22,10 @@ from console.domain.records import (
 )
 
 CUSTOMER_LABEL = "customer"
+HEARD_MODES = ("whisper", "barge")
+# Marks the copies of supervisor-leg events made for agents (see ``heard_changes``):
+# they go to agents only (Event.agents_only), supervisors having the true events.
+AGENTS_VIEW = {"view": "agents"}
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Participant:
     end_on_exit: bool | None
     joined_at: int
     dial: str | None
+    unmuted_since: int | None = None  # when Twilio last reported it unmuted
+    silent: bool = False  # a supervisor agents must not know of: listening, or not yet heard
 
     def public(self, conference: str) -> dict[str, Any]:
         return {
@@ -51,6 +57,16 @@ class Participant:
             "coaching": self.coaching,
             "joined_at": self.joined_at,
         }
+
+    def seen_by_agents(self, conference: str) -> dict[str, Any] | None:
+        """The participant as agents see it: a supervisor only while heard (whisper,
+        barge), as if they joined when they were first heard, so no listening before
+        it shows; None while they listen."""
+        if self.role != "supervisor":
+            return self.public(conference)
+        if self.silent:
+            return None
+        return {**self.public(conference), "joined_at": self.unmuted_since or self.joined_at}
 
 
 @dataclass
@@ -93,6 +109,11 @@ class ConferenceView:
             "participants": [p.public(self.name) for p in self.participants.values()],
         }
 
+    def public_for_agents(self) -> dict[str, Any]:
+        """The conference shape as agents see it: no listening supervisor."""
+        seen = (p.seen_by_agents(self.name) for p in self.participants.values())
+        return {**self.summary(), "participants": [p for p in seen if p is not None]}
+
     def summary(self) -> dict[str, Any]:
         """The conference without participants (conference.started / .ended data)."""
         return {
@@ -125,6 +146,11 @@ def derive(record: ConferenceRecord) -> ConferenceView:
         _apply_callback(view, record, callback)
     for transfer in record.transfers.values():
         view.transfers[transfer.id] = transfer_outcome(record, view, transfer)
+    for participant in view.participants.values():
+        if participant.role == "supervisor":
+            dial = record.dials.get(participant.dial or "")
+            mode = dial.mode if dial else None
+            participant.silent = participant.muted or mode not in HEARD_MODES
     return view
 
 
@@ -177,6 +203,10 @@ def _update_flags(participant: Participant, cb: Any) -> None:
             setattr(participant, name, value)
     if cb.end_on_exit is not None:
         participant.end_on_exit = cb.end_on_exit
+    if participant.muted:
+        participant.unmuted_since = None
+    elif participant.unmuted_since is None:
+        participant.unmuted_since = cb.at
 
 
 def _is_customer(record: ConferenceRecord, call_sid: str | None, label: str | None) -> bool:
@@ -203,7 +233,31 @@ def _participant(record: ConferenceRecord, cb: Any) -> Participant:
         end_on_exit=cb.end_on_exit,
         joined_at=cb.at,
         dial=dial.id if dial else None,
+        unmuted_since=None if cb.muted else cb.at,
     )
+
+
+def heard_changes(
+    before: dict[str, Participant], after: dict[str, Participant], conference: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The participant events agents get about supervisors' legs, whose true events go
+    to supervisors only: joined when a supervisor starts being heard, updated while
+    heard, left when they stop (going back to listen looks like leaving)."""
+    changes: list[tuple[str, dict[str, Any]]] = []
+    for call_sid in [*after, *(c for c in before if c not in after)]:
+        old, new = before.get(call_sid), after.get(call_sid)
+        if (new or before[call_sid]).role != "supervisor":
+            continue
+        was = old.seen_by_agents(conference) if old else None
+        now = new.seen_by_agents(conference) if new else None
+        if was == now:
+            continue
+        if now is not None:
+            kind = "participant.joined" if was is None else "participant.updated"
+            changes.append((kind, {**now, **AGENTS_VIEW}))
+        elif was is not None:
+            changes.append(("participant.left", {**was, **AGENTS_VIEW}))
+    return changes
 
 
 def dial_call_sid(record: ConferenceRecord, dial_id: str | None) -> str | None:

@@ -21,6 +21,7 @@ from console.domain.derive import (
     dial_active,
     dial_finished,
     dials_under_way,
+    heard_changes,
     involved_agents,
 )
 from console.domain.effects import HangUp, Route, UpdateParticipant
@@ -202,6 +203,9 @@ class Settler:
         for call_sid, person in old_people.items():
             if call_sid not in view.participants:
                 self._emit("participant.left", person.public(view.name))
+        if self.audience:  # agents hear a supervisor only in whisper or barge
+            for kind, data in heard_changes(old_people, view.participants, view.name):
+                self._emit(kind, data)
 
     def _hold_requester(self, call_sid: str, hold: bool) -> dict[str, object]:
         """``{"by": username}`` when someone asked for this hold change through the
@@ -216,6 +220,9 @@ class Settler:
 
     def _emit(self, kind: str, data: dict[str, object], extra: set[str] | None = None) -> None:
         audience = self.audience | (extra or set())
+        if data.get("role") == "supervisor" and "view" not in data:
+            audience = set()  # a supervisor's leg: agents get heard_changes' copies only
+        agents_only = data.get("view") == "agents"  # derive.AGENTS_VIEW: a copy for agents
         self.unit.events.append(
-            Event(kind, data, self.unit.now, frozenset(audience), self.record.name)
+            Event(kind, data, self.unit.now, frozenset(audience), self.record.name, agents_only)
         )

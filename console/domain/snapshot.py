@@ -31,7 +31,8 @@ class Snapshot:
             view = derive(record)
             if not supervisor and username not in involved_agents(record, view):
                 continue
-            conferences.append(view.public())
+            # Agents never learn of a supervisor listening in (derive.seen_by_agents).
+            conferences.append(view.public() if supervisor else view.public_for_agents())
             transfers += [
                 t.public(record.name)
                 for t in record.transfers.values()

@@ -22,6 +22,9 @@ An entry is ``{"at", "type", "actor", "call_sid", "detail"}``:
 Each stored entry also carries ``agents``, the agents it involves (an agent
 participant, a transfer's two agents), so the route can tell whether an agent may
 read the timeline without loading anything else; it is not part of the response.
+An entry about a supervisor's leg or action carries ``for``: ``supervisors`` (agents
+never learn of a supervisor listening in) or ``agents`` (the copies made for agents of
+a supervisor they hear, which supervisors skip); ``readable_by`` applies it.
 
 Retention: 24 hours after the conference ends (set by the batch holding
 ``conference.ended``). While the conference is live the list carries a safety TTL
@@ -47,6 +50,8 @@ ENDED_TTL_SECONDS = 24 * 3600
 LIVE_TTL_SECONDS = 7 * 24 * 3600
 SYSTEM = "system"
 CUSTOMER = "customer"
+SUPERVISORS = "supervisors"
+AGENTS = "agents"
 
 # KEYS[1]: the timeline. ARGV[1]: TTL to set now ("0": the call has not ended in this
 # batch), ARGV[2]: the live safety TTL, ARGV[3..]: entries to append.
@@ -121,7 +126,19 @@ def entry_for(event: Event) -> tuple[str, dict[str, Any]] | None:
         "detail": detail,
         "agents": agents,
     }
+    readers = _readers(kind, data)
+    if readers is not None:
+        entry["for"] = readers
     return name, entry
+
+
+def _readers(kind: str, data: dict[str, Any]) -> str | None:
+    """Who alone may read the entry of this event (None: whoever may read the timeline)."""
+    if kind == "supervisor.action":
+        return SUPERVISORS
+    if kind.startswith("participant.") and data.get("role") == "supervisor":
+        return AGENTS if data.get("view") == AGENTS else SUPERVISORS
+    return None
 
 
 Described = tuple[str, str | None, str, list[str]]
@@ -217,6 +234,12 @@ async def read(redis: Redis, name: str) -> list[dict[str, Any]]:
 def involves(entries: list[dict[str, Any]], username: str) -> bool:
     """Was ``username`` an agent in this conference or party to one of its transfers?"""
     return any(username in entry.get("agents", ()) for entry in entries)
+
+
+def readable_by(entries: list[dict[str, Any]], supervisor: bool) -> list[dict[str, Any]]:
+    """The entries a supervisor (or an agent) may read: each skips the other's."""
+    hidden = AGENTS if supervisor else SUPERVISORS
+    return [entry for entry in entries if entry.get("for") != hidden]
 
 
 def public(entry: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,12 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_response, validate_request
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
 
-from console.domain import actions, keys
+from console.domain import actions, audit, keys
 from console.domain.errors import NotFound
 from console.domain.records import ConferenceRecord
 from console.domain.snapshot import read_snapshot
@@ -319,5 +319,8 @@ async def post_monitor(name: str, data: MonitorBody) -> Response:
         return _upstream_error(error)
     await runner.unit(
         lambda unit: actions.record_monitor_call(unit, name, monitoring.dial, call_sid)
+    )
+    audit.record(
+        "monitor", actor=user.username, client=request.remote_addr, conference=name, mode=data.mode
     )
     return jsonify({"conference": name, "mode": data.mode, "call_sid": call_sid})

@@ -77,7 +77,8 @@ async def get_timeline(name: str) -> dict[str, Any]:
     assert user is not None  # login_required guarantees it
     if not user.is_supervisor and not timeline.involves(entries, user.username):
         raise DomainError("you can only see the timeline of your own calls", 403)
-    return {"conference": name, "entries": [timeline.public(e) for e in entries]}
+    readable = timeline.readable_by(entries, user.is_supervisor)
+    return {"conference": name, "entries": [timeline.public(e) for e in readable]}
 
 
 @blueprint.get("/figures")

@@ -47,11 +47,13 @@ async def _record(
     return await get_runner().unit(change, received_at=received_at, conferences=(conference,))
 
 
-async def incoming_call(call_sid: str, from_number: str | None, received_at: int) -> None:
-    """A customer called: their conference is created and they join the waiting line."""
-    await _record(
+async def incoming_call(call_sid: str, from_number: str | None, received_at: int) -> bool:
+    """A customer called: their conference is created and they join the waiting line.
+    False when this CallSid's call has already ended (a replay): nothing changed."""
+    live = await _record(
         lambda unit: flow.enqueue_call(unit, call_sid, from_number), call_sid, received_at
     )
+    return bool(live)
 
 
 async def agent_answer(conference: str, dial: str, call_sid: str, received_at: int) -> Answer:

@@ -71,11 +71,16 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
     call = p.incoming_call(form)
     try:
         async with asyncio.timeout(VOICE_RECORD_BUDGET_SECONDS):
-            await intake.incoming_call(call.call_sid, call.from_number, g.received_at)
+            live = await intake.incoming_call(call.call_sid, call.from_number, g.received_at)
     except (TimeoutError, *intake.NOT_RECORDED) as exc:
         # The caller still waits on hold music; the conference callbacks (retried)
         # or `warmline reconcile` record the call once Redis answers again.
         log.warning("incoming call %s not recorded yet: %s", call.call_sid, exc)
+        live = True
+    if not live:
+        # This CallSid's call has ended: a replayed request. No conference, no queue.
+        log.info("Voice URL for ended call %s (a replay?): hanging up", call.call_sid)
+        return xml(twiml.hang_up(""))
     return xml(twiml.customer_conference(get_settings(), call.call_sid))
 
 

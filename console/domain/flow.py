@@ -5,26 +5,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from console.domain.derive import derive
+from console.domain.derive import CUSTOMER_LABEL, derive, dial_active
 from console.domain.effects import HangUp
 from console.domain.records import (
     CALL_ENDED,
     CALL_PROGRESS,
     AgentStatus,
     Callback,
+    ConferenceRecord,
     DialKind,
     TransferStatus,
 )
+from console.domain.settle import call_off
 from console.domain.unit import Unit
+
+# The conference-end the app records for a customer who never reached their
+# conference: it folds after any SequenceNumber Twilio sends (derive.py).
+NO_CUSTOMER_SEQ = 2**62
+NO_CUSTOMER = "customer-never-joined"
 
 
 async def enqueue_call(unit: Unit, call_sid: str, from_number: str | None) -> bool:
-    """A customer called: their conference exists and they wait in the queue.
+    """A customer called: their conference exists and they wait in the queue. False
+    when this CallSid's call has ended: a replay never queues it again (SPEC §11).
     Idempotent: Twilio may fetch the Voice URL again for the same call."""
-    if await unit.conference(call_sid) is not None:
+    record = await unit.conference(call_sid)
+    if unit.call_ended(call_sid):
         return False
-    unit.create_conference(call_sid, from_number)
-    unit.enqueue(call_sid, from_number)
+    if record is None:
+        unit.create_conference(call_sid, from_number)
+        unit.enqueue(call_sid, from_number)
     return True
 
 
@@ -40,6 +50,8 @@ async def apply_conference_callback(unit: Unit, name: str, callback: Callback) -
     unreachable) is recorded from its callbacks: the customer is queued then."""
     record = await unit.conference(name)
     if record is None:
+        if unit.call_ended(name):
+            return False  # a replay for a call long over: nothing comes back
         record = unit.create_conference(name, None)
     key = callback_key(callback)
     if key in record.callbacks:
@@ -149,3 +161,38 @@ async def forget_participant_request(
         record.end_on_exit_requested.pop(call_sid, None)
     if "hold" in params:
         record.customer_auto_held = not params["hold"]
+
+
+def customer_joined(record: ConferenceRecord) -> bool:
+    """Twilio reported the customer joining their conference (at any time)."""
+    return any(
+        c.event == "participant-join" and (c.call_sid == record.name or c.label == CUSTOMER_LABEL)
+        for c in record.callbacks.values()
+    )
+
+
+def engaged_conferences(unit: Unit) -> set[str]:
+    """The conferences an agent is being dialed into or is in: where an agent could be
+    stranded by a customer who never arrives (the sweeper watches them)."""
+    return {a.conference for a in unit.agents.values() if a.dial and a.conference}
+
+
+async def end_without_customer(unit: Unit, name: str) -> bool:
+    """Twilio says the customer's call is over and it never reached its conference
+    (a replayed Voice URL, or a caller who hung up at the wrong instant): the
+    conference ends, the calls placed for it are hung up, their agents are free and
+    the call leaves the line. False when the customer did arrive, or it is over."""
+    record = await unit.conference(name)
+    if record is None or customer_joined(record):
+        return False
+    view = derive(record)
+    if view.status == "ended":
+        return False
+    end = Callback(NO_CUSTOMER_SEQ, "conference-end", unit.now, view.sid or "", reason=NO_CUSTOMER)
+    record.callbacks[callback_key(end)] = end
+    for dial in record.dials.values():
+        # Settling stops the rings; an agent already in the empty conference is hung
+        # up here (Twilio will not end a conference for a customer who never came).
+        if dial_active(view, dial) and not dial.cancel_reason:
+            call_off(unit, name, dial, "customer-hung-up")
+    return True

@@ -24,7 +24,7 @@ from console.domain.effects import Effect
 from console.domain.events import Event, append_events
 from console.domain.projections import project
 from console.domain.records import Agent, AgentStatus, ConferenceRecord, Queued
-from console.domain.unit_state import After, Start, StateCopy
+from console.domain.unit_state import ENDED, After, Start, StateCopy
 from console.domain.waiting_line import (
     EAGER_QUEUE_UPDATES,
     QUEUE_UPDATE_INTERVAL_MS,
@@ -35,6 +35,10 @@ from console.domain.waiting_line import (
 )
 
 ENDED_RETENTION_SECONDS = 24 * 3600  # an ended conference's record is kept a day
+# Its call's ended marker (keys.ended_call), a key of ~150 bytes, is kept a week: a
+# replayed CallSid is never queued again for that long. When history (§8) exists it
+# keeps the call longer, and Unit.call_ended may ask it once the marker is gone.
+ENDED_CALL_RETENTION_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,12 @@ class Unit:
             else:
                 missing.append(name)
         if missing:
-            raws = await self.redis.mget([keys.conference(name) for name in missing])
-            for name, raw in zip(missing, raws, strict=True):
-                self._remember(name, raw)
+            found_keys = [keys.conference(name) for name in missing]
+            found_keys += [keys.ended_call(name) for name in missing]
+            found = await self.redis.mget(found_keys)
+            raws, ended = found[: len(missing)], found[len(missing) :]
+            for name, raw, marker in zip(missing, raws, ended, strict=True):
+                self._remember(name, raw or (ENDED if marker else None))
 
     def first_seen(self) -> dict[str, str | None]:
         """Each conference this unit read or created, as it first saw it (None:
@@ -131,9 +138,18 @@ class Unit:
         left out)."""
         return [record for record in self._conferences.values() if record is not None]
 
+    def call_ended(self, name: str) -> bool:
+        """Loaded conference ``name``'s call is over: its record says so, or only its
+        ended-call marker is left (a replay of its CallSid must not bring it back)."""
+        record = self._conferences[name]
+        if record is None:
+            return self.before(name).raw == ENDED
+        return derive(record).status == "ended"
+
     def _remember(self, name: str, raw: str | None) -> None:
-        record = ConferenceRecord.from_json(raw) if raw else None
-        before = ConferenceRecord.from_json(raw) if raw else None
+        known = raw is not None and raw != ENDED
+        record = ConferenceRecord.from_json(raw) if known else None
+        before = ConferenceRecord.from_json(raw) if known else None
         self._before[name] = Loaded(raw, before, derive(before) if before else None)
         self._conferences[name] = record
 
@@ -304,6 +320,7 @@ class Unit:
             if self._status[name] == "ended":
                 pipe.expire(key, ENDED_RETENTION_SECONDS)
                 pipe.srem(keys.LIVE, name)
+                pipe.set(keys.ended_call(name), self.now, ex=ENDED_CALL_RETENTION_SECONDS)
             else:
                 pipe.sadd(keys.LIVE, name)
         if self._write_agents():

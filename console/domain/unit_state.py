@@ -12,7 +12,10 @@ commit time:
   random tokens when it writes that part (a unit changes the agents or the queue far
   less often than it reads them, so other processes' commits rarely outdate them);
 - each conference by its contents (a SHA-1 of the JSON, '' for absent): a conference
-  the copy has never seen is taken for new, and must still be absent.
+  the copy has never seen is taken for new, and must still be absent. A conference
+  whose record has expired but whose call ended reads as ``ENDED`` (its
+  ``keys.ended_call`` marker, checked in the same script), so a replayed CallSid is
+  recognised without a trip of its own.
 
 The unit commits in one pipelined send:
 
@@ -53,23 +56,35 @@ from console.domain import keys
 COPY_CONFERENCES = 4096  # conferences kept in a process's copy, least recently used dropped
 MAX_DISTRUST = 64  # after repeated stale copies, units read first for up to this many units
 ABSENT = ""  # the digest of a conference that does not exist
+# What a unit reads for a conference whose record has expired but whose call ended
+# (never JSON; _READ_OR_CHECK answers the same word): such a CallSid is never queued
+# again (Unit.call_ended).
+ENDED = "ended"
 
 # (HGET, not HMGET, for the versions: an HMGET is a read of callers' records mid-unit,
 # which the tests and the webhook benchmark count.)
-# KEYS: versions, poison, conflicts, agents, queue, queue announced, conferences...
-# ARGV: the agents' and the queue's versions expected ('' for a plain read), then the
-# digest expected of each conference. Answers {1} when the expectation holds, else
-# {0, agents version, queue version, agents, queue names, queue announced,
-# conferences...}. The poison is the process's own key, watched by its commits only,
-# so that a failed check aborts no other process's EXEC.
+# KEYS: versions, poison, conflicts, agents, queue, queue announced, conferences...,
+# then each conference's ended-call marker. ARGV: the agents' and the queue's versions
+# expected ('' for a plain read), then the digest expected of each conference. Answers
+# {1} when the expectation holds, else {0, agents version, queue version, agents, queue
+# names, queue announced, conferences...}, a conference being its JSON, else ENDED when
+# its marker exists, else false. The poison is the process's own key, watched by its
+# commits only, so that a failed check aborts no other process's EXEC.
 _READ_OR_CHECK = """
 local agents_version = redis.call('HGET', KEYS[1], 'agents') or '0'
 local queue_version = redis.call('HGET', KEYS[1], 'queue') or '0'
+local count = (#KEYS - 6) / 2
+local function conference(i)
+    local raw = redis.call('GET', KEYS[i])
+    if raw then return raw end
+    if redis.call('EXISTS', KEYS[i + count]) == 1 then return 'ended' end
+    return false
+end
 if ARGV[1] ~= '' then
     local holds = agents_version == ARGV[1] and queue_version == ARGV[2]
-    for i = 7, #KEYS do
+    for i = 7, 6 + count do
         if not holds then break end
-        local raw = redis.call('GET', KEYS[i])
+        local raw = conference(i)
         holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 4]
     end
     if holds then return {1} end
@@ -84,8 +99,8 @@ local out = {
     redis.call('LRANGE', KEYS[5], 0, -1),
     redis.call('HGETALL', KEYS[6]),
 }
-for i = 7, #KEYS do
-    out[i] = redis.call('GET', KEYS[i])
+for i = 7, 6 + count do
+    out[i] = conference(i)
 end
 return out
 """
@@ -139,7 +154,7 @@ def _script_keys(redis: Redis, names: list[str]) -> list[str]:
     poison = state_copy(redis).poison
     fixed = [keys.VERSION, poison, keys.UNIT_CONFLICTS]
     fixed += [keys.AGENTS, keys.QUEUE, keys.QUEUE_ANNOUNCED]
-    return fixed + [keys.conference(name) for name in names]
+    return fixed + [keys.conference(n) for n in names] + [keys.ended_call(n) for n in names]
 
 
 def _start(reply: list[Any], names: list[str]) -> Start:

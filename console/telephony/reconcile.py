@@ -301,6 +301,8 @@ async def _rebuild(unit: Unit, *, seen: SeenConference) -> Rebuilt | None:
     """The unit of work: add the facts that make ``derive`` show ``seen``."""
     record = await unit.conference(seen.name)
     merged = record is not None
+    if unit.call_ended(seen.name):
+        return None  # its call ended (record or marker): Twilio's list lags
     if record is None:
         record = unit.create_conference(seen.name, seen.from_number)
         record.created_at = seen.created_at

@@ -5,12 +5,14 @@ Effects run as background tasks, never on a webhook's path (Twilio waits at most
 A failed action is itself recorded as a state change, so it becomes visible: a
 dial that could not be placed frees the agent and fails the transfer. A small
 sweeper re-runs routing every few seconds, for agents whose wrap-up just ended
-and customers whose retry pause is over.
+and customers whose retry pause is over, and frees agents dialed for a customer
+who never reached the conference.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,9 +22,11 @@ from redis.exceptions import RedisError
 
 from console.config import Settings
 from console.domain import keys
+from console.domain.derive import derive
 from console.domain.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
 from console.domain.errors import Contended
-from console.domain.events import trim_by_age
+from console.domain.events import now_ms, trim_by_age
+from console.domain.records import CALL_ENDED, ConferenceRecord
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
 from console.extension import ServingExtension, cancel, settings_of
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0
 DRAIN_SECONDS = 10.0
 TRIM_EVERY_SWEEPS = 30  # the log's age limit is applied about once a minute
+ASK_TWILIO_MIN_MS = 2000  # the least wait before asking Twilio about a customer (again)
 
 
 class Runner(ServingExtension):
@@ -45,8 +50,11 @@ class Runner(ServingExtension):
     def __init__(self, app: Quart | None = None) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._stranded: asyncio.Task[None] | None = None  # the check of stranded agents
         self._routing = False
         self._route_again = False
+        self._arrived: set[str] = set()  # engaged conferences whose customer joined
+        self._recheck: dict[str, int] = {}  # conference -> when to ask Twilio again (ms)
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -71,6 +79,7 @@ class Runner(ServingExtension):
 
     async def stop(self) -> None:
         await cancel(self._sweeper)
+        await cancel(self._stranded)
         await self.drain(DRAIN_SECONDS)
 
     async def drain(self, seconds: float = DRAIN_SECONDS) -> None:
@@ -179,19 +188,80 @@ class Runner(ServingExtension):
 
     async def sweep(self) -> None:
         """Agents whose dashboards are gone go offline, wrap-ups end, then routing
-        runs: in one unit, so nobody is dialed into a closed tab."""
+        runs: in one unit, so nobody is dialed into a closed tab. Then, in the
+        background, agents dialed for a customer who never came are freed."""
+        from console.domain.flow import engaged_conferences
         from console.domain.presence import mark_absent_offline
         from console.domain.routing import assign
 
         last_seen = await self.redis.hgetall(keys.SOCKETS)
         grace = self.settings.agent_grace_seconds
+        engaged: set[str] = set()
 
         async def change(unit: Unit) -> int:
             mark_absent_offline(unit, last_seen, grace)
             unit.announce_held_back_queue()
+            engaged.clear()
+            engaged.update(engaged_conferences(unit))
             return await assign(unit)
 
         await self.unit(change)
+        if self._stranded is None or self._stranded.done():
+            # In the background: asking Twilio must not hold up the next routing sweep.
+            self._stranded = asyncio.create_task(self._check_stranded(engaged))
+
+    async def _check_stranded(self, engaged: set[str]) -> None:
+        try:
+            await self.free_stranded_agents(engaged)
+        except (RedisError, Contended, OSError) as exc:
+            log.warning("check of agents without a customer skipped: %s", exc)
+        except Exception:
+            log.exception("check of agents without a customer failed")
+
+    async def free_stranded_agents(self, engaged: set[str]) -> list[str]:
+        """Of the conferences agents are dialed into or in (``engaged``), end those whose
+        customer never joined and whose call Twilio says is over (SPEC §11): asked once
+        the call is half of AGENT_GRACE_SECONDS old, so the agent is free within it.
+        A customer whose call is still up is asked about again that much later (their
+        join may have been lost; they may be there). Returns the conferences ended."""
+        from console.domain.flow import customer_joined, end_without_customer
+
+        # At least a sweep apart, so AGENT_GRACE_SECONDS=0 does not ask on every sweep.
+        now, wait = now_ms(), max(self.settings.agent_grace_seconds * 500, ASK_TWILIO_MIN_MS)
+        self._arrived &= engaged
+        self._recheck = {n: at for n, at in self._recheck.items() if n in engaged}
+        names = sorted(n for n in engaged - self._arrived if self._recheck.get(n, 0) <= now)
+        if not names:
+            return []
+        ended: list[str] = []
+        raws = await self.redis.mget([keys.conference(name) for name in names])
+        for name, raw in zip(names, raws, strict=True):
+            record = ConferenceRecord.from_json(raw) if raw else None
+            if record is not None and customer_joined(record):
+                self._arrived.add(name)
+                continue
+            # §9 callbacks (not built yet): the conference of a callback the app places
+            # has no customer until the number answers; leave those out here.
+            if record is None or record.created_at > now - wait:
+                continue
+            if derive(record).status == "ended":
+                continue
+            if not await self._customer_call_over(name):
+                self._recheck[name] = now + wait
+                continue
+            end = functools.partial(end_without_customer, name=name)
+            await self.unit(end, conferences=(name,))
+            ended.append(name)
+        return ended
+
+    async def _customer_call_over(self, call_sid: str) -> bool:
+        """Twilio says the customer's call has ended, or never had it (404). False
+        when it is up, or Twilio cannot say now."""
+        try:
+            call = await self.gateway.fetch_call(call_sid)
+        except GatewayError as exc:
+            return exc.status == 404
+        return str(call.status) in CALL_ENDED
 
 
 def get_runner() -> Runner:

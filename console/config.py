@@ -54,6 +54,7 @@ class Settings:
     event_log_max_age_hours: int = 24
     ws_backlog: int = 1000
     max_sockets_per_user: int = 8
+    trusted_proxy_hops: int = 0  # proxies trusted to append to X-Forwarded-For
     metrics_token: str | None = field(default=None, repr=False)
     twiml_app_sid: str | None = None
     rest_timeout_seconds: float = 5.0
@@ -193,6 +194,7 @@ class _Reader:
             event_log_max_age_hours=self.integer("EVENT_LOG_MAX_AGE_HOURS", 24),
             ws_backlog=self.integer("WS_BACKLOG", 1000, minimum=200),
             max_sockets_per_user=self.integer("MAX_SOCKETS_PER_USER", 8, minimum=1),
+            trusted_proxy_hops=self.integer("TRUSTED_PROXY_HOPS", 0),
             metrics_token=self.text("METRICS_TOKEN"),
             twiml_app_sid=self.text("TWILIO_TWIML_APP_SID"),
             ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),

@@ -25,6 +25,11 @@ from warmline.hypercorn_ws import decline_permessage_deflate
 # plays its ringtones from sdk.twilio.com; nothing else leaves the origin.
 TWILIO_CONNECT = "https://*.twilio.com wss://*.twilio.com"
 TWILIO_MEDIA = "https://sdk.twilio.com"
+# A request body must arrive within this many seconds of the app starting to read it,
+# or the request gets 408 and Hypercorn closes the connection (SPEC §11): a trickled
+# body cannot hold a connection. A route that answers without reading the body ends
+# the connection when it answers (Hypercorn does not wait for the rest).
+BODY_TIMEOUT_SECONDS = 10
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         MAX_CONTENT_LENGTH=MAX_JSON_BYTES,
+        BODY_TIMEOUT=BODY_TIMEOUT_SECONDS,
     )
     QuartSchema(
         app,

@@ -3,8 +3,10 @@
 
 from warmline import logs
 from warmline.app import create_app
+from warmline.proxies import served
 from warmline.shutdown import close_sockets_on_sigterm
 
 logs.configure()
-app = create_app()
-close_sockets_on_sigterm(app)
+quart_app = create_app()
+close_sockets_on_sigterm(quart_app)
+app = served(quart_app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from console.config import ConfigError, Settings, redis_tls_verify
 from console.redis_ext import connect
 from warmline import cli_users, logs
 from warmline.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
+from warmline.worker_metrics import MULTIPROC_DIR, shared_metrics_dir
 
 
 def data_dir() -> Path:
@@ -126,13 +128,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.errorlog = "-"
     logs.configure()
     try:
-        if config.workers == 1:
+        # Several workers share their metrics through files (warmline.worker_metrics).
+        shared = config.workers > 1 or bool(os.environ.get(MULTIPROC_DIR, "").strip())
+        with shared_metrics_dir() if shared else contextlib.nullcontext():
+            if config.workers > 1:
+                return run(config)
             from warmline.app import create_app
+            from warmline.proxies import served
             from warmline.shutdown import run_in_process
 
-            run_in_process(create_app(settings, redis_url=redis_url), config)
+            app = create_app(settings, redis_url=redis_url)
+            run_in_process(app, config, served(app))
             return 0
-        return run(config)
     finally:
         if server is not None:
             server.stop()
@@ -241,6 +248,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
+    logs.configure()  # the audit lines of user changes go to stderr, as the app's do
+
     async def work(redis: Redis) -> int:
         try:
             return await cli_users.run(args, redis)

@@ -23,6 +23,7 @@ from console.redis_ext import connect
 from simulator import Chaos, LoadPlan, Simulator
 from warmline.app import create_app
 from warmline.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
+from warmline.proxies import served
 
 DEMO_PASSWORD = "warmline-demo"
 DEMO_USERS = (
@@ -102,7 +103,8 @@ async def run_demo(options: DemoOptions) -> None:
         config.bind = [f"{options.host}:{options.port}"]
         config.graceful_timeout = 5.0
         _print_banner(app_url, sim_url, options)
-        await serve(create_app(settings, redis_url=redis_url), config, shutdown_trigger=stop.wait)
+        app = served(create_app(settings, redis_url=redis_url))
+        await serve(app, config, shutdown_trigger=stop.wait)
     finally:
         await sim.stop()
         if embedded is not None:

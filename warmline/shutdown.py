@@ -16,6 +16,7 @@ import signal
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from hypercorn.typing import ASGIFramework
 from quart import Quart
 
 from console.realtime.hub import Hub
@@ -36,8 +37,9 @@ def close_sockets_on_sigterm(app: Quart) -> None:
     app.before_serving(install)
 
 
-async def serve_in_process(app: Quart, config: Config) -> None:
-    """One worker: serve in this process, so the stop signal reaches the app."""
+async def serve_in_process(app: Quart, config: Config, asgi: ASGIFramework | None = None) -> None:
+    """One worker: serve in this process, so the stop signal reaches the app. Hypercorn
+    serves ``asgi`` (``app`` as warmline.proxies.served wraps it), default ``app``."""
     stop = asyncio.Event()
 
     def on_signal() -> None:
@@ -49,14 +51,14 @@ async def serve_in_process(app: Quart, config: Config) -> None:
     for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
-    await serve(app, config, shutdown_trigger=stop.wait)
+    await serve(asgi or app, config, shutdown_trigger=stop.wait)
 
 
-def run_in_process(app: Quart, config: Config) -> None:
+def run_in_process(app: Quart, config: Config, asgi: ASGIFramework | None = None) -> None:
     """``serve_in_process`` on uvloop when installed (see warmline.cli.worker_class)."""
     if config.worker_class == "uvloop":
         import uvloop
 
-        uvloop.run(serve_in_process(app, config))
+        uvloop.run(serve_in_process(app, config, asgi))
     else:
-        asyncio.run(serve_in_process(app, config))
+        asyncio.run(serve_in_process(app, config, asgi))

@@ -53,7 +53,8 @@ async def _note_refused(reason: str) -> None:
     reason and the peer address; nothing else the sender chose."""
     rule = request.url_rule  # a webhook view always has one: only its routes get here
     route = rule.rule if rule is not None else "unknown"
-    # The socket's peer; behind a proxy, that proxy (trusted-proxy handling is to come).
+    # The client's address: the peer's, or through TRUSTED_PROXY_HOPS the one the
+    # proxy saw (warmline/proxies.py).
     client = request.remote_addr or "unknown"
     url = get_settings().public_base_url + route
     await intake.note_bad_signature(route, reason, client, url)

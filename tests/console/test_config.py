@@ -68,3 +68,21 @@ def test_a_bad_max_sockets_per_user_is_one_problem_line(raw: str, problem: str) 
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({**ENV, "MAX_SOCKETS_PER_USER": raw})
     assert caught.value.problems == [problem]
+
+
+def test_trusted_proxy_hops_defaults_to_0_and_is_read() -> None:
+    assert Settings.from_env(ENV).trusted_proxy_hops == 0
+    assert Settings.from_env({**ENV, "TRUSTED_PROXY_HOPS": "1"}).trusted_proxy_hops == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("-1", "TRUSTED_PROXY_HOPS must be at least 0, got -1"),
+        ("heroku", "TRUSTED_PROXY_HOPS must be a whole number, got 'heroku'"),
+    ],
+)
+def test_a_bad_trusted_proxy_hops_is_one_problem_line(raw: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**ENV, "TRUSTED_PROXY_HOPS": raw})
+    assert caught.value.problems == [problem]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from quart import Quart, Response, jsonify, request
+from quart import Quart, Response, has_websocket_context, jsonify, request, websocket
 from quart_schema import RequestSchemaValidationError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
@@ -59,7 +59,7 @@ def register_error_handlers(app: Quart) -> None:
     async def too_deep_to_handle(error: RecursionError) -> Response:
         """Defence in depth: input nested too deeply for Python that the JSON check
         did not catch is still the client's error, without a traceback."""
-        log.warning("%s %s: 400, RecursionError: %s", request.method, request.path, error)
+        log.warning("%s: 400, RecursionError: %s", _where(), error)
         return _plain_or_json(400, "Bad Request", "the request is nested too deeply")
 
     @app.errorhandler(RedisError)
@@ -67,12 +67,25 @@ def register_error_handlers(app: Quart) -> None:
     async def state_unavailable(error: Exception) -> Response:
         """Redis down, its connections all busy past the wait, or a unit that kept
         losing races: nothing was written, so the client may simply try again."""
-        log.warning("%s %s: 503, %s: %s", request.method, request.path, type(error).__name__, error)
+        log.warning("%s: 503, %s: %s", _where(), type(error).__name__, error)
         return _plain_or_json(503, "Service Unavailable", "state is unavailable; try again")
 
 
+def _path() -> str:
+    """The path asked for, by a request or a WebSocket handshake (to /healthz, say)."""
+    return websocket.path if has_websocket_context() else request.path
+
+
+def _where() -> str:
+    return (
+        f"WEBSOCKET {websocket.path}"
+        if has_websocket_context()
+        else f"{request.method} {request.path}"
+    )
+
+
 def _plain_or_json(status: int, name: str, description: str) -> Response:
-    if request.path.startswith("/api/"):
+    if _path().startswith("/api/"):
         return error_response(description, status)
     return Response(f"{status} {name}: {description}\n", status, mimetype="text/plain")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -217,3 +218,12 @@ async def test_handshake_while_redis_is_down_is_a_clear_503(settings):
         client = app.test_client()
         client.set_cookie("localhost", SESSION_COOKIE, "a" * 43)
         assert await handshake_status(client, "/ws") == 503
+
+
+async def test_a_websocket_handshake_to_any_other_route_is_a_clean_4xx(app, redis, caplog):
+    """Error pages are built for requests and WebSocket handshakes alike: no 500."""
+    alice = await login(app, redis, "alice")
+    for path in ("/healthz", "/api/state", "/nowhere", "/api/nowhere"):
+        status = await handshake_status(alice, path)
+        assert 400 <= status < 500, (path, status)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -17,7 +17,8 @@ from tests.support.flow_helpers import login
 from warmline.cli import _print_health
 
 ATTACKER_QUERY = "<b>CALL+1-555-0100-NOW</b>"
-ATTACKER_TEXT = ("CALL", "555", "<b>", "NOW", "evil", "forged", "attacker")
+# "-555-", not "555": a bare 555 can turn up in a millisecond timestamp.
+ATTACKER_TEXT = ("CALL", "-555-", "<b>", "NOW", "evil", "forged", "attacker")
 HEADERS = {
     "X-Forwarded-For": "evil.example <i>forged</i>",
     "User-Agent": "CALL 1-555-0100 NOW",

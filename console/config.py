@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_HOLD_MUSIC_URL = "https://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
@@ -20,6 +21,8 @@ DEFAULT_WELCOME_MESSAGE = (
 )
 # Per process: each unit's round trip takes one; hosted Redis plans cap clients.
 DEFAULT_REDIS_MAX_CONNECTIONS = 40
+DEFAULT_RECORDING_NOTICE = "This call may be recorded."
+DEFAULT_HISTORY_RETENTION_DAYS = 400
 
 
 class ConfigError(Exception):
@@ -60,6 +63,11 @@ class Settings:
     rest_timeout_seconds: float = 5.0
     ring_timeout_seconds: int = 20
     service_level_seconds: int = 20
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    center_timezone: str = "UTC"
+    history_retention_days: int = DEFAULT_HISTORY_RETENTION_DAYS
+    record_calls: bool = False
+    recording_notice: str = DEFAULT_RECORDING_NOTICE
     demo: bool = False
     simulator_url: str | None = None  # demo mode: browsers' softphones talk to the simulator
 
@@ -73,6 +81,11 @@ class Settings:
         """Scheme and host of PUBLIC_BASE_URL, as browsers send it in ``Origin``."""
         parts = urlsplit(self.public_base_url)
         return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def center_zone(self) -> ZoneInfo:
+        """CENTER_TIMEZONE as a zone: report days and "today" are days there."""
+        return ZoneInfo(self.center_timezone)
 
     def url(self, path: str) -> str:
         """Absolute URL Twilio uses to reach ``path`` on this deployment."""
@@ -90,6 +103,16 @@ def redis_tls_verify(env: Mapping[str, str] | None = None) -> bool:
     (``warmline user``); raise ConfigError (one line) on a bad value."""
     reader = _Reader(os.environ if env is None else env)
     value = reader.boolean("REDIS_TLS_VERIFY", default=True)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return value
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str | None:
+    """DATABASE_URL alone (normalised), for commands that reach PostgreSQL without the
+    full settings (``warmline db upgrade``); raise ConfigError (one line) on a bad value."""
+    reader = _Reader(os.environ if env is None else env)
+    value = reader.database_url()
     if reader.problems:
         raise ConfigError(reader.problems)
     return value
@@ -135,6 +158,41 @@ class _Reader:
             return raw.lower() == "true"
         self.problems.append(f"{name} must be true or false, got {raw!r}")
         return default
+
+    def on_off(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("on", "off"):
+            return raw.lower() == "on"
+        self.problems.append(f"{name} must be on or off, got {raw!r}")
+        return default
+
+    def database_url(self) -> str | None:
+        """DATABASE_URL with Heroku's ``postgres://`` spelled ``postgresql://``; the query
+        string (``sslmode=require``) is kept. Never echoed back: it holds a password."""
+        value = self.text("DATABASE_URL")
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("postgres", "postgresql") or not rest:
+            self.problems.append(
+                "DATABASE_URL must be a postgres:// or postgresql:// URL "
+                "like postgresql://user:password@host:5432/name"
+            )
+            return None
+        return "postgresql://" + rest
+
+    def timezone(self, name: str, default: str) -> str:
+        value = self.text(name, default) or default
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.problems.append(
+                f"{name} must be an IANA time zone like Europe/Paris, got {value!r}"
+            )
+            return default
+        return value
 
     def base_url(self, name: str, value: str) -> str:
         if not value:
@@ -200,6 +258,13 @@ class _Reader:
             ring_timeout_seconds=self.integer("RING_TIMEOUT_SECONDS", 20, minimum=5),
             service_level_seconds=self.integer("SERVICE_LEVEL_SECONDS", 20, minimum=1),
             simulator_url=self.text("WARMLINE_SIMULATOR_URL"),
+            database_url=self.database_url(),
+            center_timezone=self.timezone("CENTER_TIMEZONE", "UTC"),
+            history_retention_days=self.integer(
+                "HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, minimum=1
+            ),
+            record_calls=self.on_off("RECORD_CALLS", default=False),
+            recording_notice=self.text("RECORDING_NOTICE", DEFAULT_RECORDING_NOTICE),
         )
         if settings.port > 65535:
             self.problems.append(f"PORT must be at most 65535, got {settings.port}")

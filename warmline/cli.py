@@ -1,4 +1,4 @@
-"""The `warmline` command: serve, check, reconcile, user. Errors are one clear line on stderr
+"""The `warmline` command: serve, check, reconcile, user, db. Errors are one clear line on stderr
 and a non-zero exit code, never a traceback."""
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from console.config import ConfigError, Settings, redis_tls_verify
+from console.config import ConfigError, Settings, database_url, redis_tls_verify
+from console.history import migrate
 from console.redis_ext import connect
 from warmline import cli_users, logs
+from warmline.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, start_or_reuse
 from warmline.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
 from warmline.worker_metrics import MULTIPROC_DIR, shared_metrics_dir
 
@@ -73,6 +76,22 @@ def _running_embedded(directory: Path) -> str | None:
     return f"redis://127.0.0.1:{port}/0" if same else None
 
 
+def embedded_database_url() -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL (``postgres://`` spelled ``postgresql://``); else the embedded
+    PostgreSQL another warmline command already runs on the same data; else a new one,
+    which the caller stops. Raises ConfigError or EmbeddedPostgresError."""
+    url = database_url()
+    if url:
+        return url, None
+    return start_or_reuse(cache_dir("postgres"))
+
+
+def database_problem(error: psycopg.Error) -> str:
+    """One line for a database that cannot be reached or refused the work."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"cannot reach the database: {first}"
+
+
 def worker_class() -> str:
     """uvloop where it is installed (Linux, macOS): its socket writes are in C, which
     the WebSocket fan-out spends most of its time in; asyncio elsewhere."""
@@ -115,6 +134,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         redis_url, server = embedded_redis_url()
     except EmbeddedRedisError as error:
         return fail(str(error))
+    try:
+        db_url, db_server = _serve_database(settings)
+    except (EmbeddedPostgresError, psycopg.Error) as error:
+        if server is not None:
+            server.stop()
+        return fail(database_problem(error) if isinstance(error, psycopg.Error) else str(error))
     config = Config()
     config.application_path = "warmline.asgi:app"
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
@@ -137,15 +162,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from warmline.proxies import served
             from warmline.shutdown import run_in_process
 
-            app = create_app(settings, redis_url=redis_url)
+            app = create_app(settings, redis_url=redis_url, database_url=db_url)
             run_in_process(app, config, served(app))
             return 0
     finally:
         if server is not None:
             server.stop()
+        if db_server is not None:
+            db_server.stop()
 
 
-async def _check(settings: Settings) -> int:
+def _serve_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL as given (the release phase migrates it); else the embedded server,
+    migrated here, since nothing else would."""
+    if settings.database_url:
+        return settings.database_url, None
+    url, server = embedded_database_url()
+    os.environ["DATABASE_URL"] = url  # the workers of a multi-process `serve` read it
+    try:
+        migrate.upgrade(url)
+    except psycopg.Error:
+        if server is not None:
+            server.stop()
+        raise
+    return url, server
+
+
+async def _check(settings: Settings, db_url: str) -> int:
     from console.domain.webhook_health import read_health
     from console.telephony.gateway import GatewayError, TwilioGateway
 
@@ -171,9 +214,25 @@ async def _check(settings: Settings) -> int:
         problems += 1
     finally:
         await gateway.close()
+    problems += await _check_database(db_url)
     if health is not None:
         _print_health(health, settings)
     return 1 if problems else 0
+
+
+async def _check_database(url: str) -> int:
+    """Print whether PostgreSQL answers and has every migration; the problems found."""
+    try:
+        missing = await asyncio.to_thread(migrate.pending, url)
+    except psycopg.Error as exc:
+        print(f"problem: PostgreSQL does not answer ({database_problem(exc)})")
+        return 1
+    print("ok: PostgreSQL answers")
+    if missing:
+        print(f"problem: the database schema lacks {', '.join(missing)}; run `warmline db upgrade`")
+        return 1
+    print(f"ok: the database schema is up to date ({migrate.latest_version()})")
+    return 0
 
 
 def _print_health(health: dict[str, object], settings: Settings) -> None:
@@ -204,10 +263,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     except EmbeddedRedisError as error:
         return fail(str(error), 1)
     try:
-        return asyncio.run(_check(settings))
+        db_url, db_server = embedded_database_url()
+    except EmbeddedPostgresError as error:
+        if server is not None:
+            server.stop()
+        return fail(str(error), 1)
+    try:
+        return asyncio.run(_check(settings, db_url))
     finally:
         if server is not None:
             server.stop()
+        if db_server is not None:
+            db_server.stop()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Apply the migrations the database lacks (Heroku's release phase runs it)."""
+    try:
+        url, server = embedded_database_url()
+    except ConfigError as error:
+        return fail(str(error), 2)
+    except EmbeddedPostgresError as error:
+        return fail(str(error), 1)
+    try:
+        applied = migrate.upgrade(url)
+    except psycopg.Error as error:
+        return fail(database_problem(error), 1)
+    finally:
+        if server is not None:
+            server.stop()
+    for version in applied:
+        print(f"applied {version}")
+    if not applied:
+        print(f"the database schema is up to date ({migrate.latest_version()})")
+    return 0
 
 
 def with_redis(work: Callable[[Redis], Awaitable[int]], embedded_failure_code: int) -> int:
@@ -264,6 +353,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         tls_verify = redis_tls_verify()
+        db_url = database_url()
     except ConfigError as error:
         return fail(str(error))
     options = DemoOptions(
@@ -275,14 +365,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         redis_url=os.environ.get("REDIS_URL", "").strip() or None,
         redis_tls_verify=tls_verify,
+        database_url=db_url,
     )
     if args.rate < 0:
         return fail(f"--rate must not be negative, got {args.rate:g}")
     logs.configure()
     try:
         asyncio.run(run_demo(options))
-    except EmbeddedRedisError as error:
+    except (EmbeddedRedisError, EmbeddedPostgresError) as error:
         return fail(str(error))
+    except psycopg.Error as error:
+        return fail(database_problem(error))
     except OSError as error:
         return fail(f"cannot listen on {args.host}:{args.port} or reach Redis: {error.strerror}")
     return 0
@@ -292,7 +385,8 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     """`warmline demo`'s options: here, so that commands other than the demo (the
     `serve` master above all) do not import the demo's app and simulator."""
     demo = commands.add_parser(
-        "demo", help="the app, an embedded Redis and a simulated Twilio, with demo users"
+        "demo",
+        help="the app, an embedded Redis and PostgreSQL and a simulated Twilio, with demo users",
     )
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     demo.add_argument("--port", type=int, default=5000, help="the app's port (default 5000)")
@@ -322,12 +416,20 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
     add_demo_parser(commands)
     commands.choices["demo"].set_defaults(handler=cmd_demo)
-    check = commands.add_parser("check", help="validate configuration, reach Redis and Twilio")
+    check = commands.add_parser(
+        "check", help="validate configuration, reach Redis, PostgreSQL and Twilio"
+    )
     check.set_defaults(handler=cmd_check)
     reconcile = commands.add_parser(
         "reconcile", help="rebuild live conferences from Twilio after Redis lost its data"
     )
     reconcile.set_defaults(handler=cmd_reconcile)
+    db = commands.add_parser("db", help="the history database")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="apply the schema migrations the database lacks ($DATABASE_URL)"
+    )
+    upgrade.set_defaults(handler=cmd_db_upgrade)
     cli_users.add_parser(commands)
     for name, sub in commands.choices.items():
         if name == "user":

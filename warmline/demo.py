@@ -1,9 +1,10 @@
 """`warmline demo`: the whole product on one machine, with nothing else installed.
 
 One event loop runs the app (Hypercorn, one worker), the Twilio Voice simulator
-in its place, and a Redis server of its own, so a newcomer sees calls flow through
-the real agent and supervisor views without a Twilio account. Every secret is made
-up per run; the simulator is the only "Twilio" the app talks to.
+in its place, a Redis server of its own and a PostgreSQL for the call history, so
+a newcomer sees calls flow through the real agent and supervisor views without a
+Twilio account. Every secret is made up per run; the simulator is the only "Twilio"
+the app talks to.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from hypercorn.config import Config
 
 from console.config import Settings
 from console.domain import users
+from console.history import migrate
 from console.redis_ext import connect
 from simulator import Chaos, LoadPlan, Simulator
 from warmline.app import create_app
+from warmline.embedded_postgres import EmbeddedPostgres, start_or_reuse
 from warmline.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
 from warmline.proxies import served
 
@@ -45,6 +48,7 @@ class DemoOptions:
     seed: int | None
     redis_url: str | None
     redis_tls_verify: bool = True
+    database_url: str | None = None  # DATABASE_URL; unset: the embedded PostgreSQL
 
 
 def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Settings:
@@ -77,14 +81,27 @@ async def create_demo_users(redis_url: str, tls_verify: bool = True) -> None:
 
 
 async def run_demo(options: DemoOptions) -> None:
-    """Run until SIGINT/SIGTERM, then stop the app, the simulator and Redis."""
+    """Run until SIGINT/SIGTERM, then stop the app, the simulator, Redis and PostgreSQL."""
     embedded: EmbeddedRedis | None = None
+    database: EmbeddedPostgres | None = None
     redis_url = options.redis_url
     if redis_url is None:
         # In the user's cache directory like `serve`'s, but nothing is saved: each demo
         # starts from scratch.
         embedded = start_redis(cache_dir("demo-redis"), persist=False)
         redis_url = embedded.url
+    database_url = options.database_url
+    try:
+        if database_url is None:
+            # `serve`'s: the history of past demos stays, as a real center's would.
+            database_url, database = await asyncio.to_thread(start_or_reuse, cache_dir("postgres"))
+        await asyncio.to_thread(migrate.upgrade, database_url)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        if database is not None:
+            database.stop()
+        raise
     app_url = f"http://{_browser_host(options.host)}:{options.port}"
     simulator_port = options.simulator_port or free_port()
     sim_url = f"http://{_browser_host(options.host)}:{simulator_port}"
@@ -103,12 +120,14 @@ async def run_demo(options: DemoOptions) -> None:
         config.bind = [f"{options.host}:{options.port}"]
         config.graceful_timeout = 5.0
         _print_banner(app_url, sim_url, options)
-        app = served(create_app(settings, redis_url=redis_url))
+        app = served(create_app(settings, redis_url=redis_url, database_url=database_url))
         await serve(app, config, shutdown_trigger=stop.wait)
     finally:
         await sim.stop()
         if embedded is not None:
             embedded.stop()
+        if database is not None:
+            database.stop()
 
 
 def _stop_on_signals() -> asyncio.Event:

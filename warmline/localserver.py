@@ -2,9 +2,11 @@
 benchmarks and local scripts that need the real server (Hypercorn, its own event
 loop and Redis clients) rather than an app object in their own process.
 
-The caller gives the Twilio account and where Twilio is (a stand-in's base URL);
-``server_env`` builds the environment, ``spawn_serve`` starts the process with its
-output in a log file, ``wait_healthy`` polls ``/healthz``.
+The caller gives the Twilio account and where Twilio is (a stand-in's base URL), and
+the database for the call history (else the child inherits DATABASE_URL, or starts or
+reuses the embedded PostgreSQL); ``server_env`` builds the environment,
+``spawn_serve`` starts the process with its output in a log file, ``wait_healthy``
+polls ``/healthz``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ def server_env(
     api_secret: str,
     caller_id: str = "+15550001111",
     secret_key: str = "local-secret-key",
+    database_url: str | None = None,
     **extra: str,
 ) -> dict[str, str]:
     """This process's environment for one `warmline serve` on ``port`` (which is also
-    its PUBLIC_BASE_URL), one worker unless ``extra`` says otherwise."""
+    its PUBLIC_BASE_URL), one worker unless ``extra`` says otherwise. Its history goes
+    to ``database_url``, else to this process's DATABASE_URL, else to the embedded
+    PostgreSQL (one per cache folder, shared by the servers started at once)."""
     env = {k: v for k, v in os.environ.items() if k not in _REWRITING}
     env.update(
         TWILIO_ACCOUNT_SID=account_sid,
@@ -54,6 +59,8 @@ def server_env(
         WEB_CONCURRENCY="1",
         PYTHONUNBUFFERED="1",
     )
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     env.update(extra)
     return env
 

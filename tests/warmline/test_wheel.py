@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -148,7 +150,15 @@ def clean_environment(cache: Path) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "REDIS_URL", "VIRTUAL_ENV")
+        if name
+        not in (
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "PYTHONSTARTUP",
+            "REDIS_URL",
+            "DATABASE_URL",
+            "VIRTUAL_ENV",
+        )
     }
     env["PYTHONNOUSERSITE"] = "1"
     env["XDG_CACHE_HOME"] = str(cache)
@@ -196,7 +206,11 @@ def test_the_installed_wheel_serves_its_own_views_from_another_directory(
     python = fresh_venv(venv, wheel)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = clean_environment(tmp_path / "cache")
+    # The demo starts its own PostgreSQL under the cache; as root it runs as another
+    # user, who must be able to reach it (pytest's temp folders are 0700).
+    cache = Path(tempfile.mkdtemp(prefix="warmline-wheel-cache-"))
+    cache.chmod(0o755)
+    env = clean_environment(cache)
 
     found = json.loads(run([python, "-c", PROBE], cwd=elsewhere, env=env).stdout)
     for module in found["modules"]:
@@ -247,6 +261,7 @@ def test_the_installed_wheel_serves_its_own_views_from_another_directory(
         if process.poll() is None:
             process.kill()
             process.wait()
+        shutil.rmtree(cache, ignore_errors=True)
     output = log.read_text()
     assert code == 0, output
     assert "Traceback" not in output, output

@@ -1,0 +1,141 @@
+"""`warmline db upgrade` (Heroku's release phase) and the database lines of
+`warmline check`: what was applied, one-line errors, the exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from console.history.migrate import latest_version, migrations, pending
+from simulator.testing import TwilioDouble
+from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, PUBLIC_BASE_URL
+from tests.support.servers import AppServer, server_env, spawn_serve, wait_healthy
+from warmline import cli
+from warmline.embedded_postgres import EmbeddedPostgres, running_postgres, url_for
+from warmline.embedded_redis import EmbeddedRedis, free_port
+
+
+@pytest.fixture
+def empty_database(postgres_server: EmbeddedPostgres):
+    """A database without any schema."""
+    name = "empty_for_cli"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield url_for(postgres_server.port, name)
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_db_upgrade_applies_then_says_up_to_date(empty_database, monkeypatch, capsys) -> None:
+    # Heroku's spelling, with its query string.
+    heroku = empty_database.replace("postgresql://", "postgres://") + "?sslmode=disable"
+    monkeypatch.setenv("DATABASE_URL", heroku)
+    assert cli.main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out == "".join(f"applied {v}\n" for v, _ in migrations())
+    assert cli.main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out == f"the database schema is up to date ({latest_version()})\n"
+
+
+def test_db_upgrade_reports_an_unreachable_database_in_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://u:hunter2@127.0.0.1:{free_port()}/d")
+    assert cli.main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("warmline: cannot reach the database: ")
+    assert err.count("\n") == 1 and "hunter2" not in err
+
+
+def test_db_upgrade_reports_a_bad_database_url_in_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:hunter2@db/d")
+    assert cli.main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("warmline: DATABASE_URL must be a postgres:// or postgresql:// URL")
+    assert err.count("\n") == 1 and "hunter2" not in err
+
+
+@pytest.fixture
+def cache() -> Iterator[Path]:
+    """An XDG_CACHE_HOME an unprivileged server (we may be root) can reach."""
+    path = Path(tempfile.mkdtemp(prefix="warmline-test-cache-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_db_upgrade_without_database_url_migrates_the_embedded_one(
+    cache: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert cli.main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.startswith("applied 0001_initial\n")
+    assert running_postgres(cache / "warmline" / "postgres") is None  # stopped after
+    assert cli.main(["db", "upgrade"]) == 0  # the same data, started again
+    assert "up to date" in capsys.readouterr().out
+
+
+def check_env(monkeypatch, twilio: TwilioDouble, redis_server: EmbeddedRedis, db: str) -> None:
+    for name, value in {
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_KEY": API_KEY,
+        "TWILIO_API_SECRET": API_SECRET,
+        "TWILIO_CALLER_ID": "+15550001111",
+        "TWILIO_API_BASE_URL": twilio.base_url,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "SECRET_KEY": "test-secret-key",
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": db,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_check_reports_the_database(
+    twilio, redis, redis_server, database_url, empty_database, monkeypatch, capsys
+) -> None:
+    check_env(monkeypatch, twilio, redis_server, database_url)
+    assert await asyncio.to_thread(cli.main, ["check"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: PostgreSQL answers\n" in out
+    assert f"ok: the database schema is up to date ({latest_version()})\n" in out
+
+    monkeypatch.setenv("DATABASE_URL", empty_database)
+    assert await asyncio.to_thread(cli.main, ["check"]) == 1
+    out = capsys.readouterr().out
+    lacks = ", ".join(v for v, _ in migrations())
+    assert f"problem: the database schema lacks {lacks}; run `warmline db upgrade`" in out
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://warmline@127.0.0.1:{free_port()}/x")
+    assert await asyncio.to_thread(cli.main, ["check"]) == 1
+    out = capsys.readouterr().out
+    assert "problem: PostgreSQL does not answer (cannot reach the database: " in out
+    assert "ok: Redis answers" in out  # the other checks still ran
+
+
+async def test_serve_without_database_url_runs_the_embedded_one_and_stops_it(
+    redis_server: EmbeddedRedis, twilio: TwilioDouble, tmp_path: Path, cache: Path
+) -> None:
+    folder = cache / "warmline" / "postgres"
+    port = free_port()
+    env = server_env(redis_server.url, twilio.base_url, port, XDG_CACHE_HOME=str(cache))
+    env.pop("DATABASE_URL", None)
+    log = tmp_path / "serve.log"
+    server = AppServer(f"http://127.0.0.1:{port}", spawn_serve(env, log), log)
+    try:
+        await wait_healthy(server)
+        url = running_postgres(folder)
+        assert url is not None, server.output()
+        assert await asyncio.to_thread(pending, url) == []  # migrated at start
+        assert server.terminate() == 0
+        assert running_postgres(folder) is None  # stopped with the app
+    finally:
+        server.terminate()

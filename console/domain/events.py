@@ -17,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from console.config import Settings
 from console.domain import keys
 
 EVERYONE = "*"
@@ -57,8 +58,21 @@ class Event:
         }
 
 
+HISTORY_KEEP_FACTOR = 10
+"""With history on, the log keeps events not yet stored up to this many times
+EVENT_LOG_MAXLEN (SPEC §3); console.domain.history_log trims it back to the maxlen."""
+
+
+def log_cap(settings: Settings) -> int:
+    """The length each append caps the log at: EVENT_LOG_MAXLEN, or with history on
+    (a database configured) ``HISTORY_KEEP_FACTOR`` times it."""
+    factor = HISTORY_KEEP_FACTOR if settings.database_url else 1
+    return settings.event_log_maxlen * factor
+
+
 def append_events(pipe: Pipeline, events: list[Event], maxlen: int) -> None:
-    """Queue XADDs on a MULTI pipeline, so they commit with the state they announce."""
+    """Queue XADDs on a MULTI pipeline, so they commit with the state they announce;
+    ``maxlen`` is ``log_cap``'s."""
     for event in events:
         pipe.xadd(keys.EVENTS, event.fields(), maxlen=maxlen, approximate=True)
     if events:

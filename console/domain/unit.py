@@ -21,7 +21,7 @@ from console.config import Settings
 from console.domain import keys
 from console.domain.derive import ConferenceView, derive
 from console.domain.effects import Effect
-from console.domain.events import Event, append_events
+from console.domain.events import Event, append_events, log_cap
 from console.domain.projections import project
 from console.domain.records import Agent, AgentStatus, ConferenceRecord, Queued
 from console.domain.unit_state import ENDED, After, Start, StateCopy
@@ -332,8 +332,8 @@ class Unit:
             pipe.hset(keys.TRANSFERS, mapping=self._new_transfers)
             changed = True
         if self.events:
-            append_events(pipe, self.events, self.settings.event_log_maxlen)
-            project(pipe, self.events, self.now)
+            append_events(pipe, self.events, log_cap(self.settings))
+            project(pipe, self.events, self.now, self.settings.center_zone)
             changed = True
         return changed
 

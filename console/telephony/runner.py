@@ -25,7 +25,8 @@ from console.domain import keys
 from console.domain.derive import derive
 from console.domain.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
 from console.domain.errors import Contended
-from console.domain.events import now_ms, trim_by_age
+from console.domain.events import now_ms
+from console.domain.history_log import trim_log
 from console.domain.records import CALL_ENDED, ConferenceRecord
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 2.0
 DRAIN_SECONDS = 10.0
-TRIM_EVERY_SWEEPS = 30  # the log's age limit is applied about once a minute
+TRIM_EVERY_SWEEPS = 30  # the log's trim (console.domain.history_log) runs about once a minute
 ASK_TWILIO_MIN_MS = 2000  # the least wait before asking Twilio about a customer (again)
 
 
@@ -182,7 +183,7 @@ class Runner(ServingExtension):
             try:
                 await self.sweep()
                 if count % TRIM_EVERY_SWEEPS == 0:
-                    await trim_by_age(self.redis, self.settings.event_log_max_age_hours)
+                    await trim_log(self.redis, self.settings)
             except (RedisError, Contended, OSError) as exc:
                 log.warning("routing sweep skipped: %s", exc)
 

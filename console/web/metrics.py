@@ -1,4 +1,5 @@
-"""Prometheus metrics: webhook counts and latencies, sockets, events (docs/api.md).
+"""Prometheus metrics: webhook counts and latencies, sockets, events, the history's
+lag (docs/api.md, docs/history.md).
 
 Counters about this process (webhooks served, sockets held, messages delivered,
 resyncs) live in a registry per app; figures about the deployment (queue size,
@@ -23,6 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from quart import Quart, Response, current_app, g, request
 
+from console.domain.history_log import Backlog
 from console.extension import ServingExtension, cancel
 from console.realtime.hub import Hub
 
@@ -164,6 +166,27 @@ class Metrics(ServingExtension):
         for name, (kind, text, value) in deployment.items():
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
         return self._process_metrics() + ("\n".join(lines) + "\n").encode()
+
+
+def history_figures(lag: Backlog) -> dict[str, tuple[str, str, float]]:
+    """The history writers' lag and losses (read from Redis, the same from any worker)."""
+    return {
+        "warmline_history_lag_events": (
+            "gauge",
+            "Events in the log the history writers have not stored yet.",
+            lag.events,
+        ),
+        "warmline_history_lag_seconds": (
+            "gauge",
+            "How long the oldest event not stored yet has waited, in seconds.",
+            lag.seconds,
+        ),
+        "warmline_history_events_lost_total": (
+            "counter",
+            "Events trimmed from the log before the history stored them.",
+            lag.lost,
+        ),
+    }
 
 
 def get_metrics() -> Metrics:

@@ -1,0 +1,229 @@
+"""A call's history rows from its conference's events (docs/history.md, how history is
+written): a pure function of the set of events, so delivering them twice, in any
+batch split, or storing them out of order always gives the same rows.
+
+Every time is an event's ``ts`` (the app's clock when it received what caused the
+event), never Twilio's ``Timestamp`` (SPEC §8, definitions). A call is answered when
+an agent joined it; abandoned when the caller left before that, whether Twilio
+reported the conference's end or only the caller's leaving (``participant.left`` of
+the customer, ``call.dequeued`` with reason ``hung-up``). Outcomes that later
+features bring (voicemail, callbacks, closed hours) are left to them: a call
+without an end has no outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LINE_EVENTS = ("call.queued", "call.dequeued")  # about a caller, named by their CallSid
+NOT_STORED = frozenset({"queue.updated"})  # the whole line: call.* events already tell it
+AGENTS_VIEW = "agents"  # data["view"] of the copies of supervisor legs made for agents
+TERMINAL_TRANSFER = frozenset({"completed", "failed", "canceled"})
+
+
+def conference_of(kind: str, data: Mapping[str, Any], conference: str | None) -> str | None:
+    """The conference (= call) an event belongs to, as timelines file them
+    (console.domain.timeline.entry_for): a caller's line events by their CallSid."""
+    if kind in LINE_EVENTS:
+        return data.get("call_sid") or None
+    return conference or data.get("conference") or data.get("name") or None
+
+
+def id_key(event_id: str) -> tuple[int, int]:
+    """A stream id ``<ms>-<seq>`` as the pair it is ordered by."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class CallRows:
+    """A call's row of ``calls`` and its rows of ``call_legs`` and ``call_transfers``
+    (console/history/migrations/0001_initial.sql), as column -> value dicts."""
+
+    call: dict[str, Any]
+    legs: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Holds:
+    """On-hold intervals of one call leg, from its flags in participant events."""
+
+    def __init__(self) -> None:
+        self.since: int | None = None
+        self.total = 0
+
+    def flag(self, hold: bool, ts: int) -> None:
+        if hold and self.since is None:
+            self.since = ts
+        elif not hold and self.since is not None:
+            self.total += max(0, ts - self.since)
+            self.since = None
+
+    def until(self, ts: int) -> int:
+        """The time on hold, counting an open interval up to ``ts``."""
+        return self.total + (max(0, ts - self.since) if self.since is not None else 0)
+
+
+@dataclass
+class _Leg:
+    call_sid: str
+    agent: str
+    role: str
+    joined_at: int
+    left_at: int | None = None
+    holds: _Holds = field(default_factory=_Holds)
+
+
+def derive_call(name: str, events: Iterable[Mapping[str, Any]]) -> CallRows | None:
+    """The rows of call ``name`` from its events (dicts with ``id``, ``type``, ``ts``,
+    ``data``; any order, duplicates allowed); None when there are none."""
+    unique = {e["id"]: e for e in events}
+    ordered = [unique[i] for i in sorted(unique, key=id_key)]
+    if not ordered:
+        return None
+    return _Fold(name).run(ordered)
+
+
+class _Fold:
+    """One pass over a call's events in log order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.from_number: str | None = None
+        self.queued_at: int | None = None
+        self.answered: _Leg | None = None
+        self.ended_at: int | None = None
+        self.customer = _Holds()
+        self.legs: dict[str, _Leg] = {}
+        self.transfers: dict[str, dict[str, Any]] = {}
+
+    def run(self, events: list[Mapping[str, Any]]) -> CallRows:
+        for event in events:
+            self._apply(event["type"], int(event["ts"]), event["data"])
+        first = min(int(e["ts"]) for e in events)
+        last = max(int(e["ts"]) for e in events)
+        return self._rows(self.queued_at if self.queued_at is not None else first, last)
+
+    def _apply(self, kind: str, ts: int, data: Mapping[str, Any]) -> None:
+        if kind == "call.queued":
+            self.queued_at = ts if self.queued_at is None else self.queued_at
+            self._number(data.get("from"))
+        elif kind == "call.dequeued":
+            if data.get("reason") == "hung-up":
+                self._end(ts)
+        elif kind in ("conference.started", "conference.ended"):
+            self._number(data.get("from"))
+            if kind == "conference.ended":
+                self._end(ts)
+                for leg in self.legs.values():
+                    self._leave(leg, ts)
+        elif kind.startswith("participant.") and data.get("view") != AGENTS_VIEW:
+            self._participant(kind, ts, data)
+        elif kind == "transfer.updated":
+            self._transfer(ts, data)
+
+    def _number(self, number: str | None) -> None:
+        self.from_number = self.from_number or number
+
+    def _end(self, ts: int) -> None:
+        """The caller is gone: the first sign of it is the call's end."""
+        if self.ended_at is None:
+            self.ended_at = ts
+            self.customer.flag(False, ts)
+
+    def _leave(self, leg: _Leg, ts: int) -> None:
+        if leg.left_at is None:
+            leg.left_at = ts
+            leg.holds.flag(False, ts)
+
+    def _participant(self, kind: str, ts: int, data: Mapping[str, Any]) -> None:
+        call_sid, role = data.get("call_sid") or "", data.get("role")
+        if role == "customer":
+            self._number(data.get("from"))
+            if kind == "participant.left":
+                self._end(ts)
+            elif self.ended_at is None:
+                self.customer.flag(bool(data.get("hold")), ts)
+            return
+        leg = self.legs.get(call_sid)
+        if leg is None:
+            if kind != "participant.joined":
+                return
+            leg = _Leg(call_sid, data.get("agent") or "", role or "agent", ts)
+            self.legs[call_sid] = leg
+            # The first agent to join answers; one joining after the caller left does not.
+            first = self.answered is None and self.ended_at is None
+            if first and leg.role == "agent" and leg.agent:
+                self.answered = leg
+        if kind == "participant.left":
+            self._leave(leg, ts)
+        elif leg.left_at is None:
+            leg.holds.flag(bool(data.get("hold")), ts)
+
+    def _transfer(self, ts: int, data: Mapping[str, Any]) -> None:
+        tid = data.get("id")
+        if not tid:
+            return
+        row = self.transfers.setdefault(tid, {"id": tid, "requested_at": ts, "ended_at": None})
+        if data.get("status") != row.get("status"):
+            row["ended_at"] = ts if data.get("status") in TERMINAL_TRANSFER else None
+        row["status"] = data.get("status") or "requested"
+        row["data"] = dict(data)
+
+    def _rows(self, arrived_at: int, last: int) -> CallRows:
+        end = self.ended_at if self.ended_at is not None else last
+        answered = self.answered
+        hold_ms = self.customer.until(end) if answered else 0
+        wait_ms: int | None = None
+        talk_ms = 0
+        if answered is not None:
+            wait_ms = max(0, answered.joined_at - arrived_at)
+            talk_ms = max(0, end - answered.joined_at - hold_ms)
+        elif self.ended_at is not None:
+            wait_ms = max(0, self.ended_at - arrived_at)
+        outcome = None
+        if self.ended_at is not None:
+            outcome = "completed" if answered is not None else "abandoned"
+        legs = list(self.legs.values())  # in the order they joined (the log's)
+        agents = {leg.agent for leg in legs if leg.role == "agent" and leg.agent}
+        for transfer in self.transfers.values():
+            agents |= {transfer["data"].get("from_agent"), transfer["data"].get("to_agent")}
+        call = {
+            "id": self.name,
+            "kind": "inbound",
+            "origin": None,
+            "from_number": self.from_number,
+            "arrived_at": arrived_at,
+            "offered": True,
+            "answered_at": answered.joined_at if answered else None,
+            "answered_by": answered.agent if answered else None,
+            "ended_at": self.ended_at,
+            "outcome": outcome,
+            "wait_ms": wait_ms,
+            "talk_ms": talk_ms,
+            "hold_ms": hold_ms,
+            "agents": sorted(a for a in agents if a),
+            "updated_at": last,
+        }
+        return CallRows(
+            call,
+            [
+                {
+                    "call_id": self.name,
+                    "position": position,
+                    "call_sid": leg.call_sid,
+                    "agent": leg.agent,
+                    "role": leg.role,
+                    "joined_at": leg.joined_at,
+                    "left_at": leg.left_at,
+                    "hold_ms": leg.holds.until(leg.left_at if leg.left_at is not None else end),
+                }
+                for position, leg in enumerate(legs)
+            ],
+            [
+                {"call_id": self.name, **row}
+                for _, row in sorted(self.transfers.items(), key=lambda item: item[0])
+            ],
+        )

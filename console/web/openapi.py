@@ -28,8 +28,14 @@ ERROR_STATUSES = {
     404: "unknown conference or transfer",
     409: "the state does not allow it",
     502: "Twilio did not accept the request",
+    503: "Redis or the history's PostgreSQL is unavailable; try again",
 }
-PATH_PATTERNS = {"name": anchored(NAME), "transfer_id": anchored(NAME)}
+PATH_PATTERNS = {"name": anchored(NAME), "transfer_id": anchored(NAME), "call_id": anchored(NAME)}
+# A CSV export (a route ending in .csv) answers text, not JSON.
+CSV_RESPONSE = {
+    "description": "CSV: a header row, then one row per item",
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+}
 
 
 class ErrorBody(BaseModel):
@@ -46,9 +52,11 @@ class WarmlineOpenAPI(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         error_object, error_components = self.build_response_object(ErrorBody, None)
         components.update(error_components)
-        for operations in paths.values():
+        for path, operations in paths.items():
             for operation in operations.values():
                 _complete(operation, error_object)
+                if path.endswith(".csv"):
+                    operation["responses"] = {**operation["responses"], 200: CSV_RESPONSE}
         return paths, components
 
 

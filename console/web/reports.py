@@ -3,8 +3,10 @@ queue figures of the supervisor console and the webhook health."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from psycopg import OperationalError
 from pydantic import BaseModel
 from quart import Blueprint
 from quart_schema import validate_response
@@ -14,9 +16,13 @@ from console.domain.errors import BadRequest, DomainError, NotFound
 from console.domain.events import now_ms
 from console.domain.webhook_health import read_health
 from console.extension import get_settings
+from console.history import queries
 from console.ids import NAME
+from console.postgres_ext import HistoryUnavailable, get_pool
 from console.redis_ext import get_redis
 from console.web.auth import current_user, login_required, role_required
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("reports", __name__, url_prefix="/api")
 
@@ -72,7 +78,9 @@ async def get_timeline(name: str) -> dict[str, Any]:
     redis = get_redis()
     entries = await timeline.read(redis, name)
     if not entries and not await redis.exists(keys.conference(name)):
-        raise NotFound(f"no conference {name}")
+        entries = await _stored_timeline(name)  # Redis has let the call go
+        if not entries:
+            raise NotFound(f"no conference {name}")
     user = await current_user()
     assert user is not None  # login_required guarantees it
     if not user.is_supervisor and not timeline.involves(entries, user.username):
@@ -81,12 +89,30 @@ async def get_timeline(name: str) -> dict[str, Any]:
     return {"conference": name, "entries": [timeline.public(e) for e in readable]}
 
 
+async def _stored_timeline(name: str) -> list[dict[str, Any]]:
+    """The timeline rebuilt from the history's events (none without a database; 503
+    when PostgreSQL is down)."""
+    try:
+        pool = get_pool()
+    except HistoryUnavailable:
+        return []
+    try:
+        return await queries.stored_timeline(pool, name)
+    except OperationalError as error:
+        log.warning("timeline of %s: history is unavailable: %s", name, error)
+        raise DomainError("history is unavailable", 503) from None
+
+
 @blueprint.get("/figures")
 @validate_response(Figures)
 @role_required("supervisor")
 async def get_figures() -> dict[str, Any]:
-    """Today's (UTC) queue figures; see console.domain.figures for each one's definition."""
-    return await figures.read(get_redis(), now_ms(), get_settings().service_level_seconds)
+    """Today's queue figures, today in CENTER_TIMEZONE; see console.domain.figures for
+    each one's definition."""
+    settings = get_settings()
+    return await figures.read(
+        get_redis(), now_ms(), settings.service_level_seconds, settings.center_zone
+    )
 
 
 class SignatureFailure(BaseModel):

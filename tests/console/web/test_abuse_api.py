@@ -36,6 +36,12 @@ BASE_URL = "http://localhost"
 
 
 @pytest.fixture
+async def app(history_app):
+    """With the call history on, so its routes answer rather than 503."""
+    return history_app
+
+
+@pytest.fixture
 async def api_schema(app) -> Any:
     response = await app.test_client().get("/openapi.json")
     assert response.status_code == 200

@@ -32,6 +32,7 @@ WEBHOOK = {"anonymous": 403, "agent": 403, "other": 403, "supervisor": 403}
 PUBLIC = {"anonymous": 200, "agent": 200, "other": 200, "supervisor": 200}
 API_ANY_USER = {"anonymous": 401, "agent": 200, "other": 200, "supervisor": 200}
 API_SUPERVISOR = {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 200}
+HISTORY_ANY_USER = {"anonymous": 401, "agent": 503, "other": 503, "supervisor": 503}
 ANY = {200, 404}
 
 
@@ -101,6 +102,20 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ),
     ("GET", "/api/figures"): Cell("/api/figures", API_SUPERVISOR),
     ("GET", "/api/webhooks"): Cell("/api/webhooks", API_SUPERVISOR),
+    # the matrix's app has no database: a supervisor gets past the role check to 503
+    ("GET", "/api/reports"): Cell(
+        "/api/reports?by=agent",
+        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 503},
+    ),
+    ("GET", "/api/reports.csv"): Cell(
+        "/api/reports.csv?by=hour",
+        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 503},
+    ),
+    # any user gets past the session check to 503 (no database here); who sees which
+    # call is in tests/console/web/test_calls_api.py, against a real PostgreSQL
+    ("GET", "/api/calls"): Cell("/api/calls", HISTORY_ANY_USER),
+    ("GET", "/api/calls.csv"): Cell("/api/calls.csv", HISTORY_ANY_USER),
+    ("GET", "/api/calls/<call_id>"): Cell("/api/calls/{name}", HISTORY_ANY_USER),
     # -- people-facing pages --------------------------------------------------------------
     ("GET", "/login"): Cell(
         "/login",
@@ -135,10 +150,22 @@ MATRIX: dict[tuple[str, str], Cell] = {
         {"anonymous": 303, "agent": 403, "other": 403, "supervisor": 200},
         locations={"anonymous": "/login?next=%2Fsupervisor"},
     ),
+    ("GET", "/history"): Cell(
+        "/history",
+        {"anonymous": 303, "agent": 403, "other": 403, "supervisor": 200},
+        locations={"anonymous": "/login?next=%2Fhistory"},
+    ),
+    ("GET", "/reports"): Cell(
+        "/reports",
+        {"anonymous": 303, "agent": 403, "other": 403, "supervisor": 200},
+        locations={"anonymous": "/login?next=%2Freports"},
+    ),
     # -- public -----------------------------------------------------------------------------
     ("GET", "/static/<path:filename>"): Cell("/static/css/app.css", PUBLIC),
     # 404 with a hint until `npm install` has put the Voice SDK in node_modules
     ("GET", "/vendor/twilio.min.js"): Cell("/vendor/twilio.min.js", dict.fromkeys(ROLES, ANY)),
+    ("GET", "/vendor/uplot.esm.js"): Cell("/vendor/uplot.esm.js", dict.fromkeys(ROLES, ANY)),
+    ("GET", "/vendor/uplot.min.css"): Cell("/vendor/uplot.min.css", dict.fromkeys(ROLES, ANY)),
     ("GET", "/openapi.json"): Cell("/openapi.json", PUBLIC),
     ("GET", "/healthz"): Cell("/healthz", PUBLIC),
     # open unless METRICS_TOKEN is set (test_metrics covers the token)
@@ -302,7 +329,9 @@ async def test_a_logged_out_cookie_is_anonymous_everywhere(app, world, raw_redis
     alice = fresh_client(world, "agent")  # still sends the old cookie
     assert session_token(alice) == world.tokens["agent"]
     for (method, _rule), cell in MATRIX.items():
-        if method != "GET" or not cell.path.startswith(("/api/", "/agent", "/supervisor")):
+        if method != "GET" or not cell.path.startswith(
+            ("/api/", "/agent", "/supervisor", "/history", "/reports")
+        ):
             continue
         path = fill(cell.path, world.values)
         response = await alice.get(path)

@@ -1,8 +1,9 @@
 """Queue figures (docs/api.md, figures): daily counters folded from the events, and the live queue.
 
-"Today" is the UTC day. A call counts on the day it reached the app (its
-conference's ``created_at``), a transfer on the day it was requested: the day of a
-thing never depends on when its callbacks happened to arrive.
+"Today" is the day in ``CENTER_TIMEZONE`` (its midnights found by zoneinfo, so a
+daylight-saving day lasts 23 or 25 hours). A call counts on the day it reached the
+app (its conference's ``created_at``), a transfer on the day it was requested: the
+day of a thing never depends on when its callbacks happened to arrive.
 
 Counters live in one Redis hash per day (``keys.figures(day)``, kept
 ``RETENTION_SECONDS``), incremented with HINCRBY inside the unit's MULTI so they
@@ -18,7 +19,8 @@ MULTI and reads only inside Redis at EXEC time (works on Redis 6.2).
 Fields:
 
 - ``answered``: conferences that started (an agent picked up); ``answered_wait_ms``
-  sums their waits (``started_at - created_at``, at least 0); ``wait_s:<n>`` counts
+  sums their waits (the ``conference.started`` event's ``ts`` minus ``created_at``,
+  at least 0: both the app's clock, never Twilio's ``Timestamp``); ``wait_s:<n>`` counts
   answered calls whose wait rounded *up* to whole seconds is n, so the service level
   can be computed for any threshold when read (``SERVICE_LEVEL_SECONDS`` is not
   needed when writing, and changing it applies to the stored days too).
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from redis.asyncio import Redis
@@ -67,15 +69,16 @@ return 0
 """
 
 
-def utc_day(ms: int) -> str:
-    """The UTC calendar day of a time in ms, as ``YYYY-MM-DD``."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+def local_day(ms: int, zone: tzinfo) -> str:
+    """The calendar day in ``zone`` of a time in ms, as ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d")
 
 
-def project(pipe: Pipeline, events: list[Event]) -> None:
-    """Queue the counter updates the events imply (see the module docstring)."""
+def project(pipe: Pipeline, events: list[Event], zone: tzinfo) -> None:
+    """Queue the counter updates the events imply (see the module docstring); days are
+    days in ``zone`` (CENTER_TIMEZONE)."""
     for event in events:
-        for day, subject, contribution in contributions(event):
+        for day, subject, contribution in contributions(event, zone):
             encoded = ";".join(f"{field}={amount}" for field, amount in contribution.items())
             pipe.eval(
                 _CONTRIBUTE,
@@ -88,17 +91,19 @@ def project(pipe: Pipeline, events: list[Event]) -> None:
             )
 
 
-def contributions(event: Event) -> list[tuple[str, str, dict[str, int]]]:
+def contributions(event: Event, zone: tzinfo) -> list[tuple[str, str, dict[str, int]]]:
     """(day, subject, counters) for what ``event`` settles; empty for anything else."""
     data = event.data
     if event.type == "conference.started" and data.get("started_at") is not None:
-        wait = max(0, data["started_at"] - data["created_at"])
+        # started_at is Twilio's Timestamp: the wait is measured on the app's clock
+        wait = max(0, event.ts - data["created_at"])
         counts = {"answered": 1, "answered_wait_ms": wait, WAIT_BUCKET + str(_ceil_s(wait)): 1}
-        return [(utc_day(data["created_at"]), "call:" + data["name"], counts)]
+        return [(local_day(data["created_at"], zone), "call:" + data["name"], counts)]
     if event.type == "conference.ended" and data.get("started_at") is None:
-        return [(utc_day(data["created_at"]), "call:" + data["name"], {"abandoned": 1})]
+        day = local_day(data["created_at"], zone)
+        return [(day, "call:" + data["name"], {"abandoned": 1})]
     if event.type == "transfer.updated":
-        return _transfer(data)
+        return _transfer(data, zone)
     return []
 
 
@@ -106,8 +111,8 @@ def _ceil_s(ms: int) -> int:
     return math.ceil(ms / 1000)
 
 
-def _transfer(data: dict[str, Any]) -> list[tuple[str, str, dict[str, int]]]:
-    day, status = utc_day(data["created_at"]), data["status"]
+def _transfer(data: dict[str, Any], zone: tzinfo) -> list[tuple[str, str, dict[str, int]]]:
+    day, status = local_day(data["created_at"], zone), data["status"]
     if status == "answered":
         took = max(0, data["updated_at"] - data["created_at"])
         counts = {"transfer_answers": 1, "transfer_answer_ms": took}
@@ -138,9 +143,10 @@ def service_level(counters: dict[str, int], seconds: int) -> tuple[int, float | 
     return within, (round(within / offered, 4) if offered else None)
 
 
-async def read(redis: Redis, now: int, service_level_seconds: int) -> dict[str, Any]:
-    """The figures (docs/api.md) as of ``now``: the live queue and today's counters."""
-    day = utc_day(now)
+async def read(redis: Redis, now: int, service_level_seconds: int, zone: tzinfo) -> dict[str, Any]:
+    """The figures (docs/api.md) as of ``now``: the live queue and today's counters,
+    today being the day in ``zone`` (CENTER_TIMEZONE)."""
+    day = local_day(now, zone)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.lrange(keys.QUEUE, 0, -1)
         pipe.hgetall(keys.QUEUE_INFO)

@@ -9,15 +9,18 @@ timeline's TTL, a corrected outcome's old counts) runs in Lua at EXEC time.
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from redis.asyncio.client import Pipeline
 
 from console.domain import figures, timeline
 from console.domain.events import Event
 
 
-def project(pipe: Pipeline, events: list[Event], now: int) -> None:
-    """Queue the read-model writes for ``events`` on the unit's MULTI pipeline.
-    ``now`` is unused: entries and counters take their times from the events, so a
-    retried unit or a late callback lands where the event says it belongs."""
+def project(pipe: Pipeline, events: list[Event], now: int, zone: tzinfo) -> None:
+    """Queue the read-model writes for ``events`` on the unit's MULTI pipeline; the
+    figures' days are days in ``zone`` (CENTER_TIMEZONE). ``now`` is unused: entries
+    and counters take their times from the events, so a retried unit or a late
+    callback lands where the event says it belongs."""
     timeline.project(pipe, events)
-    figures.project(pipe, events)
+    figures.project(pipe, events, zone)

@@ -1,0 +1,381 @@
+"""Reports over the history (SPEC §8, docs/history.md, reports): per hour, day or agent
+of a range of days in CENTER_TIMEZONE, what was offered, answered, abandoned, the
+service level, waits, handle times and transfers; per agent also calls handled,
+missed rings, occupancy and time on break.
+
+Every time is the app's clock (the events' ``ts``, as the writer stored it). A call
+belongs to the bucket it arrived in, a transfer to the one it was requested in;
+agent activity is cut at the range's edges (and at now). Buckets are computed here
+with zoneinfo: a day runs from one local midnight to the next (23 or 25 hours across
+a daylight-saving change), and hours are local hours labelled with their UTC offset,
+so the repeated hour of a change is two buckets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from console.domain.errors import BadRequest
+from console.history.dates import day_start
+
+BY = ("hour", "day", "agent")
+MAX_DAYS = 400
+P90 = 0.9
+HOUR_MS = 3_600_000
+QUARTER_MS = 900_000  # every zone's offset is a whole number of quarter hours
+COLUMNS = (
+    "bucket",
+    "offered",
+    "answered",
+    "abandoned",
+    "voicemails",
+    "callbacks",
+    "service_level",
+    "wait_mean_ms",
+    "wait_p90_ms",
+    "handle_mean_ms",
+    "transfers_succeeded",
+    "transfers_failed",
+)
+AGENT_COLUMNS = (*COLUMNS, "handled", "missed", "occupancy", "break_ms")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# Which calls count as what (SPEC §8 definitions); wait_ms of an abandoned call may
+# be missing, its wait then runs to its end.
+_OFFERED = "c.kind = 'inbound' AND c.offered"
+_ANSWERED = f"{_OFFERED} AND c.answered_at IS NOT NULL"
+_ABANDONED = f"{_OFFERED} AND c.answered_at IS NULL AND c.outcome = 'abandoned'"
+_CALL_FIGURES = f"""
+  count(*) FILTER (WHERE {_OFFERED}) AS offered,
+  count(*) FILTER (WHERE {_ANSWERED}) AS answered,
+  count(*) FILTER (WHERE {_ABANDONED}) AS abandoned,
+  count(*) FILTER (WHERE c.outcome = 'voicemail') AS voicemails,
+  count(*) FILTER (WHERE c.outcome = 'callback-requested') AS callbacks,
+  count(*) FILTER (WHERE {_ANSWERED} AND c.wait_ms <= %(threshold)s) AS answered_within,
+  count(*) FILTER (WHERE {_ABANDONED}
+                   AND COALESCE(c.wait_ms, c.ended_at - c.arrived_at) > %(threshold)s)
+    AS abandoned_after,
+  avg(c.wait_ms) FILTER (WHERE {_ANSWERED}) AS wait_mean,
+  percentile_disc({P90}) WITHIN GROUP (ORDER BY c.wait_ms) FILTER (WHERE {_ANSWERED})
+    AS wait_p90,
+  avg(c.talk_ms + c.hold_ms + c.wrap_up_ms) FILTER (WHERE {_ANSWERED}) AS handle_mean
+"""
+
+# One aggregate per bucket, each an index range scan of its calls.
+_CALLS_BY_BUCKET = f"""
+SELECT b.i AS bucket, f.*
+FROM unnest(%(starts)s::bigint[], %(ends)s::bigint[]) WITH ORDINALITY AS b(lo, hi, i)
+CROSS JOIN LATERAL (
+  SELECT {_CALL_FIGURES} FROM calls c WHERE c.arrived_at >= b.lo AND c.arrived_at < b.hi
+) f
+"""
+
+_CALLS_BY_AGENT = f"""
+SELECT c.answered_by AS bucket, {_CALL_FIGURES}
+FROM calls c
+WHERE c.arrived_at >= %(lo)s AND c.arrived_at < %(hi)s AND c.answered_by IS NOT NULL
+GROUP BY c.answered_by
+"""
+
+_TRANSFER_FIGURES = """
+  count(*) FILTER (WHERE t.status = 'completed') AS transfers_succeeded,
+  count(*) FILTER (WHERE t.status = 'failed') AS transfers_failed
+"""
+_TRANSFERS_BY_BUCKET = f"""
+SELECT width_bucket(t.requested_at, %(starts)s::bigint[]) AS bucket, {_TRANSFER_FIGURES}
+FROM call_transfers t WHERE t.requested_at >= %(lo)s AND t.requested_at < %(hi)s
+GROUP BY 1
+"""
+_TRANSFERS_BY_AGENT = f"""
+SELECT t.data->>'from_agent' AS bucket, {_TRANSFER_FIGURES}
+FROM call_transfers t
+WHERE t.requested_at >= %(lo)s AND t.requested_at < %(hi)s AND t.data->>'from_agent' IS NOT NULL
+GROUP BY 1
+"""
+
+# Calls an agent joined as an agent in the range: answered, or taken over by transfer.
+_HANDLED = """
+SELECT l.agent AS bucket, count(DISTINCT l.call_id) AS handled
+FROM call_legs l
+WHERE l.role = 'agent' AND l.joined_at >= %(lo)s AND l.joined_at < %(hi)s
+GROUP BY l.agent
+"""
+
+# The agent_activity view's intervals, computed over the range only (the view itself
+# would window over every agent.updated ever stored): for each agent (found by a
+# skip scan of events_by_agent), its changes from the last one before the range (or
+# the range's start) to the end, windowed per agent (one small sort each, not one
+# of every row); each interval is cut at the range's edges and at now.
+_ACTIVITY = """
+WITH RECURSIVE names(name) AS (
+  SELECT min(data->>'username') FROM events WHERE type = 'agent.updated'
+  UNION ALL
+  SELECT (SELECT min(e.data->>'username') FROM events e
+          WHERE e.type = 'agent.updated' AND e.data->>'username' > names.name)
+  FROM names WHERE names.name IS NOT NULL
+)
+SELECT n.name AS bucket, a.*
+FROM names n CROSS JOIN LATERAL (
+  SELECT
+    COALESCE(sum(GREATEST(e - s, 0)) FILTER (WHERE status <> 'offline'), 0) AS signed_in_ms,
+    COALESCE(sum(GREATEST(e - s, 0)) FILTER (WHERE status = 'break'), 0) AS break_ms,
+    COALESCE(sum(GREATEST(e - s, 0)) FILTER (WHERE status IN ('busy', 'wrap-up')), 0)
+      AS occupied_ms,
+    count(*) FILTER (WHERE status = 'missed' AND ts >= %(lo)s
+                     AND before IS DISTINCT FROM 'missed') AS missed
+  FROM (
+    SELECT data->>'status' AS status, ts, LAG(data->>'status') OVER w AS before,
+           GREATEST(ts, %(lo)s) AS s,
+           LEAST(COALESCE(LEAD(ts) OVER w, %(until)s), %(until)s) AS e
+    FROM events
+    WHERE type = 'agent.updated' AND data->>'username' = n.name AND ts < %(until)s
+      AND ts >= COALESCE(
+        (SELECT p.ts FROM events p
+         WHERE p.type = 'agent.updated' AND p.data->>'username' = n.name AND p.ts < %(lo)s
+         ORDER BY p.data->>'username' DESC, p.ts DESC LIMIT 1),
+        %(lo)s)
+    WINDOW w AS (ORDER BY ms, seq)
+  ) intervals
+) a
+WHERE n.name IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class ReportRange:
+    """What a report covers: the days ``first``..``last`` (inclusive) in ``zone``,
+    bucketed ``by`` hour, day or agent."""
+
+    first: date
+    last: date
+    by: str
+    zone: ZoneInfo
+
+    @property
+    def start(self) -> int:
+        return day_start(self.first, self.zone)
+
+    @property
+    def end(self) -> int:
+        """The first ms after the last day."""
+        return day_start(self.last + timedelta(days=1), self.zone)
+
+
+def parse_range(
+    start: str | None, stop: str | None, by: str | None, zone: ZoneInfo, today: date
+) -> ReportRange:
+    """The query's ``from``, ``to`` (dates, inclusive; today when absent) and ``by``
+    (``day`` when absent), or BadRequest saying what is wrong."""
+    chosen = "day" if by is None else by
+    if chosen not in BY:
+        raise BadRequest(f"by: expected one of {', '.join(BY)}, got {chosen[:20]!r}")
+    first = today if start is None else _date(start, "from")
+    last = today if stop is None else _date(stop, "to")
+    if last < first:
+        raise BadRequest("to: must not be before from")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise BadRequest(f"from, to: at most {MAX_DAYS} days at a time")
+    return ReportRange(first, last, chosen, zone)
+
+
+def _date(text: str, name: str) -> date:
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        day = date.fromisoformat(text)
+        if not 1970 <= day.year <= 9998:
+            raise ValueError
+        return day
+    except ValueError:
+        raise BadRequest(f"{name}: expected a date such as 2026-03-08, got {text[:40]!r}") from None
+
+
+def buckets(chosen: ReportRange) -> list[tuple[str, int, int]]:
+    """(label, first ms, first ms after) of each hour or day of the range, in order."""
+    if chosen.by == "day":
+        days = [
+            chosen.first + timedelta(days=n) for n in range((chosen.last - chosen.first).days + 1)
+        ]
+        starts = [day_start(day, chosen.zone) for day in days]
+        labels = [day.isoformat() for day in days]
+    else:
+        starts = list(hour_starts(chosen.start, chosen.end, chosen.zone))
+        labels = [_local(ms, chosen.zone).isoformat() for ms in starts]
+    ends = [*starts[1:], chosen.end]
+    return list(zip(labels, starts, ends, strict=True))
+
+
+def hour_starts(start: int, end: int, zone: ZoneInfo) -> Iterator[int]:
+    """The ms of every local hour's start in ``[start, end)``, ``start`` being one: an
+    hour later, unless the offset changed by part of an hour, then the first quarter
+    hour on a whole local hour."""
+    at = start
+    while at < end:
+        yield at
+        here, there = _local(at, zone), _local(at + HOUR_MS, zone)
+        if here.utcoffset() == there.utcoffset() or there.minute == 0:
+            at += HOUR_MS
+            continue
+        at += next(
+            q
+            for q in range(QUARTER_MS, 2 * HOUR_MS + 1, QUARTER_MS)
+            if _local(at + q, zone).minute == 0
+        )
+
+
+def _local(ms: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, zone)
+
+
+async def report(
+    pool: AsyncConnectionPool, chosen: ReportRange, threshold_ms: int, now: int
+) -> dict[str, Any]:
+    """The report's answer: ``{"from", "to", "by", "rows"}`` (SPEC §8 shapes)."""
+    async with pool.connection() as conn, conn.transaction():
+        # a month of calls is sorted and aggregated in memory, not on disk
+        await conn.execute("SET LOCAL work_mem = '64MB'")
+        await conn.execute("SET LOCAL jit = off")
+        if chosen.by == "agent":
+            rows = await _by_agent(conn, chosen, threshold_ms, now)
+        else:
+            rows = await _by_time(conn, chosen, threshold_ms)
+    return {
+        "from": chosen.first.isoformat(),
+        "to": chosen.last.isoformat(),
+        "by": chosen.by,
+        "rows": rows,
+    }
+
+
+async def _by_time(
+    conn: AsyncConnection[Any], chosen: ReportRange, threshold_ms: int
+) -> list[dict[str, Any]]:
+    spans = buckets(chosen)
+    params = {
+        "starts": [lo for _, lo, _ in spans],
+        "ends": [hi for _, _, hi in spans],
+        "lo": chosen.start,
+        "hi": chosen.end,
+        "threshold": threshold_ms,
+    }
+    calls = {row["bucket"]: row for row in await _fetch(conn, _CALLS_BY_BUCKET, params)}
+    transfers = {row["bucket"]: row for row in await _fetch(conn, _TRANSFERS_BY_BUCKET, params)}
+    return [
+        {
+            "bucket": label,
+            **_call_figures(calls.get(n)),
+            **_transfer_figures(transfers.get(n)),
+        }
+        for n, (label, _, _) in enumerate(spans, start=1)
+    ]
+
+
+async def _by_agent(
+    conn: AsyncConnection[Any], chosen: ReportRange, threshold_ms: int, now: int
+) -> list[dict[str, Any]]:
+    params = {
+        "lo": chosen.start,
+        "hi": chosen.end,
+        "until": max(chosen.start, min(chosen.end, now)),
+        "threshold": threshold_ms,
+    }
+    calls = _keyed(await _fetch(conn, _CALLS_BY_AGENT, params))
+    transfers = _keyed(await _fetch(conn, _TRANSFERS_BY_AGENT, params))
+    handled = _keyed(await _fetch(conn, _HANDLED, params))
+    activity = {
+        name: row
+        for name, row in _keyed(await _fetch(conn, _ACTIVITY, params)).items()
+        if row["signed_in_ms"] or row["missed"]
+    }
+    names = sorted(set(calls) | set(transfers) | set(handled) | set(activity))
+    return [
+        {
+            "bucket": name,
+            **_call_figures(calls.get(name)),
+            **_transfer_figures(transfers.get(name)),
+            "handled": handled[name]["handled"] if name in handled else 0,
+            **_activity_figures(activity.get(name)),
+        }
+        for name in names
+    ]
+
+
+async def _fetch(
+    conn: AsyncConnection[Any], query: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+def _keyed(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["bucket"]: row for row in rows}
+
+
+def _call_figures(row: dict[str, Any] | None) -> dict[str, Any]:
+    row = row or {}
+    answered = row.get("answered", 0)
+    counted = answered + row.get("abandoned_after", 0)
+    return {
+        "offered": row.get("offered", 0),
+        "answered": answered,
+        "abandoned": row.get("abandoned", 0),
+        "voicemails": row.get("voicemails", 0),
+        "callbacks": row.get("callbacks", 0),
+        # answered within the threshold ÷ (answered + abandoned after it)
+        "service_level": _ratio(row.get("answered_within", 0), counted),
+        "wait_mean_ms": _round(row.get("wait_mean")),
+        "wait_p90_ms": row.get("wait_p90"),
+        "handle_mean_ms": _round(row.get("handle_mean")),
+    }
+
+
+def _transfer_figures(row: dict[str, Any] | None) -> dict[str, int]:
+    row = row or {}
+    return {
+        "transfers_succeeded": row.get("transfers_succeeded", 0),
+        "transfers_failed": row.get("transfers_failed", 0),
+    }
+
+
+def _activity_figures(row: dict[str, Any] | None) -> dict[str, Any]:
+    row = row or {}
+    working = int(row.get("signed_in_ms", 0)) - int(row.get("break_ms", 0))
+    return {
+        "missed": row.get("missed", 0),
+        # (talk + hold + wrap-up) ÷ (signed in - on break): busy and wrap-up intervals
+        "occupancy": _ratio(int(row.get("occupied_ms", 0)), working),
+        "break_ms": int(row.get("break_ms", 0)),
+    }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole > 0 else None
+
+
+def _round(value: Any) -> int | None:
+    return None if value is None else round(value)
+
+
+def csv_lines(answer: dict[str, Any]) -> Iterator[str]:
+    """The report as CSV, a line at a time: a header of the row fields' names, then a
+    row per bucket; null is an empty cell."""
+    columns = AGENT_COLUMNS if answer["by"] == "agent" else COLUMNS
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for values in [columns, *([row[c] for c in columns] for row in answer["rows"])]:
+        writer.writerow(["" if v is None else v for v in values])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()

@@ -5,6 +5,7 @@
 import { api } from "./api.js";
 import { $, View } from "./boot.js";
 import { personRow, renderMembers, renderQueue } from "./cards.js";
+import { renderRecentCalls } from "./calllog.js";
 import { isTerminal } from "./model.js";
 import {
   STATUS_WORDS,
@@ -310,9 +311,22 @@ function renderTeam() {
   renderMembers(colleagues, "No colleagues yet.");
 }
 
+// --- recent calls (from the history, which the writer fills moments after a call ends) ---
+
+let recentSoon = null;
+function refreshRecent(delay = 0) {
+  clearTimeout(recentSoon);
+  recentSoon = setTimeout(() => renderRecentCalls($("recent-calls"), $("recent-card").dataset.timezone), delay);
+}
+
 // --- start ------------------------------------------------------------------------------------
 
+refreshRecent();
+setInterval(() => refreshRecent(), 60_000);
 view.start({
+  onChange(kind) {
+    if (kind === "conference.ended" || kind === "participant.left") refreshRecent(3000);
+  },
   onIncoming() {
     const context = model.ringingFor();
     const from = context?.conference?.from;

@@ -53,4 +53,8 @@ export const api = {
   figures: () => request("GET", "/api/figures"),
   timeline: (conference) => request("GET", `/api/conferences/${encodeURIComponent(conference)}/timeline`),
   webhooks: () => request("GET", "/api/webhooks"),
+  // The call history (SPEC §8): query is a URLSearchParams of the filters.
+  calls: (query) => request("GET", `/api/calls?${query}`),
+  call: (id) => request("GET", `/api/calls/${encodeURIComponent(id)}`),
+  reports: (query) => request("GET", `/api/reports?${query}`),
 };

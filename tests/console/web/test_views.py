@@ -31,7 +31,14 @@ async def test_each_user_gets_their_view_with_its_module(app, redis) -> None:
 async def test_pages_have_nothing_inline_and_every_asset_is_served(app, redis) -> None:
     sam = await login(app, redis, "sam", role="supervisor")
     alice = await login(app, redis, "alice")
-    for client, path in ((alice, "/agent"), (sam, "/supervisor"), (app.test_client(), "/login")):
+    pages = (
+        (alice, "/agent"),
+        (sam, "/supervisor"),
+        (sam, "/history"),
+        (sam, "/reports"),
+        (app.test_client(), "/login"),
+    )
+    for client, path in pages:
         page = await (await client.get(path)).get_data(as_text=True)
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), f"inline script in {path}"
         assert "<style" not in page and " style=" not in page, path
@@ -39,6 +46,29 @@ async def test_pages_have_nothing_inline_and_every_asset_is_served(app, redis) -
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page):
             response = await client.get(asset)
             assert response.status_code == 200, asset
+
+
+async def test_history_and_reports_are_supervisor_pages_linked_from_the_console(app, redis) -> None:
+    alice = await login(app, redis, "alice")
+    sam = await login(app, redis, "sam", role="supervisor")
+    for path, module in (("/history", "history"), ("/reports", "reports")):
+        page = await (await sam.get(path)).get_data(as_text=True)
+        assert f'<script type="module" src="/static/js/{module}.js">' in page
+        assert f'<a href="{path}" aria-current="page">' in page
+        assert 'id="connection"' not in page  # no live socket on these pages
+        assert (await alice.get(path)).status_code == 403
+        anonymous = await app.test_client().get(path)
+        assert anonymous.status_code == 303
+        assert anonymous.headers["Location"] == f"/login?next=%2F{path[1:]}"
+    board = await (await sam.get("/supervisor")).get_data(as_text=True)
+    live = '<a href="/supervisor" aria-current="page">'
+    for link in ('href="/history"', 'href="/reports"', live):
+        assert link in board
+    reports = await (await sam.get("/reports")).get_data(as_text=True)
+    assert '<link rel="stylesheet" href="/vendor/uplot.min.css">' in reports
+    agent_page = await (await alice.get("/agent")).get_data(as_text=True)
+    assert 'href="/history"' not in agent_page  # agents have no history page
+    assert 'id="recent-calls"' in agent_page
 
 
 async def test_modules_import_only_served_siblings() -> None:
@@ -73,6 +103,28 @@ async def test_voice_sdk_missing_is_a_clear_404(app, tmp_path, monkeypatch) -> N
     response = await app.test_client().get("/vendor/twilio.min.js")
     assert response.status_code == 404
     assert "npm install" in await response.get_data(as_text=True)
+
+
+@pytest.mark.skipif(
+    views.vendor_path(views.UPLOT["uplot.esm.js"][0]) is None,
+    reason="`npm install` has not been run",
+)
+async def test_uplot_is_served_from_node_modules(app) -> None:
+    script = await app.test_client().get("/vendor/uplot.esm.js")
+    assert script.status_code == 200
+    assert script.mimetype == "text/javascript"
+    assert "export { uPlot as default }" in await script.get_data(as_text=True)
+    style = await app.test_client().get("/vendor/uplot.min.css")
+    assert style.status_code == 200
+    assert style.mimetype == "text/css"
+
+
+async def test_uplot_missing_is_a_clear_404(app, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(views, "VENDOR_ROOTS", (tmp_path,))
+    for path in ("/vendor/uplot.esm.js", "/vendor/uplot.min.css"):
+        response = await app.test_client().get(path)
+        assert response.status_code == 404
+        assert "npm install" in await response.get_data(as_text=True)
 
 
 @pytest.mark.skipif(views.voice_sdk_path() is None, reason="`npm install` has not been run")

@@ -3,11 +3,15 @@ each worker) gets its own settings, Redis client and Twilio gateway."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
 from console.config import Settings
 from console.extension import SETTINGS_KEY, get_settings
+from console.history.writer import HistoryWriter
+from console.postgres_ext import PostgresExtension
 from console.realtime.hub import Hub
 from console.realtime.presence import Presence
 from console.redis_ext import RedisExtension
@@ -43,9 +47,18 @@ def content_security_policy(settings: Settings) -> str:
     )
 
 
-def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Quart:
-    """Build the app for ``settings`` (default: from the environment)."""
+def create_app(
+    settings: Settings | None = None,
+    redis_url: str | None = None,
+    database_url: str | None = None,
+) -> Quart:
+    """Build the app for ``settings`` (default: from the environment). With a database
+    (``database_url``, else DATABASE_URL) it keeps the call history; without, the
+    history routes answer 503."""
     settings = settings or Settings.from_env()
+    if database_url and database_url != settings.database_url:
+        # Every part sees that history is on (the event log keeps what it has not stored).
+        settings = dataclasses.replace(settings, database_url=database_url)
     decline_permessage_deflate()
     app = Quart(
         __name__,
@@ -78,6 +91,10 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     # The runner comes first: after_serving hooks run in this order, and it must
     # drain its REST actions while Redis and the Twilio client are still open.
     Runner(app)
+    if settings.database_url:  # stops before the clients it uses close
+        HistoryWriter(
+            lambda: RedisExtension.of(app).client, lambda: PostgresExtension.of(app).pool, app
+        )
     RedisExtension(
         app,
         url=redis_url or settings.redis_url,
@@ -85,6 +102,9 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         tls_verify=settings.redis_tls_verify,
     )
     TwilioGateway(app, settings)
+    database_url = database_url or settings.database_url
+    if database_url:
+        PostgresExtension(app, url=database_url)
     Hub(app)
     Presence(app)
     Metrics(app)
@@ -98,13 +118,15 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 def _register_blueprints(app: Quart) -> None:
     from console.web.api import blueprint as api
     from console.web.auth import blueprint as auth
+    from console.web.call_reports import blueprint as call_reports
+    from console.web.calls import blueprint as calls
     from console.web.health import blueprint as health
     from console.web.reports import blueprint as reports
     from console.web.views import blueprint as views
     from console.web.ws import blueprint as ws
     from webhooks.routes import blueprint as webhooks
 
-    for blueprint in (webhooks, api, reports, auth, views, health, ws):
+    for blueprint in (webhooks, api, reports, calls, call_reports, auth, views, health, ws):
         app.register_blueprint(blueprint)
 
 

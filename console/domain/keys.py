@@ -92,7 +92,8 @@ def timeline(name: str) -> str:
 
 
 def figures(day: str) -> str:
-    """Hash: one UTC day's queue and transfer counters (console.domain.figures)."""
+    """Hash: one day's (in CENTER_TIMEZONE) queue and transfer counters
+    (console.domain.figures)."""
     return f"{PREFIX}figures:{day}"
 
 

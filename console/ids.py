@@ -29,6 +29,9 @@ CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")
 """A Twilio ConferenceSid."""
 
+RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
+"""A Twilio RecordingSid (a recording's playback and delete routes take one)."""
+
 
 def anchored(pattern: re.Pattern[str]) -> str:
     """``pattern`` matched against a whole string, as JSON Schema writes it."""

@@ -8,11 +8,13 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from console.domain import flow
+from console.domain import flow, recordings
 from console.domain.derive import CUSTOMER_LABEL
 from console.domain.errors import Contended
 from console.domain.events import now_ms
 from console.domain.flow import Answer
+from console.domain.recordings import STATUSES as RECORDING_STATUSES
+from console.domain.recordings import RecordingReport
 from console.domain.records import Callback
 from console.domain.unit import Unit
 from console.domain.webhook_health import note_request, note_signature_failure
@@ -24,8 +26,10 @@ __all__ = [
     "CONFERENCE_EVENTS",
     "CUSTOMER_LABEL",
     "NOT_RECORDED",
+    "RECORDING_STATUSES",
     "Answer",
     "Callback",
+    "RecordingReport",
     "agent_answer",
     "call_status",
     "conference_callback",
@@ -33,6 +37,7 @@ __all__ = [
     "note_bad_signature",
     "note_webhook",
     "now_ms",
+    "recording_status",
 ]
 
 # What a failed recording raises: Redis down or slow, or a unit that kept losing races.
@@ -80,6 +85,13 @@ async def call_status(
         lambda unit: flow.apply_call_status(unit, conference, dial, call_sid, status, seq),
         conference,
         received_at,
+    )
+
+
+async def recording_status(report: RecordingReport, received_at: int) -> None:
+    """A recording status callback of a conference the app recorded."""
+    await _record(
+        lambda unit: recordings.apply_report(unit, report), report.conference, received_at
     )
 
 

@@ -16,6 +16,8 @@ WAIT_PATH = "/conference/wait"
 AGENT_CONNECT_PATH = "/conference/connect/agent"
 CONFERENCE_STATUS_PATH = "/conference/status"
 CALL_STATUS_PATH = "/call/status"
+RECORDING_STATUS_PATH = "/conference/recording"
+RECORDING_NOTICE_PATH = "/conference/recording/notice"
 
 # Connection overrides: Twilio retries a status callback we could not record (503).
 # Fragments are not part of the signed URL.
@@ -44,3 +46,16 @@ def wait_url(settings: Settings) -> str:
 def hold_url(settings: Settings) -> str:
     """Music for a caller held mid-call: no "all agents are busy" greeting."""
     return settings.url(f"{WAIT_PATH}?greeting=no")
+
+
+def recording_status_url(settings: Settings, conference: str) -> str:
+    """Where Twilio reports a conference's recording: its callbacks name no
+    FriendlyName, so the conference travels in the (signed) query."""
+    query = urlencode({"conference": conference})
+    return settings.url(f"{RECORDING_STATUS_PATH}?{query}") + RETRY_FRAGMENT
+
+
+def recording_notice_url(settings: Settings) -> str:
+    """The RECORDING_NOTICE as TwiML: the ``announce_url`` for a leg the app dials
+    into a recorded conference (callbacks, external parties)."""
+    return settings.url(RECORDING_NOTICE_PATH)

@@ -9,6 +9,8 @@
 * Participant updates fire hold/unhold, mute/unmute and modify; a change of
   ``endConferenceOnExit`` while the participant is on hold is ignored, as on Twilio.
 * ``ReasonConferenceEnded`` uses hyphens, ``ReasonParticipantLeft`` underscores.
+* ``record="record-from-start"`` (the first participant's) records from the start
+  to the end (``recordings``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from simulator.callbacks import Deliverer
 from simulator.model import Conference, JoinSpec, Participant, utcnow
 from simulator.params import conference_params, participant_params
+from simulator.recordings import Recordings
 from simulator.wire import rfc2822
 
 # StatusCallbackEvent sent -> the statusCallbackEvent value that enables it.
@@ -49,6 +52,7 @@ class ConferenceHub:
         self.deliverer = deliverer
         self.player = player  # plays a wait/hold URL to a call until cancelled
         self.conferences: dict[str, Conference] = {}
+        self.recordings = Recordings(account_sid, deliverer)
         self.changed: Callable[[], None] = lambda: None
 
     # -- lookups ------------------------------------------------------------------------
@@ -79,6 +83,7 @@ class ConferenceHub:
         conference = self.live(spec.name)
         if conference is None:
             conference = Conference(spec.name, self.account_sid, spec.status_callback)
+            conference.recording = spec.recording
             self.conferences[conference.sid] = conference
             self.changed()
         return conference
@@ -103,6 +108,8 @@ class ConferenceHub:
             conference.status = "in-progress"
             conference.updated = utcnow()
             self._emit(conference, "conference-start")
+            if conference.recording is not None and conference.recording.record:
+                self.recordings.start(conference.sid, conference.recording.callback)
         self._refresh_music(conference)
         self.changed()
         return participant
@@ -171,6 +178,7 @@ class ConferenceHub:
             if ending.label:
                 extra["ParticipantLabelEndingConference"] = ending.label
         self._emit(conference, "conference-end", **extra)
+        self.recordings.finish(conference.sid)
         self.changed()
 
     def _remove(

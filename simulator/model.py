@@ -29,6 +29,14 @@ class CallbackTarget:
 
 
 @dataclass
+class RecordingSpec:
+    """A ``<Conference>``'s recording attributes (the first participant's count)."""
+
+    record: bool = False
+    callback: CallbackTarget | None = None
+
+
+@dataclass
 class JoinSpec:
     """How a call joins a conference: from ``<Conference>`` attributes or the
     Participants API."""
@@ -44,6 +52,7 @@ class JoinSpec:
     wait_url: str | None = None
     wait_method: str = "POST"
     status_callback: CallbackTarget | None = None
+    recording: RecordingSpec | None = None
 
 
 @dataclass
@@ -123,6 +132,7 @@ class Conference:
     seq: int = 0
     reason_ended: str | None = None
     call_sid_ending: str | None = None
+    recording: RecordingSpec | None = None
 
     def labelled(self, label: str) -> Participant | None:
         return next((p for p in self.participants.values() if p.label == label), None)

@@ -1,5 +1,6 @@
-"""The REST API the app calls at ``TWILIO_API_BASE_URL``: Calls, Conferences and
-Participants under ``/2010-04-01/Accounts/{AccountSid}``, with HTTP Basic auth
+"""The REST API the app calls at ``TWILIO_API_BASE_URL``: Calls, Conferences,
+Participants and Recordings (JSON, media, delete; a conference's pause and resume)
+under ``/2010-04-01/Accounts/{AccountSid}``, with HTTP Basic auth
 (the account SID and auth token, or an API key and its secret) and Twilio's error
 bodies (20003 auth, 20004 method, 20404 not found, 21201/21603/21205 missing
 parameters, 21220 call not in progress, 16025 duplicate label, 20001 bad value: the
@@ -18,6 +19,7 @@ from multidict import MultiDictProxy
 
 from simulator.calls import CallEnded, Switchboard
 from simulator.model import Call, CallbackTarget, Conference, JoinSpec, Participant
+from simulator.recordings import Recording, byte_range, recording_json, tone_wav
 from simulator.resources import (
     call_json,
     conference_json,
@@ -113,6 +115,10 @@ class RestApi:
             web.get(part, self.fetch_participant),
             web.post(part, self.update_participant),
             web.delete(part, self.delete_participant),
+            web.post(conf + "/Recordings/{rec}.json", self.update_conference_recording),
+            web.get(base + "/Recordings/{rec}.json", self.fetch_recording),
+            web.delete(base + "/Recordings/{rec}.json", self.delete_recording),
+            web.get(base + "/Recordings/{rec}.wav", self.recording_media),
         ]
 
     @web.middleware
@@ -299,6 +305,59 @@ class RestApi:
         reason = "participant_updated_via_api"
         self.board.hub.leave(participant.call_sid, reason, "in-progress", conference)
         return web.Response(status=204)
+
+    # -- recordings ------------------------------------------------------------------------
+
+    def _recording(self, request: web.Request) -> Recording:
+        recording = self.board.hub.recordings.recordings.get(request.match_info["rec"])
+        if recording is None:
+            raise _not_found(request)
+        return recording
+
+    async def fetch_recording(self, request: web.Request) -> web.Response:
+        return _json(recording_json(self._recording(request)))
+
+    async def delete_recording(self, request: web.Request) -> web.Response:
+        recording = self._recording(request)
+        del self.board.hub.recordings.recordings[recording.sid]
+        return web.Response(status=204)
+
+    async def recording_media(self, request: web.Request) -> web.Response:
+        """The audio as WAV, whole or the one byte range asked for."""
+        recording = self._recording(request)
+        if recording.status != "completed":
+            raise _not_found(request)  # no media until it is complete
+        data = tone_wav()
+        size = len(data)
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "audio/x-wav"}
+        wanted = byte_range(request.headers.get("Range"), size)
+        if wanted is False:
+            headers["Content-Range"] = f"bytes */{size}"
+            return web.Response(status=416, headers=headers)
+        if wanted is None:
+            return web.Response(body=data, headers=headers)
+        first, last = wanted
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        return web.Response(status=206, body=data[first : last + 1], headers=headers)
+
+    async def update_conference_recording(self, request: web.Request) -> web.Response:
+        """Pause or resume a conference's recording, by SID or ``Twilio.CURRENT``."""
+        conference = self._conference(request, by_name=False)
+        recordings = self.board.hub.recordings
+        key = request.match_info["rec"]
+        if key == "Twilio.CURRENT":
+            recording = recordings.current(conference.sid)
+        else:
+            recording = recordings.recordings.get(key)
+        if recording is None or recording.conference_sid != conference.sid:
+            raise _not_found(request)
+        status = (await request.post()).get("Status")
+        if status not in ("paused", "in-progress"):
+            raise ApiError(400, 20001, "Status must be paused or in-progress")
+        if recording.status not in ("paused", "in-progress"):
+            raise ApiError(400, 21220, "Recording is not in progress")
+        recordings.set_paused(recording, status == "paused")
+        return _json(recording_json(recording))
 
 
 def _parties(form: Mapping[str, Any]) -> tuple[str, str]:

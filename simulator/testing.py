@@ -56,6 +56,7 @@ from simulator.params import (
     voice_params,
 )
 from simulator.parties import Phones
+from simulator.recordings import Recording, status_params
 from simulator.resources import call_json, conference_json, error, participant_json
 from simulator.rest import RestApi
 from simulator.server import TWILIO_NUMBER, VOICE_PATH
@@ -387,6 +388,14 @@ class TwilioDouble:
         """``DELETE Conferences/{x}/Participants/{y}.json`` requests (kicks)."""
         return self._matching("DELETE", r"/Conferences/[^/]+/Participants/[^/]+\.json")
 
+    def recording_updates(self) -> list[RecordedRequest]:
+        """``POST Conferences/{CF}/Recordings/{RE or Twilio.CURRENT}.json`` (pause, resume)."""
+        return self._matching("POST", r"/Conferences/[^/]+/Recordings/[^/]+\.json")
+
+    def recording_deletes(self) -> list[RecordedRequest]:
+        """``DELETE Recordings/{RE}.json`` requests."""
+        return self._matching("DELETE", r"/Recordings/[^/]+\.json")
+
     def clear_requests(self) -> None:
         """Forget recorded requests (state is kept)."""
         self.requests.clear()
@@ -478,6 +487,16 @@ class TwilioDouble:
             else:
                 setattr(member, names.get(key) or key, value)
         member.updated = datetime.now(UTC)
+
+    def add_recording(
+        self, conference: str, status: str = "in-progress", duration: int | None = None
+    ) -> Recording:
+        """Seed a recording of a conference (a sid or friendly name): recording, or
+        ``completed`` with its media (the simulator's tone)."""
+        room = self._conference(conference)
+        recording = Recording(self.account_sid, room.sid, None, status=status, duration=duration)
+        self.board.hub.recordings.recordings[recording.sid] = recording
+        return recording
 
     def save(self) -> object:
         """The calls and conferences as they are now, for ``restore``: a test that tries
@@ -678,6 +697,38 @@ class TwilioVoice:
         """Send a conference callback; the app must answer 204."""
         response = await self.send(self.conference_event(name, event, call, **fields))
         assert response.status_code == 204, await response.get_data(as_text=True)
+
+    # -- recordings ----------------------------------------------------------------------------
+
+    # Where the app asks recording callbacks to go (its conference in the query).
+    RECORDING_STATUS = "/conference/recording"
+
+    def recording_event(
+        self, name: str, status: str, recording: Recording | None = None, **fields: Any
+    ) -> tuple[Recording, Delivery]:
+        """A recordingStatusCallback of conference ``name``'s recording: seeded in the
+        double if ``recording`` is None, moved to ``status``; ``fields`` override
+        Twilio's parameters (e.g. ``RecordingDuration=7``)."""
+        track = self.track(name)
+        if recording is None:
+            recording = self.double.add_recording(track.sid, status)
+        recording.status = status
+        duration = fields.get("RecordingDuration")
+        if duration is not None and str(duration).isdigit():
+            recording.duration = int(duration)
+        params = status_params(recording)
+        params.update({k: str(v) for k, v in fields.items()})
+        url = f"{self.base_url}{self.RECORDING_STATUS}?conference={name}#rc=3&rp=5xx,ct,rt"
+        return recording, Delivery(url, params)
+
+    async def recording(
+        self, name: str, status: str, recording: Recording | None = None, **fields: Any
+    ) -> Recording:
+        """Send a recordingStatusCallback (see ``recording_event``); the app must answer 204."""
+        recording, delivery = self.recording_event(name, status, recording, **fields)
+        response = await self.send(delivery)
+        assert response.status_code == 204, await response.get_data(as_text=True)
+        return recording
 
     # -- calls the app placed ----------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 
 from simulator.callbacks import Answer, Deliverer
 from simulator.conference import ConferenceHub, DuplicateLabel
-from simulator.model import Call, CallbackTarget, JoinSpec
+from simulator.model import Call, CallbackTarget, JoinSpec, RecordingSpec
 from simulator.wire import parse_flag
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,18 @@ def join_spec(conference: ElementTree.Element, base: str | None) -> JoinSpec:
     events = (conference.get("statusCallbackEvent") or "").split()
     callback_url = _url(base, conference.get("statusCallback"))
     coach = conference.get("coach")
+    recording_url = _url(base, conference.get("recordingStatusCallback"))
+    recording_events = conference.get("recordingStatusCallbackEvent") or "completed"
+    recording = RecordingSpec(
+        record=conference.get("record") == "record-from-start",
+        callback=CallbackTarget(
+            recording_url,
+            (conference.get("recordingStatusCallbackMethod") or "POST").upper(),
+            frozenset(recording_events.split()),
+        )
+        if recording_url
+        else None,
+    )
     return JoinSpec(
         name=(conference.text or "").strip(),
         label=conference.get("participantLabel"),
@@ -77,6 +89,7 @@ def join_spec(conference: ElementTree.Element, base: str | None) -> JoinSpec:
         )
         if callback_url
         else None,
+        recording=recording,
     )
 
 

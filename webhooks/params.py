@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from console.ids import CALL_SID, CONFERENCE_SID, NAME
-from console.intake import Callback, now_ms
+from console.ids import CALL_SID, CONFERENCE_SID, NAME, RECORDING_SID
+from console.intake import RECORDING_STATUSES, Callback, RecordingReport, now_ms
 
 CALL_STATUSES = frozenset(
     {
@@ -157,3 +157,34 @@ class DialRef:
 
 def dial_ref(query: Mapping[str, str]) -> DialRef:
     return DialRef(required(query, "conference", NAME), required(query, "dial", NAME))
+
+
+def recording_report(form: Mapping[str, str], query: Mapping[str, str]) -> RecordingReport:
+    """A recording status callback: no SequenceNumber or FriendlyName (the conference
+    is in our URL's query); AccountSid, RecordingSid, RecordingStatus and a CallSid or
+    ConferenceSid are required."""
+    conference = required(query, "conference", NAME)
+    required(form, "AccountSid")
+    sid = required(form, "RecordingSid", RECORDING_SID)
+    status = required(form, "RecordingStatus")
+    if status not in RECORDING_STATUSES:
+        raise BadParams("unknown RecordingStatus")
+    conference_sid = form.get("ConferenceSid") or None
+    call_sid = form.get("CallSid") or None
+    if conference_sid is None and call_sid is None:
+        raise BadParams("missing parameter CallSid or ConferenceSid")
+    if conference_sid is not None and not CONFERENCE_SID.fullmatch(conference_sid):
+        raise BadParams("malformed parameter ConferenceSid")
+    if call_sid is not None and not CALL_SID.fullmatch(call_sid):
+        raise BadParams("malformed parameter CallSid")
+    return RecordingReport(conference, sid, status, _duration(form), conference_sid)
+
+
+def _duration(form: Mapping[str, str]) -> int | None:
+    """RecordingDuration in whole seconds; absent (or Twilio's -1) while it records."""
+    raw = form.get("RecordingDuration")
+    if raw is None or raw == "" or raw == "-1":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise BadParams("malformed parameter RecordingDuration")
+    return int(raw)

@@ -21,6 +21,8 @@ from console.urls import (
     AGENT_CONNECT_PATH,
     CALL_STATUS_PATH,
     CONFERENCE_STATUS_PATH,
+    RECORDING_NOTICE_PATH,
+    RECORDING_STATUS_PATH,
     VOICE_PATH,
     WAIT_PATH,
 )
@@ -137,6 +139,20 @@ async def post_call_status(form: MultiDict[str, str]) -> Response:
         ),
         "call status",
     )
+
+
+@blueprint.post(RECORDING_STATUS_PATH)
+@twilio_webhook
+async def post_recording_status(form: MultiDict[str, str]) -> Response:
+    report = p.recording_report(form, request.args)
+    return await _recorded(intake.recording_status(report, g.received_at), "recording status")
+
+
+@blueprint.route(RECORDING_NOTICE_PATH, methods=["GET", "POST"])
+@twilio_webhook
+async def recording_notice(form: MultiDict[str, str]) -> Response:
+    """The announce_url of legs the app dials into a recorded conference."""
+    return xml(twiml.recording_notice(get_settings()))
 
 
 async def _recorded(recording: Awaitable[None], what: str) -> Response:

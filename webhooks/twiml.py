@@ -1,7 +1,8 @@
 """Pure TwiML builders: values in, XML text out, built with the twilio package.
 
 Every ``<Conference>`` carries the same statusCallback and event list, whoever
-joins first, because Twilio takes those settings from the first participant only.
+joins first, because Twilio takes those settings from the first participant only;
+with RECORD_CALLS on, the same recording attributes too.
 """
 
 from __future__ import annotations
@@ -10,10 +11,28 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from console.config import Settings
 from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL
-from console.urls import conference_status_url, wait_url
+from console.urls import conference_status_url, recording_status_url, wait_url
+
+# Recording callbacks asked for: the SID as soon as it records (pausing needs to know
+# it is on), then how it ended (a silent or too short one is ``absent``).
+RECORDING_EVENTS = "in-progress completed absent"
+
+
+def recording_attrs(settings: Settings, name: str) -> dict[str, object]:
+    """``<Conference>`` attributes recording the conference from its start, with a
+    signed status callback naming it (SPEC §8); none when RECORD_CALLS is off."""
+    if not settings.record_calls:
+        return {}
+    return {
+        "record": "record-from-start",
+        "recording_status_callback": recording_status_url(settings, name),
+        "recording_status_callback_method": "POST",
+        "recording_status_callback_event": RECORDING_EVENTS,
+    }
 
 
 def _conference(response: VoiceResponse, settings: Settings, name: str, **attrs: object) -> None:
+    attrs.update(recording_attrs(settings, name))
     dial = response.dial()
     dial.conference(
         name,
@@ -29,8 +48,11 @@ def _conference(response: VoiceResponse, settings: Settings, name: str, **attrs:
 
 def customer_conference(settings: Settings, call_sid: str) -> str:
     """The caller waits in their own conference, named by their CallSid, until an
-    agent starts it; their leaving ends it."""
+    agent starts it; their leaving ends it. When calls are recorded they hear the
+    notice first."""
     response = VoiceResponse()
+    if settings.record_calls:
+        response.say(settings.recording_notice)
     _conference(
         response,
         settings,
@@ -65,6 +87,14 @@ def wait_music(settings: Settings, greeting: bool = True) -> str:
     if greeting:
         response.say(settings.welcome_message)
     response.play(settings.hold_music_url, loop=0)
+    return str(response)
+
+
+def recording_notice(settings: Settings) -> str:
+    """The notice alone: what a leg the app dials into a recorded conference hears as
+    it joins (its ``announce_url``)."""
+    response = VoiceResponse()
+    response.say(settings.recording_notice)
     return str(response)
 
 

@@ -150,6 +150,20 @@ class Transfer(_Record):
 
 
 @dataclass
+class Recording(_Record):
+    """The conference's recording (SPEC §8): its SID, its status as Twilio last
+    reported it or as someone paused it, and its length in seconds once known."""
+
+    sid: str
+    status: str  # in-progress | paused | completed | absent | failed | deleted
+    duration: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The recording shape of events and snapshots (docs/websocket.md)."""
+        return {"sid": self.sid, "status": self.status, "duration": self.duration}
+
+
+@dataclass
 class ConferenceRecord(_Record):
     """Everything known about one customer's conference (named by the customer's CallSid)."""
 
@@ -164,6 +178,7 @@ class ConferenceRecord(_Record):
     # call_sid -> {"by": username, "hold": bool, "at": ms}: holds people asked for
     # through the API, so that the change Twilio reports names who asked for it.
     hold_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recording: Recording | None = None
 
     def dial_for_call(self, call_sid: str | None, label: str | None = None) -> Dial | None:
         """The dial a conference participant belongs to, by label first (set by us)."""

@@ -32,7 +32,10 @@ class Snapshot:
             if not supervisor and username not in involved_agents(record, view):
                 continue
             # Agents never learn of a supervisor listening in (derive.seen_by_agents).
-            conferences.append(view.public() if supervisor else view.public_for_agents())
+            shown = view.public() if supervisor else view.public_for_agents()
+            recording = record.recording
+            shown["recording"] = recording.public() if recording is not None else None
+            conferences.append(shown)
             transfers += [
                 t.public(record.name)
                 for t in record.transfers.values()

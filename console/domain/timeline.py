@@ -13,7 +13,8 @@ An entry is ``{"at", "type", "actor", "call_sid", "detail"}``:
 - ``type``: the type of the event it comes from (``call.queued``, ``call.dequeued``,
   ``conference.started``, ``conference.ended``, ``participant.joined``,
   ``participant.left``, ``participant.updated``, ``transfer.updated``,
-  ``supervisor.action``).
+  ``supervisor.action``, ``recording.updated``: started, paused, resumed, ended;
+  a deletion is not part of the call's story and has no entry).
 - ``actor``: the username of the agent or supervisor who did it, ``"customer"``, or
   ``"system"`` for what the app or Twilio did on its own.
 - ``call_sid``: the call concerned, or null (transfers, supervisor actions, start/end).
@@ -161,6 +162,8 @@ def _describe(kind: str, data: dict[str, Any]) -> Described | None:
         return _participant(kind, data)
     if kind == "transfer.updated":
         return _transfer(data)
+    if kind == "recording.updated":
+        return _recording(data)
     if kind == "supervisor.action":
         supervisor = data["supervisor"]
         words = _MONITOR_WORDS.get(data["mode"], data["mode"])
@@ -204,6 +207,22 @@ def _flags(data: dict[str, Any], only_set: bool) -> str:
         words = [w for w in words if w in ("on hold", "muted", "coaching")]
         return f" ({', '.join(words)})" if words else ""
     return " " + ", ".join(w for w in words if w)
+
+
+def _recording(data: dict[str, Any]) -> Described | None:
+    status, by = data.get("status"), data.get("by")
+    if status == "deleted":
+        return None
+    if by and status in ("paused", "in-progress"):
+        words = "paused" if status == "paused" else "resumed"
+        return by, None, f"{by} {words} the recording", []
+    if status == "in-progress":
+        return SYSTEM, None, "recording started", []
+    if status == "completed":
+        seconds = data.get("duration")
+        detail = "recording completed" + (f" ({seconds} s)" if seconds is not None else "")
+        return SYSTEM, None, detail, []
+    return SYSTEM, None, f"recording {status}", []
 
 
 def _transfer(data: dict[str, Any]) -> Described:

@@ -13,6 +13,7 @@ without an end has no outcome.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ LINE_EVENTS = ("call.queued", "call.dequeued")  # about a caller, named by their
 NOT_STORED = frozenset({"queue.updated"})  # the whole line: call.* events already tell it
 AGENTS_VIEW = "agents"  # data["view"] of the copies of supervisor legs made for agents
 TERMINAL_TRANSFER = frozenset({"completed", "failed", "canceled"})
+# Recordings kept with the call: one recording or still recording (absent, failed:
+# nothing to play; deleted: gone for good, whatever is reported of it later).
+KEPT_RECORDING = frozenset({"in-progress", "paused", "completed"})
 
 
 def conference_of(kind: str, data: Mapping[str, Any], conference: str | None) -> str | None:
@@ -98,6 +102,8 @@ class _Fold:
         self.customer = _Holds()
         self.legs: dict[str, _Leg] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        self.recording: dict[str, Any] | None = None
+        self.deleted: set[str] = set()
 
     def run(self, events: list[Mapping[str, Any]]) -> CallRows:
         for event in events:
@@ -123,6 +129,8 @@ class _Fold:
             self._participant(kind, ts, data)
         elif kind == "transfer.updated":
             self._transfer(ts, data)
+        elif kind == "recording.updated":
+            self._recording(data)
 
     def _number(self, number: str | None) -> None:
         self.from_number = self.from_number or number
@@ -172,6 +180,22 @@ class _Fold:
         row["status"] = data.get("status") or "requested"
         row["data"] = dict(data)
 
+    def _recording(self, data: Mapping[str, Any]) -> None:
+        """The call's recording as last reported; a deleted one never comes back."""
+        sid, status = data.get("sid"), data.get("status")
+        if not sid or sid in self.deleted:
+            return
+        if status == "deleted":
+            self.deleted.add(sid)
+        previous = self.recording if self.recording and self.recording["sid"] == sid else {}
+        duration = data.get("duration")
+        if duration is None:
+            duration = previous.get("duration")
+        if status in KEPT_RECORDING:
+            self.recording = {"sid": sid, "duration": duration, "status": status}
+        elif previous:
+            self.recording = None
+
     def _rows(self, arrived_at: int, last: int) -> CallRows:
         end = self.ended_at if self.ended_at is not None else last
         answered = self.answered
@@ -205,6 +229,8 @@ class _Fold:
             "talk_ms": talk_ms,
             "hold_ms": hold_ms,
             "agents": sorted(a for a in agents if a),
+            # JSON text: PostgreSQL casts it to the jsonb column (psycopg adapts no dict).
+            "recording": None if self.recording is None else json.dumps(self.recording),
             "updated_at": last,
         }
         return CallRows(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,6 +30,7 @@ T = TypeVar("T")
 
 CALL_PROGRESS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 CONFERENCE_EVENTS = "start end join leave mute hold modify"
+MEDIA_CHUNK = 64 * 1024
 
 
 class GatewayError(Exception):
@@ -41,6 +43,24 @@ class GatewayError(Exception):
         self.status = status
 
 
+@dataclass
+class Media:
+    """A recording's audio on its way from Twilio: status (200, or 206 for a range),
+    the headers worth passing on, and the body in chunks."""
+
+    status: int
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]
+
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_chunked(MEDIA_CHUNK):
+            yield chunk
+    finally:
+        response.release()
+
+
 class TwilioGateway(Extension):
     """Holds the REST client."""
 
@@ -50,6 +70,7 @@ class TwilioGateway(Extension):
         self.settings = settings
         self._http: AsyncTwilioHttpClient | None = None
         self._client: Client | None = None
+        self._media: aiohttp.ClientSession | None = None  # recordings' audio
         if app is not None:
             self.init_app(app)
 
@@ -70,8 +91,20 @@ class TwilioGateway(Extension):
             environment={"WARMLINE": "1"},
         )
         self._client.api.base_url = self.settings.api_base_url
+        # Recordings' audio is streamed through a session of its own: the twilio
+        # client reads whole bodies. A stalled read fails after the REST timeout.
+        self._media = aiohttp.ClientSession(
+            auth=aiohttp.BasicAuth(self.settings.account_sid, self.settings.auth_token),
+            timeout=aiohttp.ClientTimeout(
+                sock_connect=self.settings.rest_timeout_seconds,
+                sock_read=self.settings.rest_timeout_seconds,
+            ),
+        )
 
     async def close(self) -> None:
+        if self._media is not None:
+            await self._media.close()
+            self._media = None
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -167,6 +200,53 @@ class TwilioGateway(Extension):
     async def participants(self, conference_sid: str) -> list[Any]:
         return await self._call(
             "participant list", self.client.conferences(conference_sid).participants.list_async()
+        )
+
+    async def delete_recording(self, sid: str) -> None:
+        """Delete a recording at Twilio (retention); one Twilio no longer has (404) is
+        gone already."""
+        try:
+            await self._call("recording delete", self.client.recordings(sid).delete_async())
+        except GatewayError as error:
+            if error.status != 404:
+                raise
+
+    # -- recordings (SPEC §8) ---------------------------------------------------------
+
+    async def pause_recording(self, conference_sid: str, paused: bool) -> None:
+        """Pause or resume the conference's current recording (Twilio.CURRENT)."""
+        status = "paused" if paused else "in-progress"
+        await self._call(
+            "recording update",
+            self.client.conferences(conference_sid)
+            .recordings("Twilio.CURRENT")
+            .update_async(status=status),
+        )
+
+    async def recording_media(self, sid: str, byte_range: str | None) -> Media:
+        """Start fetching a recording's audio (WAV) with the account's credentials,
+        passing ``byte_range`` (an HTTP Range) on; the caller streams ``Media.body``.
+        Twilio's answer other than 200/206 raises GatewayError with its status."""
+        assert self.settings is not None
+        url = f"{self.settings.api_base_url}/2010-04-01/Accounts/{self.settings.account_sid}"
+        url += f"/Recordings/{sid}.wav"
+        headers = {"Range": byte_range} if byte_range else {}
+        if self._media is None:
+            raise RuntimeError("the Twilio gateway is not open: the app is not serving")
+        try:
+            async with asyncio.timeout(self.settings.rest_timeout_seconds):
+                response = await self._media.get(url, headers=headers)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.warning("Twilio recording fetch could not be made: %s", type(exc).__name__)
+            raise GatewayError("recording fetch", type(exc).__name__) from None
+        if response.status not in (200, 206):
+            response.release()
+            raise GatewayError("recording fetch", f"HTTP {response.status}", response.status)
+        kept = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges")
+        return Media(
+            response.status,
+            {k: response.headers[k] for k in kept if k in response.headers},
+            _chunks(response),
         )
 
 

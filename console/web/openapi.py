@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from console.ids import NAME, anchored
+from console.ids import NAME, RECORDING_SID, anchored
 
 ERROR_STATUSES = {
     400: "bad body or parameter",
@@ -30,11 +30,22 @@ ERROR_STATUSES = {
     502: "Twilio did not accept the request",
     503: "Redis or the history's PostgreSQL is unavailable; try again",
 }
-PATH_PATTERNS = {"name": anchored(NAME), "transfer_id": anchored(NAME), "call_id": anchored(NAME)}
+PATH_PATTERNS = {
+    "name": anchored(NAME),
+    "transfer_id": anchored(NAME),
+    "call_id": anchored(NAME),
+    "sid": anchored(RECORDING_SID),
+}
 # A CSV export (a route ending in .csv) answers text, not JSON.
 CSV_RESPONSE = {
     "description": "CSV: a header row, then one row per item",
     "content": {"text/csv": {"schema": {"type": "string"}}},
+}
+
+# A recording's audio (console/web/recordings.py): WAV, whole or one byte range.
+AUDIO_RESPONSE = {
+    "description": "the recording's audio (WAV); 206 with Content-Range for a Range",
+    "content": {"audio/x-wav": {"schema": {"type": "string", "format": "binary"}}},
 }
 
 
@@ -57,6 +68,9 @@ class WarmlineOpenAPI(OpenAPIProvider):
                 _complete(operation, error_object)
                 if path.endswith(".csv"):
                     operation["responses"] = {**operation["responses"], 200: CSV_RESPONSE}
+        if rule.rule == "/api/recordings/<sid>" and "get" in paths.get("/api/recordings/{sid}", {}):
+            get = paths["/api/recordings/{sid}"]["get"]
+            get["responses"] = {**get["responses"], 200: AUDIO_RESPONSE, 206: AUDIO_RESPONSE}
         return paths, components
 
 

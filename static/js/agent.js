@@ -146,6 +146,10 @@ function renderCall() {
     badge.dataset.status = "busy";
     badge.textContent = "On call";
     const held = Boolean(customer?.hold);
+    // Pause and resume show only while Twilio records the call (SPEC §8).
+    const recording = conference.recording;
+    const recordingPaused = recording?.status === "paused";
+    const recordingLive = recordingPaused || recording?.status === "in-progress";
     render(body,
       h("div.live-call", { "data-testid": "live-call" },
         h("p.eyebrow", {}, "Customer"),
@@ -161,6 +165,10 @@ function renderCall() {
           customer ? controls.button("hold", held ? "Resume customer" : "Hold customer", {
             "aria-pressed": String(held),
             onclick: () => controls.act("hold", () => api.hold(conference.name, customer.call_sid, !held)),
+          }) : null,
+          recordingLive ? controls.button("recording", recordingPaused ? "Resume recording" : "Pause recording", {
+            "aria-pressed": String(recordingPaused),
+            onclick: () => controls.act("recording", () => api.recording(conference.name, !recordingPaused)),
           }) : null,
           controls.button("hangup", "Hang up", {
             onclick: () => controls.act("hangup", () => (leg ? softphone.hangup(mine.call_sid) : api.leave(conference.name))),

@@ -48,6 +48,8 @@ export const api = {
   leave: (conference) => request("POST", `/api/conferences/${encodeURIComponent(conference)}/leave`),
   hold: (conference, callSid, hold) =>
     request("POST", `/api/conferences/${encodeURIComponent(conference)}/hold`, { call_sid: callSid, hold }),
+  recording: (conference, paused) =>
+    request("POST", `/api/conferences/${encodeURIComponent(conference)}/recording`, { paused }),
   monitor: (conference, mode) =>
     request("POST", `/api/conferences/${encodeURIComponent(conference)}/monitor`, { mode }),
   figures: () => request("GET", "/api/figures"),

@@ -103,6 +103,11 @@ export class Model extends EventTarget {
         this.transfers.set(data.id, data);
         this.#trimTransfers();
         break;
+      case "recording.updated": {
+        const conference = this.conferences.get(data.conference);
+        if (conference) conference.recording = data;
+        break;
+      }
       case "supervisor.action": {
         const modes = this.monitors.get(data.conference) || new Map();
         if (data.mode === "left") modes.delete(data.supervisor);

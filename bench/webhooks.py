@@ -14,6 +14,11 @@ call each request, nobody available to take it). Figures are medians over
 ``--rounds`` rounds. A last check starts Warmline with one agent available and
 Twilio's REST API answering the agent dial after ``--dial-delay`` seconds: the Voice
 URL's answer must not wait for it.
+
+``--history-ab`` measures instead the status callback with the history writer
+running (DATABASE_URL: a throwaway PostgreSQL, fsync on) and without it (no
+database), side by side in each round; both are ``warmline.asgi`` served by
+``bench.serve``, so the database is the only difference.
 """
 
 from __future__ import annotations
@@ -38,13 +43,16 @@ from redis.asyncio import Redis
 
 from bench.load import Conference, WarmlineProducer, call_sid
 from bench.measure import busy_seconds, cpu_seconds, settle, start_py_spy
-from bench.servers import Server, start_server
+from bench.servers import START_TIMEOUT_SECONDS, Server, server_env, spawn, start_server
 from bench.webhook_load import voice_params
-from console.domain import keys
+from console.domain import history_log, keys
 from console.domain.users import add_user
+from console.history.migrate import upgrade
 from console.urls import VOICE_PATH
 from simulator.testing import ACCOUNT_SID, AUTH_TOKEN, TwilioDouble
-from warmline.embedded_redis import EmbeddedRedis, start_redis
+from warmline.embedded_postgres import EmbeddedPostgres, start_postgres
+from warmline.embedded_redis import EmbeddedRedis, free_port, start_redis
+from warmline.localserver import wait_healthy
 
 MB = 1024 * 1024
 IDLE_SECONDS = 1.0  # after /healthz answers, before idle memory is read
@@ -57,6 +65,8 @@ TARGET_P99_MS = 25.0
 PREPARE_HEADROOM = 1.6
 WARMUP_PREPARED = 4000
 ROUTES = {"hello": "hello-world", "status": "status callback", "voice": "Voice URL"}
+HISTORY_TARGETS = ("history", "nohistory")  # --history-ab: the writer on / off
+HISTORY_AB_MAX_LOSS = 0.05
 # What a fresh interpreter holds after importing each of these (item 6: how much of a
 # server's footprint is its imports): a bare Quart server's, the hello-world server as
 # bench.serve runs it (bench.serve imports warmline.cli for worker_class), and
@@ -99,6 +109,7 @@ class Phase:
     redis_trips: float = 0.0  # closed loop, per request: the units' round trips
     redis_calls: dict[str, float] = field(default_factory=dict)  # per request, closed loop
     queue_end: int = 0  # Voice URL: customers waiting at the end of the closed window
+    history_lag: int | None = None  # history on: events not stored at the window's end
     request_bytes: int = 0
 
     @property
@@ -226,6 +237,7 @@ class Bench:
     loadgen: LoadGen
     settle_s: float = 5.0
     profile: Path | None = None
+    database_url: str | None = None  # --history-ab: the writer's PostgreSQL
     client: Redis = field(init=False)
 
     def __post_init__(self) -> None:
@@ -236,9 +248,12 @@ class Bench:
         if self.settle_s:
             await settle(self.settle_s)
         await self.clear_state()
-        server = await start_server(
-            target, self.workdir, self.redis.url, self.double.base_url, workers=workers
-        )
+        if target in HISTORY_TARGETS:
+            server = await self.start_asgi(target == "history", workers)
+        else:
+            server = await start_server(
+                target, self.workdir, self.redis.url, self.double.base_url, workers=workers
+            )
         try:
             run.startup_s = server.healthy_s
             # With several workers /healthz answers as soon as one is up: memory is
@@ -250,7 +265,7 @@ class Bench:
                 run.master_rss_mb = server.master().memory_info().rss / MB
             run.worker_rss_mb = [w.memory_info().rss / MB for w in serving]
             await self.loadgen.command("target", url=server.url)
-            routes = ["hello"] if target == "hello" else ["status", "voice"]
+            routes = {"hello": ["hello"], "warmline": ["status", "voice"]}.get(target, ["status"])
             for route in routes:
                 run.phases.append(await self.phase(server, route, f"{target}-{workers}-{number}"))
         finally:
@@ -282,6 +297,8 @@ class Bench:
             )
         if profiler is not None:
             profiler.wait()
+        if server.kind == "history":
+            phase.history_lag = await self.history_lag()
         add(phase.statuses, closed["statuses"])
         phase.max_rate = closed["rate"]
         phase.exhausted = closed["exhausted"]
@@ -335,6 +352,39 @@ class Bench:
         phase.loadgen_cores_half = half["cpu_s"] / half["wall_s"]
         return phase
 
+    async def start_asgi(self, history: bool, workers: int) -> Server:
+        """``warmline.asgi`` under ``bench.serve``, with the writer's database or none.
+        The event log and the writers' group start empty, so a writer never catches up
+        on an earlier server's events in its window."""
+        await self.client.delete(keys.EVENTS)
+        port = free_port()
+        env = server_env(self.redis.url, self.double.base_url, port, WEB_CONCURRENCY=str(workers))
+        env.pop("DATABASE_URL", None)
+        if history:
+            assert self.database_url is not None
+            env["DATABASE_URL"] = self.database_url
+        kind = "history" if history else "nohistory"
+        log = self.workdir / f"{kind}-{port}.log"
+        args = [sys.executable, "-m", "bench.serve", "warmline.asgi:quart_app"]
+        spawned = time.monotonic()
+        server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
+        try:
+            await wait_healthy(server, START_TIMEOUT_SECONDS)
+        except BaseException:
+            server.stop()
+            raise
+        server.healthy_s = time.monotonic() - spawned
+        return server
+
+    async def history_lag(self) -> int | None:
+        """Events the writers have not stored yet (given and unacknowledged, or not
+        given), or None before the group exists."""
+        with contextlib.suppress(Exception):
+            for group in await self.client.xinfo_groups(keys.EVENTS):
+                if group["name"] == history_log.GROUP:
+                    return int(group["pending"]) + int(group.get("lag") or 0)
+        return None
+
     async def open_conferences(self, server: Server) -> list[dict[str, Any]]:
         """``--conferences`` live conferences, each opened as Twilio would (Voice URL,
         conference-start, the customer's participant-join); returns what the load
@@ -375,7 +425,7 @@ class Bench:
             await self.client.delete(*doomed[start : start + 1000])
 
     def start_profile(self, server: Server, label: str) -> subprocess.Popen[bytes] | None:
-        if self.profile is None or server.kind != "warmline":
+        if self.profile is None or server.kind in ("hello", "bare"):
             return None
         return start_py_spy(server.workers()[0].pid, self.seconds, self.profile / f"{label}.txt")
 
@@ -488,6 +538,7 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="warmline-bench-") as tmp:
         workdir = Path(tmp)
         redis = start_redis(workdir / "redis", persist=False)
+        postgres = history_database(workdir) if args.history_ab else None
         loadgen = LoadGen()
         try:
             async with TwilioDouble(ACCOUNT_SID, AUTH_TOKEN) as double:
@@ -502,10 +553,13 @@ async def run(
                     loadgen,
                     settle_s=args.settle,
                     profile=args.profile,
+                    database_url=postgres.url if postgres is not None else None,
                 )
                 try:
                     for number in range(1, args.rounds + 1):
-                        order = ["warmline", "hello"] if number % 2 else ["hello", "warmline"]
+                        order = list(HISTORY_TARGETS) if args.history_ab else ["warmline", "hello"]
+                        if not number % 2:
+                            order.reverse()
                         for count in workers:
                             for target in order:
                                 began = time.monotonic()
@@ -519,7 +573,17 @@ async def run(
         finally:
             loadgen.close()
             redis.stop()
+            if postgres is not None:
+                postgres.stop()
     return runs, dial, imports
+
+
+def history_database(workdir: Path) -> EmbeddedPostgres:
+    """--history-ab: a durable PostgreSQL (fsync on) in ``workdir``, migrated."""
+    workdir.chmod(0o755)  # PostgreSQL may run as another user (we may be root)
+    postgres = start_postgres(workdir / "postgres")
+    upgrade(postgres.url)
+    return postgres
 
 
 def import_footprint(modules: str) -> dict[str, float]:
@@ -574,9 +638,8 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
         (r.round, r.workers): p.max_rate for r in runs if r.target == "hello" for p in r.phases
     }
     rows = []
-    for workers in dict.fromkeys(r.workers for r in runs):
+    for workers, target in dict.fromkeys((r.workers, r.target) for r in runs):
         for route in ("hello", "status", "voice"):
-            target = "hello" if route == "hello" else "warmline"
             own = [r for r in runs if r.workers == workers and r.target == target]
             pairs = [(r, p) for r in own for p in r.phases if p.route == route]
             if not pairs:
@@ -621,6 +684,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                     "loadgen_us": median([p.loadgen_us for p in phases]),
                     "others_cores": median([p.others_cores for p in phases]),
                     "queue_end": median([p.queue_end for p in phases]),
+                    "history_lag": [p.history_lag for p in phases],
                     "request_bytes": median([p.request_bytes for p in phases]),
                     "exhausted": any(p.exhausted for p in phases),
                     "statuses": statuses,
@@ -641,6 +705,7 @@ def table(
     dial: dict[str, Any] | None,
     imports: dict[str, dict[str, float]],
     args: Any,
+    runs: list[Run] | None = None,
 ) -> str:
     header = (
         "| route (server) | workers | max req/s | x hello | ½-max rate req/s | p50 / p99 ms "
@@ -673,11 +738,18 @@ def table(
         f"throughput ≥ {TARGET_RATIO} x hello-world at the same worker count, p99 ≤ "
         f"{TARGET_P99_MS:g} ms at half max rate, no non-2xx."
     )
+    lines.extend(history_ab_lines(rows, runs or []))
     for row in rows:
-        if row["target"] != "warmline":
+        if row["target"] == "hello":
             continue
-        checks = [
-            (f"≥ {TARGET_RATIO} x hello", row["vs_hello"] >= TARGET_RATIO),
+        checks = (
+            []
+            if math.isnan(row["vs_hello"])
+            else [  # --history-ab runs no hello
+                (f"≥ {TARGET_RATIO} x hello", row["vs_hello"] >= TARGET_RATIO),
+            ]
+        )
+        checks += [
             (f"p99 ≤ {TARGET_P99_MS:g} ms", row["p99_ms"] <= TARGET_P99_MS),
             ("no non-2xx", row["non_2xx"] == 0),
         ]
@@ -718,6 +790,49 @@ def table(
     return "\n".join(lines)
 
 
+def history_ab_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
+    """--history-ab: the status callback's max throughput with the writer ÷ without,
+    from the medians and round by round."""
+    lines = []
+    for workers in dict.fromkeys(row["workers"] for row in rows):
+        rate = {
+            row["target"]: row["max_rate"]
+            for row in rows
+            if row["workers"] == workers and row["route"] == "status"
+        }
+        if not all(t in rate for t in HISTORY_TARGETS):
+            continue
+        per_round = {
+            (r.round, r.target): p.max_rate
+            for r in runs
+            if r.workers == workers and r.target in HISTORY_TARGETS
+            for p in r.phases
+            if p.route == "status"
+        }
+        rounds = sorted({n for n, _ in per_round})
+        ratios = [
+            per_round[(n, "history")] / per_round[(n, "nohistory")]
+            for n in rounds
+            if (n, "history") in per_round and per_round.get((n, "nohistory"))
+        ]
+        ratio = rate["history"] / rate["nohistory"]
+        lags = [
+            lag
+            for row in rows
+            if row["workers"] == workers and row["target"] == "history"
+            for lag in row["history_lag"]
+        ]
+        verdict = "ok" if ratio >= 1 - HISTORY_AB_MAX_LOSS else "MISS"
+        lines.append(
+            f"Status callback, {workers} worker(s), history writer on vs off: "
+            f"{rate['history']:,.0f} vs {rate['nohistory']:,.0f} req/s = {ratio:.3f} "
+            f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)}); within "
+            f"{HISTORY_AB_MAX_LOSS:.0%}: {verdict}; events not yet stored at the end of each "
+            f"max window: {lags}"
+        )
+    return lines
+
+
 def no_nan(value: Any) -> Any:
     """``value`` with every NaN (a figure that could not be measured) as null."""
     if isinstance(value, float) and math.isnan(value):
@@ -753,6 +868,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="before each server, wait up to this long for the machine to be quiet",
     )
     hooks.add_argument("--json", type=Path, help="also write every figure here")
+    hooks.add_argument(
+        "--history-ab",
+        action="store_true",
+        help="status callback with the history writer on and off, side by side",
+    )
     hooks.add_argument("--profile", type=Path, help="py-spy raw stacks of Warmline's worker here")
     hooks.set_defaults(main=main)
 
@@ -760,7 +880,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     runs, dial, imports = asyncio.run(run(args))
     rows = summarize(runs)
-    print(table(rows, dial, imports, args))
+    print(table(rows, dial, imports, args, runs))
     if args.json:
         figures = {
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from console.config import ConfigError, Settings, database_url, redis_tls_verify
-from console.history import migrate
+from console.domain.events import now_ms
+from console.history import migrate, purge
 from console.redis_ext import connect
 from warmline import cli_users, logs
 from warmline.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, start_or_reuse
@@ -299,6 +300,57 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_purge(args: argparse.Namespace) -> int:
+    """Remove what is older than HISTORY_RETENTION_DAYS, recordings at Twilio included."""
+    settings = settings_or_report()
+    if settings is None:
+        return 2
+    try:
+        url, server = embedded_database_url()
+    except ConfigError as error:
+        return fail(str(error), 2)
+    except EmbeddedPostgresError as error:
+        return fail(str(error), 1)
+    try:
+        return asyncio.run(_purge(settings, url))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+async def _purge(settings: Settings, url: str) -> int:
+    from console.telephony.gateway import TwilioGateway  # twilio: only when needed
+
+    try:
+        if not await asyncio.to_thread(migrate.applied_versions, url):
+            return fail("the database has no history schema; run `warmline db upgrade`", 1)
+        gateway = TwilioGateway(settings=settings)
+        await gateway.open()
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=migrate.CONNECT_TIMEOUT_SECONDS
+            ) as conn:
+                if not await purge.try_lock(conn):
+                    return fail("a purge is already running: another process holds its lock", 1)
+                try:
+                    cutoff = purge.cutoff_ms(settings.history_retention_days, now_ms())
+                    done = await purge.purge(conn, cutoff, gateway.delete_recording)
+                finally:
+                    await purge.unlock(conn)
+        finally:
+            await gateway.close()
+    except psycopg.Error as error:
+        return fail(database_problem(error), 1)
+    print(done.summary())
+    if done.kept:
+        return fail(
+            f"kept {len(done.kept)} calls whose recordings Twilio did not delete "
+            f"(at {settings.api_base_url}); the next purge tries again",
+            1,
+        )
+    return 0
+
+
 def with_redis(work: Callable[[Redis], Awaitable[int]], embedded_failure_code: int) -> int:
     """Run ``work`` against REDIS_URL or the embedded server (started if need be, and
     stopped after), with one client opened and closed around it."""
@@ -430,6 +482,11 @@ def parser() -> argparse.ArgumentParser:
         "upgrade", help="apply the schema migrations the database lacks ($DATABASE_URL)"
     )
     upgrade.set_defaults(handler=cmd_db_upgrade)
+    purge = db_commands.add_parser(
+        "purge",
+        help="remove calls, events and recordings older than $HISTORY_RETENTION_DAYS",
+    )
+    purge.set_defaults(handler=cmd_db_purge)
     cli_users.add_parser(commands)
     for name, sub in commands.choices.items():
         if name == "user":

@@ -13,9 +13,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from console.domain.events import now_ms
 from console.history.migrate import latest_version, migrations, pending
 from simulator.testing import TwilioDouble
 from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, PUBLIC_BASE_URL
+from tests.support.history_seed import answered, insert_calls
 from tests.support.servers import AppServer, server_env, spawn_serve, wait_healthy
 from warmline import cli
 from warmline.embedded_postgres import EmbeddedPostgres, running_postgres, url_for
@@ -139,3 +141,70 @@ async def test_serve_without_database_url_runs_the_embedded_one_and_stops_it(
         assert running_postgres(folder) is None  # stopped with the app
     finally:
         server.terminate()
+
+
+async def test_db_purge_removes_what_is_past_retention_and_says_what(
+    twilio, redis_server, database_url, pg, monkeypatch, capsys
+) -> None:
+    check_env(monkeypatch, twilio, redis_server, database_url)
+    monkeypatch.setenv("HISTORY_RETENTION_DAYS", "30")
+    old, day = now_ms() - 30 * 86_400_000, 86_400_000
+    await insert_calls(
+        pg,
+        [
+            answered("CAold1", old - day, "ann", recording={"sid": "RE01", "duration": 9}),
+            answered("CAold2", old - 60_000, "bob"),
+            answered("CAnew", old + 3_600_000, "ann", recording={"sid": "RE02", "duration": 9}),
+        ],
+    )
+
+    assert await asyncio.to_thread(cli.main, ["db", "purge"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "removed 2 calls (2 legs, 0 transfers), 0 events, 0 agents' totals and 1 recordings"
+    )
+    assert out.count("\n") == 1
+    cursor = await pg.execute("SELECT id FROM calls")
+    assert [row["id"] for row in await cursor.fetchall()] == ["CAnew"]
+    assert [r.path.rsplit("/", 1)[-1] for r in twilio.find("DELETE", "/Recordings/")] == [
+        "RE01.json"
+    ]
+
+
+async def test_db_purge_failures_are_one_line(
+    twilio, redis_server, database_url, empty_database, pg, monkeypatch, capsys
+) -> None:
+    check_env(monkeypatch, twilio, redis_server, empty_database)
+    assert await asyncio.to_thread(cli.main, ["db", "purge"]) == 1
+    assert capsys.readouterr().err == (
+        "warmline: the database has no history schema; run `warmline db upgrade`\n"
+    )
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://u:hunter2@127.0.0.1:{free_port()}/x")
+    assert await asyncio.to_thread(cli.main, ["db", "purge"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("warmline: cannot reach the database: ")
+    assert err.count("\n") == 1 and "hunter2" not in err
+
+    # Twilio refuses to delete a recording: the rest goes, that call stays, exit 1.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    old = now_ms() - 401 * 86_400_000
+    await insert_calls(
+        pg,
+        [
+            answered("CAold1", old, "ann", recording={"sid": "RE01", "duration": 9}),
+            answered("CAold2", old, "bob"),
+        ],
+    )
+    twilio.fail_next("/Recordings/RE01", status=500)
+    assert await asyncio.to_thread(cli.main, ["db", "purge"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("removed 1 calls")
+    assert captured.err == (
+        "warmline: kept 1 calls whose recordings Twilio did not delete "
+        f"(at {twilio.base_url}); the next purge tries again\n"
+    )
+
+    monkeypatch.delenv("SECRET_KEY")
+    assert await asyncio.to_thread(cli.main, ["db", "purge"]) == 2
+    assert capsys.readouterr().err == "warmline: SECRET_KEY is required but not set\n"

@@ -13,12 +13,15 @@ so the repeated hour of a change is two buckets.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +36,7 @@ BY = ("hour", "day", "agent")
 MAX_DAYS = 400
 P90 = 0.9
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000  # a UTC day, as agent_days keeps them
 QUARTER_MS = 900_000  # every zone's offset is a whole number of quarter hours
 COLUMNS = (
     "bucket",
@@ -72,7 +76,8 @@ _CALL_FIGURES = f"""
   avg(c.talk_ms + c.hold_ms + c.wrap_up_ms) FILTER (WHERE {_ANSWERED}) AS handle_mean
 """
 
-# One aggregate per bucket, each an index range scan of its calls.
+# One aggregate per bucket, each an index range scan of its calls (the definition;
+# used as is when a bucket's edges are not on quarter hours, else _TOTALS_BY_BUCKET).
 _CALLS_BY_BUCKET = f"""
 SELECT b.i AS bucket, f.*
 FROM unnest(%(starts)s::bigint[], %(ends)s::bigint[]) WITH ORDINALITY AS b(lo, hi, i)
@@ -81,10 +86,77 @@ CROSS JOIN LATERAL (
 ) f
 """
 
+# By agent (the definition; used as is when the range's ends are not on quarter
+# hours, else _TOTALS_BY_AGENT and the narrow scans below).
 _CALLS_BY_AGENT = f"""
 SELECT c.answered_by AS bucket, {_CALL_FIGURES}
 FROM calls c
 WHERE c.arrived_at >= %(lo)s AND c.arrived_at < %(hi)s AND c.answered_by IS NOT NULL
+GROUP BY c.answered_by
+"""
+
+# From the totals kept per quarter hour (migration 0003), what adds up; from the
+# calls, through narrow indexes, what depends on the threshold or is a percentile.
+_ANSWERED_WAITS = f"""
+  SELECT count(*) FILTER (WHERE c.wait_ms <= %(threshold)s) AS answered_within,
+         percentile_disc({P90}) WITHIN GROUP (ORDER BY c.wait_ms) AS wait_p90
+  FROM calls c WHERE {_ANSWERED}
+"""
+_ABANDONED_AFTER = f"""
+  SELECT count(*) FILTER (WHERE COALESCE(c.wait_ms, c.ended_at - c.arrived_at) > %(threshold)s)
+    AS abandoned_after
+  FROM calls c WHERE {_ABANDONED}
+"""
+_SUMS = """
+  sum(t.calls)::bigint AS calls, sum(t.offered)::bigint AS offered,
+  sum(t.answered)::bigint AS answered, sum(t.abandoned)::bigint AS abandoned,
+  sum(t.voicemails)::bigint AS voicemails, sum(t.callbacks)::bigint AS callbacks,
+  sum(t.wait_sum)::bigint AS wait_sum, sum(t.wait_n)::bigint AS wait_n,
+  sum(t.handle_sum)::bigint AS handle_sum
+"""
+_TOTALS_BY_BUCKET = f"""
+SELECT b.i AS bucket, t.*, w.*, a.*
+FROM unnest(%(starts)s::bigint[], %(ends)s::bigint[]) WITH ORDINALITY AS b(lo, hi, i)
+CROSS JOIN LATERAL (
+  SELECT {_SUMS} FROM call_quarters t
+  WHERE t.agent = '*' AND t.quarter >= b.lo AND t.quarter < b.hi
+) t
+CROSS JOIN LATERAL ({_ANSWERED_WAITS} AND c.arrived_at >= b.lo AND c.arrived_at < b.hi) w
+CROSS JOIN LATERAL ({_ABANDONED_AFTER} AND c.arrived_at >= b.lo AND c.arrived_at < b.hi) a
+"""
+_TOTALS_BY_AGENT = f"""
+SELECT t.agent AS bucket, {_SUMS}
+FROM (
+  SELECT * FROM call_days WHERE day >= %(d0)s AND day < %(d1)s
+  UNION ALL
+  SELECT * FROM call_quarters
+  WHERE quarter >= %(q0)s AND quarter < %(d0)s OR quarter >= %(d1)s AND quarter < %(q1)s
+) t
+WHERE t.agent NOT IN ('*', '')
+GROUP BY t.agent
+"""
+_WAITS_BY_AGENT = f"""
+WITH RECURSIVE names(name) AS (
+  SELECT min(c.answered_by) FROM calls c WHERE {_ANSWERED} AND c.answered_by IS NOT NULL
+  UNION ALL
+  SELECT (SELECT min(c.answered_by) FROM calls c
+          WHERE {_ANSWERED} AND c.answered_by > names.name)
+  FROM names WHERE names.name IS NOT NULL
+)
+SELECT n.name AS bucket, w.*
+FROM names n CROSS JOIN LATERAL (
+  {_ANSWERED_WAITS} AND c.answered_by = n.name
+  AND c.arrived_at >= %(lo)s AND c.arrived_at < %(hi)s
+) w
+WHERE n.name IS NOT NULL
+"""
+_ABANDONED_BY_AGENT = f"""
+SELECT c.answered_by AS bucket,
+       count(*) FILTER (WHERE COALESCE(c.wait_ms, c.ended_at - c.arrived_at) > %(threshold)s)
+         AS abandoned_after
+FROM calls c
+WHERE {_ABANDONED} AND c.arrived_at >= %(lo)s AND c.arrived_at < %(hi)s
+  AND c.answered_by IS NOT NULL
 GROUP BY c.answered_by
 """
 
@@ -104,52 +176,80 @@ WHERE t.requested_at >= %(lo)s AND t.requested_at < %(hi)s AND t.data->>'from_ag
 GROUP BY 1
 """
 
-# Calls an agent joined as an agent in the range: answered, or taken over by transfer.
+# Calls an agent joined as an agent in the range: answered, or taken over by transfer;
+# per agent (a skip scan of call_legs_handled), each an index-only range scan.
 _HANDLED = """
-SELECT l.agent AS bucket, count(DISTINCT l.call_id) AS handled
-FROM call_legs l
-WHERE l.role = 'agent' AND l.joined_at >= %(lo)s AND l.joined_at < %(hi)s
-GROUP BY l.agent
-"""
-
-# The agent_activity view's intervals, computed over the range only (the view itself
-# would window over every agent.updated ever stored): for each agent (found by a
-# skip scan of events_by_agent), its changes from the last one before the range (or
-# the range's start) to the end, windowed per agent (one small sort each, not one
-# of every row); each interval is cut at the range's edges and at now.
-_ACTIVITY = """
 WITH RECURSIVE names(name) AS (
-  SELECT min(data->>'username') FROM events WHERE type = 'agent.updated'
+  SELECT min(agent) FROM call_legs WHERE role = 'agent'
   UNION ALL
-  SELECT (SELECT min(e.data->>'username') FROM events e
-          WHERE e.type = 'agent.updated' AND e.data->>'username' > names.name)
+  SELECT (SELECT min(l.agent) FROM call_legs l WHERE l.role = 'agent' AND l.agent > names.name)
   FROM names WHERE names.name IS NOT NULL
 )
-SELECT n.name AS bucket, a.*
+SELECT n.name AS bucket, h.handled
 FROM names n CROSS JOIN LATERAL (
-  SELECT
-    COALESCE(sum(GREATEST(e - s, 0)) FILTER (WHERE status <> 'offline'), 0) AS signed_in_ms,
-    COALESCE(sum(GREATEST(e - s, 0)) FILTER (WHERE status = 'break'), 0) AS break_ms,
-    COALESCE(sum(GREATEST(e - s, 0)) FILTER (WHERE status IN ('busy', 'wrap-up')), 0)
-      AS occupied_ms,
-    count(*) FILTER (WHERE status = 'missed' AND ts >= %(lo)s
-                     AND before IS DISTINCT FROM 'missed') AS missed
-  FROM (
-    SELECT data->>'status' AS status, ts, LAG(data->>'status') OVER w AS before,
-           GREATEST(ts, %(lo)s) AS s,
-           LEAST(COALESCE(LEAD(ts) OVER w, %(until)s), %(until)s) AS e
-    FROM events
-    WHERE type = 'agent.updated' AND data->>'username' = n.name AND ts < %(until)s
-      AND ts >= COALESCE(
-        (SELECT p.ts FROM events p
-         WHERE p.type = 'agent.updated' AND p.data->>'username' = n.name AND p.ts < %(lo)s
-         ORDER BY p.data->>'username' DESC, p.ts DESC LIMIT 1),
-        %(lo)s)
-    WINDOW w AS (ORDER BY ms, seq)
-  ) intervals
-) a
-WHERE n.name IS NOT NULL
+  SELECT count(DISTINCT l.call_id) AS handled FROM call_legs l
+  WHERE l.agent = n.name AND l.role = 'agent' AND l.joined_at >= %(lo)s AND l.joined_at < %(hi)s
+) h
+WHERE n.name IS NOT NULL AND h.handled > 0
 """
+
+# Agents' activity from the intervals kept as events are stored (migration 0003): the totals
+# of whole UTC days and quarter hours inside the range, then, from the intervals
+# themselves, the closed ones over the unaligned ends (``windows``), the missed
+# rings that started there, and each agent's open interval up to ``until``.
+_ACTIVITY = """
+SELECT agent AS bucket, sum(signed_in_ms)::bigint AS signed_in_ms,
+       sum(break_ms)::bigint AS break_ms, sum(occupied_ms)::bigint AS occupied_ms,
+       sum(missed)::bigint AS missed
+FROM (
+  SELECT agent, signed_in_ms, break_ms, occupied_ms, missed FROM agent_quarters
+  WHERE quarter >= %(q0)s AND quarter < %(d0)s OR quarter >= %(d1)s AND quarter < %(q1)s
+  UNION ALL
+  SELECT agent, signed_in_ms, break_ms, occupied_ms, missed FROM agent_days
+  WHERE day >= %(d0)s AND day < %(d1)s
+  UNION ALL
+  SELECT i.agent, x.o, CASE WHEN i.status = 'break' THEN x.o ELSE 0 END,
+         CASE WHEN i.status IN ('busy', 'wrap-up') THEN x.o ELSE 0 END, 0
+  FROM unnest(%(w0)s::bigint[], %(w1)s::bigint[]) AS w(lo, hi)
+  JOIN agent_intervals i ON i.ended_at > w.lo AND i.started_at < w.hi AND i.status <> 'offline'
+  CROSS JOIN LATERAL (SELECT LEAST(i.ended_at, w.hi) - GREATEST(i.started_at, w.lo) AS o) x
+  UNION ALL
+  SELECT i.agent, 0, 0, 0, 1
+  FROM unnest(%(w0)s::bigint[], %(w1)s::bigint[]) AS w(lo, hi)
+  JOIN agent_intervals i ON i.status = 'missed' AND i.started_at >= w.lo AND i.started_at < w.hi
+  WHERE i.before IS DISTINCT FROM 'missed'
+  UNION ALL
+  SELECT i.agent, x.o, CASE WHEN i.status = 'break' THEN x.o ELSE 0 END,
+         CASE WHEN i.status IN ('busy', 'wrap-up') THEN x.o ELSE 0 END, 0
+  FROM agent_intervals i
+  CROSS JOIN LATERAL (SELECT GREATEST(%(until)s - GREATEST(i.started_at, %(lo)s), 0) AS o) x
+  WHERE i.ended_at IS NULL AND i.status <> 'offline'
+) parts
+GROUP BY agent
+"""
+
+
+def activity_spans(lo: int, until: int) -> dict[str, Any]:
+    """How ``[lo, until)`` is summed: quarter-hour totals over ``[q0, d0)`` and
+    ``[d1, q1)``, day totals over ``[d0, d1)``, the intervals themselves over the
+    ``windows`` (``w0``, ``w1``) before ``q0`` and after ``q1``."""
+    q0 = -(-lo // QUARTER_MS) * QUARTER_MS
+    q1 = until - until % QUARTER_MS
+    if q1 <= q0:
+        return {"q0": 0, "q1": 0, "d0": 0, "d1": 0, "w0": [lo], "w1": [until]}
+    d0 = -(-q0 // DAY_MS) * DAY_MS
+    d1 = q1 - q1 % DAY_MS
+    if d1 <= d0:
+        d0 = d1 = q1
+    windows = [(a, b) for a, b in ((lo, q0), (q1, until)) if a < b]
+    return {
+        "q0": q0,
+        "q1": q1,
+        "d0": d0,
+        "d1": d1,
+        "w0": [a for a, _ in windows],
+        "w1": [b for _, b in windows],
+    }
 
 
 @dataclass(frozen=True)
@@ -242,13 +342,10 @@ async def report(
     pool: AsyncConnectionPool, chosen: ReportRange, threshold_ms: int, now: int
 ) -> dict[str, Any]:
     """The report's answer: ``{"from", "to", "by", "rows"}`` (SPEC §8 shapes)."""
-    async with pool.connection() as conn, conn.transaction():
-        # a month of calls is sorted and aggregated in memory, not on disk
-        await conn.execute("SET LOCAL work_mem = '64MB'")
-        await conn.execute("SET LOCAL jit = off")
-        if chosen.by == "agent":
-            rows = await _by_agent(conn, chosen, threshold_ms, now)
-        else:
+    if chosen.by == "agent":
+        rows = await _by_agent(pool, chosen, threshold_ms, now)
+    else:
+        async with _session(pool) as conn:
             rows = await _by_time(conn, chosen, threshold_ms)
     return {
         "from": chosen.first.isoformat(),
@@ -256,6 +353,16 @@ async def report(
         "by": chosen.by,
         "rows": rows,
     }
+
+
+@asynccontextmanager
+async def _session(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection[Any]]:
+    """A connection in a transaction set for reports: a month of waits is sorted in
+    memory, not on disk, and compiling (jit) costs more than it saves on these."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET LOCAL work_mem = '64MB'")
+        await conn.execute("SET LOCAL jit = off")
+        yield conn
 
 
 async def _by_time(
@@ -269,7 +376,10 @@ async def _by_time(
         "hi": chosen.end,
         "threshold": threshold_ms,
     }
-    calls = {row["bucket"]: row for row in await _fetch(conn, _CALLS_BY_BUCKET, params)}
+    if all(ms % QUARTER_MS == 0 for ms in (*params["starts"], chosen.end)):
+        calls = _keyed(_from_totals(await _fetch(conn, _TOTALS_BY_BUCKET, params)))
+    else:
+        calls = _keyed(await _fetch(conn, _CALLS_BY_BUCKET, params))
     transfers = {row["bucket"]: row for row in await _fetch(conn, _TRANSFERS_BY_BUCKET, params)}
     return [
         {
@@ -282,22 +392,21 @@ async def _by_time(
 
 
 async def _by_agent(
-    conn: AsyncConnection[Any], chosen: ReportRange, threshold_ms: int, now: int
+    pool: AsyncConnectionPool, chosen: ReportRange, threshold_ms: int, now: int
 ) -> list[dict[str, Any]]:
+    """Its queries in two halves of about the same cost, on two connections at once
+    (each statement reads its own snapshot either way)."""
+    until = max(chosen.start, min(chosen.end, now))
     params = {
         "lo": chosen.start,
         "hi": chosen.end,
-        "until": max(chosen.start, min(chosen.end, now)),
+        "until": until,
         "threshold": threshold_ms,
+        **activity_spans(chosen.start, until),
     }
-    calls = _keyed(await _fetch(conn, _CALLS_BY_AGENT, params))
-    transfers = _keyed(await _fetch(conn, _TRANSFERS_BY_AGENT, params))
-    handled = _keyed(await _fetch(conn, _HANDLED, params))
-    activity = {
-        name: row
-        for name, row in _keyed(await _fetch(conn, _ACTIVITY, params)).items()
-        if row["signed_in_ms"] or row["missed"]
-    }
+    (calls, transfers), (handled, activity) = await asyncio.gather(
+        _agents_calls(pool, chosen, params), _agents_work(pool, params)
+    )
     names = sorted(set(calls) | set(transfers) | set(handled) | set(activity))
     return [
         {
@@ -311,6 +420,42 @@ async def _by_agent(
     ]
 
 
+Keyed = dict[Any, dict[str, Any]]
+
+
+async def _agents_calls(
+    pool: AsyncConnectionPool, chosen: ReportRange, params: dict[str, Any]
+) -> tuple[Keyed, Keyed]:
+    """Each agent's call figures and transfers."""
+    async with _session(pool) as conn:
+        if chosen.start % QUARTER_MS == 0 and chosen.end % QUARTER_MS == 0:
+            spans = activity_spans(chosen.start, chosen.end)
+            totals = await _fetch(conn, _TOTALS_BY_AGENT, {**params, **spans})
+            waits = _keyed(await _fetch(conn, _WAITS_BY_AGENT, params))
+            abandoned = _keyed(await _fetch(conn, _ABANDONED_BY_AGENT, params))
+            joined = [
+                {**row, **waits.get(row["bucket"], {}), **abandoned.get(row["bucket"], {})}
+                for row in totals
+                if row["calls"]
+            ]
+            calls = _keyed(_from_totals(joined))
+        else:
+            calls = _keyed(await _fetch(conn, _CALLS_BY_AGENT, params))
+        return calls, _keyed(await _fetch(conn, _TRANSFERS_BY_AGENT, params))
+
+
+async def _agents_work(pool: AsyncConnectionPool, params: dict[str, Any]) -> tuple[Keyed, Keyed]:
+    """Each agent's calls handled and activity (signed in, on break, occupied, missed)."""
+    async with _session(pool) as conn:
+        handled = _keyed(await _fetch(conn, _HANDLED, params))
+        activity = {
+            name: row
+            for name, row in _keyed(await _fetch(conn, _ACTIVITY, params)).items()
+            if row["signed_in_ms"] or row["missed"]
+        }
+    return handled, activity
+
+
 async def _fetch(
     conn: AsyncConnection[Any], query: str, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -319,7 +464,30 @@ async def _fetch(
         return await cur.fetchall()
 
 
-def _keyed(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _from_totals(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of summed totals as the aggregates of the calls would give them: a mean
+    is the sum over the count (exact, rounded half to even as before)."""
+    return [
+        {
+            **row,
+            "offered": row["offered"] or 0,
+            "answered": row["answered"] or 0,
+            "abandoned": row["abandoned"] or 0,
+            "voicemails": row["voicemails"] or 0,
+            "callbacks": row["callbacks"] or 0,
+            "answered_within": row.get("answered_within") or 0,
+            "abandoned_after": row.get("abandoned_after") or 0,
+            "wait_p90": row.get("wait_p90"),
+            "wait_mean": Fraction(row["wait_sum"], row["wait_n"]) if row["wait_n"] else None,
+            "handle_mean": (
+                Fraction(row["handle_sum"], row["answered"]) if row["answered"] else None
+            ),
+        }
+        for row in rows
+    ]
+
+
+def _keyed(rows: Iterable[dict[str, Any]]) -> Keyed:
     return {row["bucket"]: row for row in rows}
 
 

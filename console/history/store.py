@@ -5,6 +5,10 @@ recomputed from all of that call's stored events (console/history/calls.py).
 Two writers may store events of one call at once: each takes the call's advisory
 lock after inserting its events and before reading them back, so the one that
 takes it last sees both batches and writes the final rows.
+
+The totals reports read are kept by triggers of migration 0003 on these same
+statements: the events insert recomputes the agents' status intervals (under each
+agent's advisory lock, the same way), the calls upserts move the calls' totals.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ _CALL_COLUMNS = (
     "talk_ms",
     "hold_ms",
     "agents",
+    "recording",
     "updated_at",
 )
 # Only the columns the events give are written: the others (disposition, notes,
-# recording, voicemail, wrap-up) are left to the features that fill them.
+# voicemail, wrap-up) are left to the features that fill them.
 _UPSERT_CALL = f"""
 INSERT INTO calls ({", ".join(_CALL_COLUMNS)})
 VALUES ({", ".join(f"%({c})s" for c in _CALL_COLUMNS)})

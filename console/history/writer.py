@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 BLOCK_MS = 2_000
+# Caught up, a writer waits this long after the first new event for the rest of its
+# burst: one batch then recomputes each call once, not once per event, which kept the
+# writer's share of a busy worker's loop from slowing status callbacks (bench/RESULTS.md).
+GATHER_SECONDS = 0.25
 CLAIM_IDLE_MS = 60_000  # a batch unacknowledged this long: its writer is presumed dead
 CLAIM_EVERY_SECONDS = 30.0
 FORGET_CONSUMER_MS = 3_600_000  # consumers idle this long holding nothing are removed
@@ -80,6 +84,7 @@ class HistoryWriter:
         self._pool = pool
         self.batch = batch
         self.block_ms = BLOCK_MS
+        self.gather_seconds = GATHER_SECONDS
         self.claim_idle_ms = CLAIM_IDLE_MS
         self.claim_every = CLAIM_EVERY_SECONDS
         self.consumer = consumer_name()
@@ -154,13 +159,13 @@ class HistoryWriter:
         await self._store(entries)
         return len(entries)
 
-    async def _read(self, start: str, block: bool) -> Entries:
+    async def _read(self, start: str, block: bool, count: int | None = None) -> Entries:
         try:
             reply = await self.redis.xreadgroup(
                 GROUP,
                 self.consumer,
                 {keys.EVENTS: start},
-                count=self.batch,
+                count=count or self.batch,
                 block=self.block_ms if block else None,
             )
         except ResponseError as exc:
@@ -187,8 +192,11 @@ class HistoryWriter:
         if at is not None and at.gap:
             await history_log.note_lost_undelivered(self.redis, at)
         entries = replies[-1][0][1] if replies[-1] else []
-        if not entries:  # caught up: wait for the next event
+        if not entries:  # caught up: wait for the next event, then for the rest of its burst
             entries = await self._read(">", block=True)
+            if entries and len(entries) < self.batch and self.gather_seconds > 0:
+                await asyncio.sleep(self.gather_seconds)
+                entries += await self._read(">", block=False, count=self.batch - len(entries))
         return entries
 
     async def _claim(self) -> Entries:

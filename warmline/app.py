@@ -10,6 +10,7 @@ from quart_schema import QuartSchema
 
 from console.config import Settings
 from console.extension import SETTINGS_KEY, get_settings
+from console.history.retention import DailyPurge
 from console.history.writer import HistoryWriter
 from console.postgres_ext import PostgresExtension
 from console.realtime.hub import Hub
@@ -95,6 +96,14 @@ def create_app(
         HistoryWriter(
             lambda: RedisExtension.of(app).client, lambda: PostgresExtension.of(app).pool, app
         )
+        DailyPurge(
+            lambda: RedisExtension.of(app).client,
+            lambda: PostgresExtension.of(app).pool,
+            lambda sid: TwilioGateway.of(app).delete_recording(sid),
+            settings.history_retention_days,
+            settings.center_zone,
+            app,
+        )
     RedisExtension(
         app,
         url=redis_url or settings.redis_url,
@@ -121,12 +130,14 @@ def _register_blueprints(app: Quart) -> None:
     from console.web.call_reports import blueprint as call_reports
     from console.web.calls import blueprint as calls
     from console.web.health import blueprint as health
+    from console.web.recordings import blueprint as recordings
     from console.web.reports import blueprint as reports
     from console.web.views import blueprint as views
     from console.web.ws import blueprint as ws
     from webhooks.routes import blueprint as webhooks
 
-    for blueprint in (webhooks, api, reports, calls, call_reports, auth, views, health, ws):
+    blueprints = (webhooks, api, reports, calls, call_reports, recordings, auth, views, health, ws)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 

@@ -61,6 +61,9 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ),
     ("POST", "/conference/status"): Cell("/conference/status", WEBHOOK),
     ("POST", "/call/status"): Cell("/call/status?conference={name}&dial=dial-x", WEBHOOK),
+    ("POST", "/conference/recording"): Cell("/conference/recording?conference={name}", WEBHOOK),
+    ("GET", "/conference/recording/notice"): Cell("/conference/recording/notice", WEBHOOK),
+    ("POST", "/conference/recording/notice"): Cell("/conference/recording/notice", WEBHOOK),
     # -- JSON API -------------------------------------------------------------------------
     ("GET", "/api/state"): Cell("/api/state", API_ANY_USER),
     ("GET", "/api/me"): Cell("/api/me", API_ANY_USER),
@@ -116,6 +119,18 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("GET", "/api/calls"): Cell("/api/calls", HISTORY_ANY_USER),
     ("GET", "/api/calls.csv"): Cell("/api/calls.csv", HISTORY_ANY_USER),
     ("GET", "/api/calls/<call_id>"): Cell("/api/calls/{name}", HISTORY_ANY_USER),
+    # who may play or delete which recording: tests/console/web/test_recordings.py
+    ("GET", "/api/recordings/<sid>"): Cell("/api/recordings/RE" + "0" * 32, HISTORY_ANY_USER),
+    ("DELETE", "/api/recordings/<sid>"): Cell(
+        "/api/recordings/RE" + "0" * 32,
+        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 503},
+    ),
+    # the matrix's call is not recorded: 409 for whoever may pause it
+    ("POST", "/api/conferences/<name>/recording"): Cell(
+        "/api/conferences/{name}/recording",
+        {"anonymous": 401, "agent": 409, "other": 403, "supervisor": 409},
+        json={"paused": True},
+    ),
     # -- people-facing pages --------------------------------------------------------------
     ("GET", "/login"): Cell(
         "/login",

@@ -7,7 +7,6 @@ holder is purging."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -21,7 +20,7 @@ from redis.exceptions import RedisError
 from console.domain import keys
 from console.domain.events import now_ms
 from console.history import purge
-from console.history.writer import App
+from console.history.background import App, BackgroundPart
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +30,12 @@ FIRST_DELAY_SECONDS = 60.0  # after start-up, when the app has settled
 CHECK_EVERY_SECONDS = 3_600.0
 
 
-class DailyPurge:
+class DailyPurge(BackgroundPart):
     """Runs ``purge`` once a day across the deployment. ``redis``, ``pool`` and
     ``delete_recording`` give the app's parts once it serves (warmline/app.py)."""
 
     key = "history_retention"
+    task_name = "warmline-daily-purge"
 
     def __init__(
         self,
@@ -46,37 +46,19 @@ class DailyPurge:
         zone: ZoneInfo,
         app: App | None = None,
     ) -> None:
-        self._redis = redis
-        self._pool = pool
+        super().__init__(redis, pool)
         self.delete_recording = delete_recording
         self.retention_days = retention_days
         self.zone = zone
         self.first_delay = FIRST_DELAY_SECONDS
         self.check_every = CHECK_EVERY_SECONDS
         self.last: purge.Purged | None = None  # what this process last purged
-        self._task: asyncio.Task[None] | None = None
         if app is not None:
-            app.extensions[self.key] = self
-            app.before_serving(self.start)
-            app.after_serving(self.stop)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="warmline-daily-purge")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self.init_app(app)
 
     async def _run(self) -> None:
         await asyncio.sleep(self.first_delay)
-        while True:  # the app's clients open after this part starts
-            try:
-                self._redis(), self._pool()
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
+        await self.clients_open()
         while True:
             try:
                 await self.run_once()

@@ -13,14 +13,13 @@ and the log keeps what it has not stored (console/domain/history_log.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -29,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from console.domain import history_log, keys
 from console.domain.history_log import GROUP
+from console.history.background import App, BackgroundPart
 from console.history.store import StreamEvent, store_batch
 
 log = logging.getLogger(__name__)
@@ -56,22 +56,11 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{next(_WRITERS)}"
 
 
-class App(Protocol):
-    """What the writer needs of the app it serves with (a Quart app; the history
-    layer knows no web framework)."""
-
-    extensions: dict[str, Any]
-
-    def before_serving(self, func: Callable[[], Any]) -> Any: ...
-
-    def after_serving(self, func: Callable[[], Any]) -> Any: ...
-
-
-class HistoryWriter:
-    """Copies the event log into PostgreSQL in the background (module docstring).
-    ``redis`` and ``pool`` give the app's clients once it serves (warmline/app.py)."""
+class HistoryWriter(BackgroundPart):
+    """Copies the event log into PostgreSQL in the background (module docstring)."""
 
     key = "history_writer"
+    task_name = "warmline-history-writer"
 
     def __init__(
         self,
@@ -80,8 +69,7 @@ class HistoryWriter:
         app: App | None = None,
         batch: int = BATCH,
     ) -> None:
-        self._redis = redis
-        self._pool = pool
+        super().__init__(redis, pool)
         self.batch = batch
         self.block_ms = BLOCK_MS
         self.gather_seconds = GATHER_SECONDS
@@ -89,34 +77,17 @@ class HistoryWriter:
         self.claim_every = CLAIM_EVERY_SECONDS
         self.consumer = consumer_name()
         self.stored = 0  # events this writer inserted (first time stored)
-        self._task: asyncio.Task[None] | None = None
         self._claimed_at = 0.0
         self._own_pending = True  # on start, first what this consumer was given before
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: App) -> None:
-        """Start with the app, stop before it closes its clients (so register it
-        before them: hooks run in registration order)."""
-        app.extensions[self.key] = self
-        app.before_serving(self.start)
-        app.after_serving(self.stop)
-
     @property
     def redis(self) -> Redis:
         return self._redis()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="warmline-history-writer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
     async def _run(self) -> None:
-        await self._serving()
+        await self.clients_open()
         backoff = 0.1
         while True:
             try:
@@ -130,15 +101,6 @@ class HistoryWriter:
                 log.exception("history writer failed; restarting it")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-
-    async def _serving(self) -> None:
-        """Wait until the app's clients are open (the writer starts before them)."""
-        while True:
-            try:
-                self._redis(), self._pool()
-                return
-            except Exception:  # not open yet
-                await asyncio.sleep(0.05)
 
     async def step(self) -> int:
         """Read one batch (own unacknowledged entries first, then claimed, then new),

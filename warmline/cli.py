@@ -278,8 +278,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             db_server.stop()
 
 
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    """Apply the migrations the database lacks (Heroku's release phase runs it)."""
+def with_database(work: Callable[[str], int]) -> int:
+    """Run ``work`` with DATABASE_URL or the embedded server's URL (started if need be,
+    and stopped after); a bad URL exits 2, a server that cannot start 1."""
     try:
         url, server = embedded_database_url()
     except ConfigError as error:
@@ -287,12 +288,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     except EmbeddedPostgresError as error:
         return fail(str(error), 1)
     try:
-        applied = migrate.upgrade(url)
-    except psycopg.Error as error:
-        return fail(database_problem(error), 1)
+        return work(url)
     finally:
         if server is not None:
             server.stop()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Apply the migrations the database lacks (Heroku's release phase runs it)."""
+    return with_database(_upgrade)
+
+
+def _upgrade(url: str) -> int:
+    try:
+        applied = migrate.upgrade(url)
+    except psycopg.Error as error:
+        return fail(database_problem(error), 1)
     for version in applied:
         print(f"applied {version}")
     if not applied:
@@ -305,17 +316,7 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
     settings = settings_or_report()
     if settings is None:
         return 2
-    try:
-        url, server = embedded_database_url()
-    except ConfigError as error:
-        return fail(str(error), 2)
-    except EmbeddedPostgresError as error:
-        return fail(str(error), 1)
-    try:
-        return asyncio.run(_purge(settings, url))
-    finally:
-        if server is not None:
-            server.stop()
+    return with_database(lambda url: asyncio.run(_purge(settings, url)))
 
 
 async def _purge(settings: Settings, url: str) -> int:

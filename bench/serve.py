@@ -1,9 +1,11 @@
 """``python -m bench.serve MODULE:APP``: serve an ASGI app exactly as `warmline serve`
 serves Warmline (``warmline.cli.cmd_serve``): same Hypercorn Config fields, one worker
-(``WEB_CONCURRENCY``) served in-process, bound to ``PORT``."""
+(``WEB_CONCURRENCY``) served in-process, bound to ``PORT``, and with DATABASE_URL the
+history writer's process beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -12,6 +14,7 @@ from hypercorn.config import Config
 from hypercorn.run import run
 
 from warmline.cli import worker_class
+from warmline.history_process import writer_process
 from warmline.shutdown import run_in_process
 
 
@@ -24,11 +27,13 @@ def main(argv: list[str]) -> int:
     config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"
-    if config.workers == 1:  # as `warmline serve` does
-        module, _, name = config.application_path.partition(":")
-        run_in_process(getattr(importlib.import_module(module), name), config)
-        return 0
-    return run(config)
+    # As `warmline serve` does: with a database, the history writer in a process of its own.
+    with writer_process() if os.environ.get("DATABASE_URL") else contextlib.nullcontext():
+        if config.workers == 1:
+            module, _, name = config.application_path.partition(":")
+            run_in_process(getattr(importlib.import_module(module), name), config)
+            return 0
+        return run(config)
 
 
 if __name__ == "__main__":

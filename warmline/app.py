@@ -24,6 +24,7 @@ from console.web.json_limits import MAX_JSON_BYTES
 from console.web.metrics import Metrics
 from console.web.openapi import WarmlineOpenAPI
 from warmline.assets import asset_dir
+from warmline.history_process import writer_in_workers
 from warmline.hypercorn_ws import decline_permessage_deflate
 
 # The Voice JS SDK signals over wss to Twilio, reports to its insights gateway and
@@ -52,10 +53,12 @@ def create_app(
     settings: Settings | None = None,
     redis_url: str | None = None,
     database_url: str | None = None,
+    history_writer: bool | None = None,
 ) -> Quart:
     """Build the app for ``settings`` (default: from the environment). With a database
     (``database_url``, else DATABASE_URL) it keeps the call history; without, the
-    history routes answer 503."""
+    history routes answer 503. It runs a history writer of its own unless
+    ``history_writer`` is false (default: unless `serve` runs one beside it)."""
     settings = settings or Settings.from_env()
     if database_url and database_url != settings.database_url:
         # Every part sees that history is on (the event log keeps what it has not stored).
@@ -93,9 +96,10 @@ def create_app(
     # drain its REST actions while Redis and the Twilio client are still open.
     Runner(app)
     if settings.database_url:  # stops before the clients it uses close
-        HistoryWriter(
-            lambda: RedisExtension.of(app).client, lambda: PostgresExtension.of(app).pool, app
-        )
+        if writer_in_workers() if history_writer is None else history_writer:
+            HistoryWriter(
+                lambda: RedisExtension.of(app).client, lambda: PostgresExtension.of(app).pool, app
+            )
         DailyPurge(
             lambda: RedisExtension.of(app).client,
             lambda: PostgresExtension.of(app).pool,

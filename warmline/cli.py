@@ -25,6 +25,7 @@ from console.redis_ext import connect
 from warmline import cli_users, logs
 from warmline.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, start_or_reuse
 from warmline.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
+from warmline.history_process import writer_process
 from warmline.worker_metrics import MULTIPROC_DIR, shared_metrics_dir
 
 
@@ -156,7 +157,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # Several workers share their metrics through files (warmline.worker_metrics).
         shared = config.workers > 1 or bool(os.environ.get(MULTIPROC_DIR, "").strip())
-        with shared_metrics_dir() if shared else contextlib.nullcontext():
+        with (
+            shared_metrics_dir() if shared else contextlib.nullcontext(),
+            writer_process() if db_url else contextlib.nullcontext(),
+        ):
             if config.workers > 1:
                 return run(config)
             from warmline.app import create_app

@@ -1,6 +1,7 @@
-"""The history writer (docs/history.md, how history is written): every process runs
-one, and together they copy the event log into PostgreSQL through the Redis
-consumer group ``history``, each event to one of them.
+"""The history writer (docs/history.md, how history is written): `warmline serve` runs
+one in a process of its own (warmline/history_process.py), the demo on its app's loop;
+together they copy the event log into PostgreSQL through the Redis consumer group
+``history``, each event to one of them.
 
 A writer reads batches (XREADGROUP), stores each in one transaction
 (console/history/store.py) and acknowledges it only once committed. On start it

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hmac
 
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
 from console.domain import keys
 from console.domain.history_log import Backlog, backlog
 from console.extension import get_settings
-from console.history.writer import history_writer
 from console.redis_ext import get_redis
 from console.web import metrics
 
@@ -22,7 +21,7 @@ DEGRADED_LAG_SECONDS = 60  # history further behind than this: /healthz says deg
 async def history_backlog() -> Backlog | None:
     """What the history writers have not stored yet; None when the app keeps no
     history (no database)."""
-    if history_writer(current_app) is None:
+    if not get_settings().database_url:
         return None
     return await backlog(get_redis())
 

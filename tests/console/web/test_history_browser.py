@@ -2,11 +2,15 @@
 (headless Chromium) against a real `warmline serve` whose history is the test's own
 PostgreSQL database, filled by hand (tests/support/history_seed.py): a supervisor
 searches, pages and opens a call; the reports draw their charts and list the agents;
-an agent sees only their own calls. Screenshots land in test-artifacts/."""
+an agent sees only their own calls. One call is recorded for real, through the
+simulator, and played from the history page. Screenshots land in test-artifacts/."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import time
+import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +21,11 @@ from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
 from console.domain.users import add_user
+from simulator import Simulator
+from simulator.recordings import tone_wav
 from simulator.testing import TwilioDouble
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.console.web.test_views_browser import CALLER, answer_customer, go_available
 from tests.support.browser import (
     PASSWORD,
     Watched,
@@ -117,10 +125,16 @@ async def seed(pg: Any) -> dict[str, str]:
 
 @asynccontextmanager
 async def history_world(
-    redis_server: EmbeddedRedis, redis: Redis, twilio: TwilioDouble, database_url: str, log: Path
+    redis_server: EmbeddedRedis,
+    redis: Redis,
+    twilio: TwilioDouble | Simulator,
+    database_url: str,
+    log: Path,
+    **env: str,
 ) -> AsyncIterator[AppServer]:
     """A real app keeping its history in this test's database, with ``USERS``."""
-    async with app_server(redis_server.url, twilio.base_url, log, DATABASE_URL=database_url) as app:
+    url = twilio.base_url
+    async with app_server(redis_server.url, url, log, DATABASE_URL=database_url, **env) as app:
         for name, role in USERS.items():
             await add_user(redis, name, role, PASSWORD)
         try:
@@ -270,3 +284,115 @@ async def test_an_agent_sees_their_own_recent_calls(
         await expect(alice.page.get_by_role("link", name="History")).to_have_count(0)
         await screenshot(alice, "agent-recent-calls")
         await no_problems(alice)
+
+
+async def stored_recording(pg: Any, call: str) -> dict[str, Any]:
+    """The recording the history writer stored with ``call``, once its completed
+    callback (with the duration) is in."""
+    async with asyncio.timeout(30):
+        while True:
+            cur = await pg.execute("SELECT recording FROM calls WHERE id = %s", (call,))
+            row = await cur.fetchone()
+            if row and row["recording"] and row["recording"].get("duration") is not None:
+                return row["recording"]
+            await asyncio.sleep(0.1)
+
+
+async def test_a_supervisor_plays_a_calls_recording_streamed_through_the_app(
+    redis_server, redis, database_url, pg, tmp_path
+) -> None:
+    """A recorded call through the simulator (RECORD_CALLS=on, alice answering in her
+    browser); the supervisor opens it in the history and clicks play: the audio comes
+    from the app's /api/recordings/<sid>, never from Twilio, and plays to its end."""
+    async with (
+        Simulator("http://127.0.0.1:9", ACCOUNT_SID, AUTH_TOKEN) as sim,
+        history_world(
+            redis_server,
+            redis,
+            sim,
+            database_url,
+            tmp_path,
+            RECORD_CALLS="on",
+            WARMLINE_SIMULATOR_URL=sim.base_url,
+            RING_TIMEOUT_SECONDS="20",
+        ) as app,
+        chromium() as browser,
+    ):
+        sim.point_at(app.url)
+        alice = await open_page(browser, app, "alice")
+        await go_available(alice)
+        name = await sim.call_in(CALLER)
+        await answer_customer(alice)
+        sim.hangup(name)  # the customer hangs up: the conference and its recording end
+        await expect(alice.page.get_by_test_id("live-call")).to_be_hidden()
+        recording = await stored_recording(pg, name)
+        sid = recording["sid"]
+        assert recording["status"] == "completed"
+
+        boss = await open_page(browser, app, "boss", width=1440, height=900)
+        page = boss.page
+        requests: list[Any] = []
+        responses: list[Any] = []
+        page.on("request", lambda request: requests.append(request))
+        page.on("response", lambda response: responses.append(response))
+        await page.get_by_role("link", name="History").click()
+        await page.wait_for_url("**/history")
+        row = page.locator(f"[data-testid='call-row'][data-call='{name}']")
+        await expect(row).to_have_count(1)
+        await row.get_by_role("link").click()
+        detail = page.get_by_test_id("call-detail")
+        await expect(detail).to_have_attribute("data-call", name)
+        player = detail.get_by_test_id("recording").locator("audio")
+        await expect(player).to_have_attribute("src", f"/api/recordings/{sid}")
+        await player.evaluate(
+            """(audio) => {
+              window.__media = [];
+              for (const type of ["play", "playing", "timeupdate", "ended", "error"]) {
+                audio.addEventListener(type, () => window.__media.push([type, audio.currentTime]));
+              }
+            }"""
+        )
+
+        # A real click on the native control's play button (its left end).
+        box = await player.bounding_box()
+        assert box is not None
+        await page.mouse.click(box["x"] + min(24, box["width"] / 2), box["y"] + box["height"] / 2)
+        await expect(player).to_have_js_property("ended", True, timeout=20_000)
+
+        media = await page.evaluate("window.__media")
+        types = [t for t, _ in media]
+        assert "play" in types and "playing" in types and types[-1] == "ended", types
+        assert "error" not in types, media
+        assert await player.evaluate("(audio) => audio.error") is None
+        wav = tone_wav()
+        with wave.open(io.BytesIO(wav)) as w:
+            seconds = w.getnframes() / w.getframerate()
+        duration = await player.evaluate("(audio) => audio.duration")
+        assert duration == pytest.approx(seconds, abs=0.01)
+        # Time went by while it played: a time update between the start and the end.
+        assert any(0 < t < seconds for kind, t in media if kind == "timeupdate"), media
+        played = await player.evaluate(
+            "(audio) => [...Array(audio.played.length).keys()].map("
+            "(i) => [audio.played.start(i), audio.played.end(i)])"
+        )
+        assert played and played[0][0] == 0 and played[-1][1] == pytest.approx(seconds, abs=0.01)
+
+        # The audio came from the app's own route; Twilio's (the simulator's) URL and
+        # media were never asked for by the browser.
+        own = f"{app.url}/api/recordings/{sid}"
+        fetched = [r for r in requests if r.resource_type == "media"]
+        assert fetched and {r.url for r in fetched} == {own}, [r.url for r in fetched]
+        assert not [
+            r.url
+            for r in requests
+            if r.url.startswith(sim.base_url + "/2010-04-01") or "twilio.com" in r.url
+        ]
+        answered = [r for r in responses if r.url == own]
+        assert answered and all(r.status in (200, 206) for r in answered)
+        assert all(r.headers["content-type"].startswith("audio/") for r in answered)
+        # Chromium asks for media by byte range; the app answers it as Twilio did.
+        ranged = [r for r in answered if "range" in r.request.headers]
+        assert ranged and all(r.status == 206 for r in ranged)
+        assert all(r.headers["content-range"].endswith(f"/{len(wav)}") for r in ranged)
+        await screenshot(boss, "history-recording-played")
+        await no_problems(alice, boss)

@@ -6,6 +6,7 @@ so that a deployment that fails to start says exactly what to fix.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,21 @@ DEFAULT_WELCOME_MESSAGE = (
 DEFAULT_REDIS_MAX_CONNECTIONS = 40
 DEFAULT_RECORDING_NOTICE = "This call may be recorded."
 DEFAULT_HISTORY_RETENTION_DAYS = 400
+DEFAULT_CLOSED_MESSAGE = (
+    "Thank you for calling. We are closed right now. "
+    "Please leave a message after the tone and we will get back to you."
+)
+DEFAULT_ANNOUNCE_SECONDS = 60
+DEFAULT_CALLBACK_ATTEMPTS = 3
+DEFAULT_BREAK_REASONS = ("Lunch", "Break", "Training", "Meeting")
+DEFAULT_DISPOSITIONS = ("Resolved", "Follow-up", "Escalated", "Wrong number", "Other")
+MAX_NAME_LENGTH = 100  # a break reason or a disposition
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # index = date.weekday()
+_DAY_NUMBERS = {name.lower(): number for number, name in enumerate(DAY_NAMES)}
+_CLAUSE = re.compile(r"(?P<days>.*?)\s+(?P<start>\S+?)\s*-\s*(?P<end>\S+)")
+_TIME = re.compile(r"(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})")
+BUSINESS_HOURS_EXAMPLE = "Mon-Fri 09:00-17:30; Sat 10:00-14:00"
 
 
 class ConfigError(Exception):
@@ -31,6 +47,70 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+@dataclass(frozen=True)
+class HoursClause:
+    """One clause of BUSINESS_HOURS: open on ``days`` (0 = Monday, in the order written)
+    from ``start`` to ``end``, minutes after local midnight, end excluded (at most 1440)."""
+
+    days: tuple[int, ...]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Opening hours in the center's local wall-clock time, parsed from BUSINESS_HOURS."""
+
+    clauses: tuple[HoursClause, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> BusinessHours:
+        """Parse ``Mon-Fri 09:00-17:30; Sat 10:00-14:00`` (comma lists and ranges that wrap
+        the week, like ``Sat-Mon``, allowed); raise ValueError saying what is wrong."""
+        clauses = tuple(_parse_clause(part.strip()) for part in text.split(";") if part.strip())
+        if not clauses:
+            raise ValueError("no opening hours given")
+        return cls(clauses)
+
+
+def _parse_clause(text: str) -> HoursClause:
+    match = _CLAUSE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not days then HH:MM-HH:MM")
+    days: list[int] = []
+    for item in match["days"].split(","):
+        first, dash, last = (part.strip() for part in item.partition("-"))
+        number = _day(first)
+        span = (_day(last) - number) % 7 if dash else 0
+        for offset in range(span + 1):
+            day = (number + offset) % 7
+            if day not in days:
+                days.append(day)
+    start, end = _minutes(match["start"]), _minutes(match["end"])
+    if start >= 24 * 60:
+        raise ValueError(f"a clause cannot start at {match['start']}")
+    if end <= start:
+        raise ValueError(f"the end {match['end']} is not after the start in {text!r}")
+    return HoursClause(tuple(days), start, end)
+
+
+def _day(name: str) -> int:
+    number = _DAY_NUMBERS.get(name.lower())
+    if number is None:
+        raise ValueError(f"{name!r} is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)")
+    return number
+
+
+def _minutes(text: str) -> int:
+    """HH:MM as minutes after midnight; 24:00 (the end of the day) is allowed."""
+    match = _TIME.fullmatch(text)
+    if match is not None:
+        hour, minute = int(match["hour"]), int(match["minute"])
+        if (hour < 24 and minute < 60) or (hour, minute) == (24, 0):
+            return hour * 60 + minute
+    raise ValueError(f"{text!r} is not a time like 09:00")
 
 
 @dataclass(frozen=True)
@@ -68,6 +148,16 @@ class Settings:
     history_retention_days: int = DEFAULT_HISTORY_RETENTION_DAYS
     record_calls: bool = False
     recording_notice: str = DEFAULT_RECORDING_NOTICE
+    business_hours: BusinessHours | None = None  # None: always open
+    holidays: frozenset[datetime.date] = frozenset()  # local dates of CENTER_TIMEZONE
+    closed_message: str = DEFAULT_CLOSED_MESSAGE
+    announce_seconds: int = DEFAULT_ANNOUNCE_SECONDS  # 0: never
+    callback_offer_seconds: int | None = None  # None: never offered; 0: whenever one waits
+    max_wait_seconds: int | None = None  # None: no limit
+    callback_attempts: int = DEFAULT_CALLBACK_ATTEMPTS
+    nobody_signed_in: str = "queue"  # or "voicemail"
+    break_reasons: tuple[str, ...] = DEFAULT_BREAK_REASONS
+    dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS
     demo: bool = False
     simulator_url: str | None = None  # demo mode: browsers' softphones talk to the simulator
 
@@ -168,6 +258,63 @@ class _Reader:
         self.problems.append(f"{name} must be on or off, got {raw!r}")
         return default
 
+    def optional_integer(self, name: str, minimum: int = 0) -> int | None:
+        """A whole number, or None when unset (the feature it sets is off)."""
+        if self.text(name) is None:
+            return None
+        return self.integer(name, default=minimum, minimum=minimum)
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """One of ``choices`` (any case); the first is the default."""
+        raw = self.text(name)
+        if raw is None:
+            return choices[0]
+        if raw.lower() in choices:
+            return raw.lower()
+        self.problems.append(f"{name} must be {' or '.join(choices)}, got {raw!r}")
+        return choices[0]
+
+    def business_hours(self, name: str) -> BusinessHours | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            return BusinessHours.parse(raw)
+        except ValueError as problem:
+            self.problems.append(
+                f"{name} must be like {BUSINESS_HOURS_EXAMPLE!r}: {problem}, got {raw!r}"
+            )
+            return None
+
+    def names(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated choices people pick from (each at most 100 characters)."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        chosen = tuple(dict.fromkeys(filter(None, (part.strip() for part in raw.split(",")))))
+        if not chosen or any(len(part) > MAX_NAME_LENGTH for part in chosen):
+            self.problems.append(
+                f"{name} must be comma-separated names of at most {MAX_NAME_LENGTH} "
+                f"characters, got {raw!r}"
+            )
+            return default
+        return chosen
+
+    def dates(self, name: str) -> frozenset[datetime.date]:
+        raw = self.text(name)
+        if raw is None:
+            return frozenset()
+        dates = set()
+        for part in filter(None, (part.strip() for part in raw.split(","))):
+            try:
+                dates.add(datetime.date.fromisoformat(part))
+            except ValueError:
+                self.problems.append(
+                    f"{name} must be dates like 2026-12-25,2027-01-01, got {part!r}"
+                )
+                return frozenset()
+        return frozenset(dates)
+
     def database_url(self) -> str | None:
         """DATABASE_URL with Heroku's ``postgres://`` spelled ``postgresql://``; the query
         string (``sslmode=require``) is kept. Never echoed back: it holds a password."""
@@ -265,6 +412,18 @@ class _Reader:
             ),
             record_calls=self.on_off("RECORD_CALLS", default=False),
             recording_notice=self.text("RECORDING_NOTICE", DEFAULT_RECORDING_NOTICE),
+            business_hours=self.business_hours("BUSINESS_HOURS"),
+            holidays=self.dates("HOLIDAYS"),
+            closed_message=self.text("CLOSED_MESSAGE", DEFAULT_CLOSED_MESSAGE),
+            announce_seconds=self.integer("ANNOUNCE_SECONDS", DEFAULT_ANNOUNCE_SECONDS),
+            callback_offer_seconds=self.optional_integer("CALLBACK_OFFER_SECONDS"),
+            max_wait_seconds=self.optional_integer("MAX_WAIT_SECONDS", minimum=1),
+            callback_attempts=self.integer(
+                "CALLBACK_ATTEMPTS", DEFAULT_CALLBACK_ATTEMPTS, minimum=1
+            ),
+            nobody_signed_in=self.choice("NOBODY_SIGNED_IN", ("queue", "voicemail")),
+            break_reasons=self.names("BREAK_REASONS", DEFAULT_BREAK_REASONS),
+            dispositions=self.names("DISPOSITIONS", DEFAULT_DISPOSITIONS),
         )
         if settings.port > 65535:
             self.problems.append(f"PORT must be at most 65535, got {settings.port}")

@@ -8,16 +8,17 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from console.domain import flow, recordings
+from console.domain import flow, recordings, voicemails
 from console.domain.derive import CUSTOMER_LABEL
 from console.domain.errors import Contended
 from console.domain.events import now_ms
-from console.domain.flow import Answer
+from console.domain.flow import Answer, Arrival
 from console.domain.recordings import STATUSES as RECORDING_STATUSES
 from console.domain.recordings import RecordingReport
 from console.domain.records import Callback
 from console.domain.unit import Unit
 from console.domain.webhook_health import note_request, note_signature_failure
+from console.extension import get_settings
 from console.redis_ext import get_redis
 from console.telephony.gateway import CONFERENCE_EVENTS
 from console.telephony.runner import get_runner
@@ -28,6 +29,7 @@ __all__ = [
     "NOT_RECORDED",
     "RECORDING_STATUSES",
     "Answer",
+    "Arrival",
     "Callback",
     "RecordingReport",
     "agent_answer",
@@ -38,6 +40,7 @@ __all__ = [
     "note_webhook",
     "now_ms",
     "recording_status",
+    "voicemail_recorded",
 ]
 
 # What a failed recording raises: Redis down or slow, or a unit that kept losing races.
@@ -52,13 +55,28 @@ async def _record(
     return await get_runner().unit(change, received_at=received_at, conferences=(conference,))
 
 
-async def incoming_call(call_sid: str, from_number: str | None, received_at: int) -> bool:
-    """A customer called: their conference is created and they join the waiting line.
-    False when this CallSid's call has already ended (a replay): nothing changed."""
-    live = await _record(
+async def incoming_call(call_sid: str, from_number: str | None, received_at: int) -> Arrival:
+    """A customer called: their conference is created and they join the waiting line,
+    or they are sent to leave a message (closed, nobody signed in), or, for a CallSid
+    whose call has already ended (a replay), nothing changes."""
+    arrival = await _record(
         lambda unit: flow.enqueue_call(unit, call_sid, from_number), call_sid, received_at
     )
-    return bool(live)
+    assert isinstance(arrival, Arrival)
+    if arrival in (Arrival.CLOSED, Arrival.NO_AGENTS):
+        caller = voicemails.Caller(from_number, received_at, arrival.value)
+        await voicemails.note_caller(get_redis(), call_sid, caller)
+    return arrival
+
+
+async def voicemail_recorded(report: RecordingReport, received_at: int) -> None:
+    """The recording status callback of a caller's message (``<Record>``): a completed
+    one becomes a voicemail; an absent or failed one (too short, silent) none."""
+    if report.status != "completed":
+        return
+    await voicemails.record_message(
+        get_redis(), get_settings(), report.conference, report.sid, report.duration, received_at
+    )
 
 
 async def agent_answer(conference: str, dial: str, call_sid: str, received_at: int) -> Answer:

@@ -18,6 +18,8 @@ CONFERENCE_STATUS_PATH = "/conference/status"
 CALL_STATUS_PATH = "/call/status"
 RECORDING_STATUS_PATH = "/conference/recording"
 RECORDING_NOTICE_PATH = "/conference/recording/notice"
+VOICEMAIL_DONE_PATH = "/voicemail/done"
+VOICEMAIL_RECORDING_PATH = "/voicemail/recording"
 
 # Connection overrides: Twilio retries a status callback we could not record (503).
 # Fragments are not part of the signed URL.
@@ -59,3 +61,16 @@ def recording_notice_url(settings: Settings) -> str:
     """The RECORDING_NOTICE as TwiML: the ``announce_url`` for a leg the app dials
     into a recorded conference (callbacks, external parties)."""
     return settings.url(RECORDING_NOTICE_PATH)
+
+
+def voicemail_done_url(settings: Settings) -> str:
+    """The ``<Record>``'s action: thanks and goodbye (without one, Twilio would fetch the
+    Voice URL again, a loop)."""
+    return settings.url(VOICEMAIL_DONE_PATH)
+
+
+def voicemail_recording_url(settings: Settings, call_sid: str) -> str:
+    """Where Twilio reports a caller's message; the call travels in the signed query,
+    as a conference's does for its recording."""
+    query = urlencode({"call": call_sid})
+    return settings.url(f"{VOICEMAIL_RECORDING_PATH}?{query}") + RETRY_FRAGMENT

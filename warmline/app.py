@@ -137,10 +137,23 @@ def _register_blueprints(app: Quart) -> None:
     from console.web.recordings import blueprint as recordings
     from console.web.reports import blueprint as reports
     from console.web.views import blueprint as views
+    from console.web.voicemails import blueprint as voicemails
     from console.web.ws import blueprint as ws
     from webhooks.routes import blueprint as webhooks
 
-    blueprints = (webhooks, api, reports, calls, call_reports, recordings, auth, views, health, ws)
+    blueprints = (
+        webhooks,
+        api,
+        reports,
+        calls,
+        call_reports,
+        recordings,
+        voicemails,
+        auth,
+        views,
+        health,
+        ws,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 

@@ -163,7 +163,16 @@ def recording_report(form: Mapping[str, str], query: Mapping[str, str]) -> Recor
     """A recording status callback: no SequenceNumber or FriendlyName (the conference
     is in our URL's query); AccountSid, RecordingSid, RecordingStatus and a CallSid or
     ConferenceSid are required."""
-    conference = required(query, "conference", NAME)
+    return _recording(form, required(query, "conference", NAME))
+
+
+def message_report(form: Mapping[str, str], query: Mapping[str, str]) -> RecordingReport:
+    """A voicemail's recording status callback (``<Record>``): the caller's CallSid is
+    in our URL's query (as ``conference``: the call the message belongs to)."""
+    return _recording(form, required(query, "call", CALL_SID))
+
+
+def _recording(form: Mapping[str, str], conference: str) -> RecordingReport:
     required(form, "AccountSid")
     sid = required(form, "RecordingSid", RECORDING_SID)
     status = required(form, "RecordingStatus")

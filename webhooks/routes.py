@@ -24,6 +24,8 @@ from console.urls import (
     RECORDING_NOTICE_PATH,
     RECORDING_STATUS_PATH,
     VOICE_PATH,
+    VOICEMAIL_DONE_PATH,
+    VOICEMAIL_RECORDING_PATH,
     WAIT_PATH,
 )
 from webhooks import params as p
@@ -73,17 +75,22 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
     call = p.incoming_call(form)
     try:
         async with asyncio.timeout(VOICE_RECORD_BUDGET_SECONDS):
-            live = await intake.incoming_call(call.call_sid, call.from_number, g.received_at)
+            arrival = await intake.incoming_call(call.call_sid, call.from_number, g.received_at)
     except (TimeoutError, *intake.NOT_RECORDED) as exc:
         # The caller still waits on hold music; the conference callbacks (retried)
         # or `warmline reconcile` record the call once Redis answers again.
         log.warning("incoming call %s not recorded yet: %s", call.call_sid, exc)
-        live = True
-    if not live:
+        arrival = intake.Arrival.QUEUED
+    settings = get_settings()
+    if arrival == intake.Arrival.ENDED:
         # This CallSid's call has ended: a replayed request. No conference, no queue.
         log.info("Voice URL for ended call %s (a replay?): hanging up", call.call_sid)
         return xml(twiml.hang_up(""))
-    return xml(twiml.customer_conference(get_settings(), call.call_sid))
+    if arrival == intake.Arrival.CLOSED:
+        return xml(twiml.voicemail(settings, call.call_sid, settings.closed_message))
+    if arrival == intake.Arrival.NO_AGENTS:
+        return xml(twiml.voicemail(settings, call.call_sid, twiml.NO_AGENTS_MESSAGE))
+    return xml(twiml.customer_conference(settings, call.call_sid))
 
 
 @blueprint.route(WAIT_PATH, methods=["GET", "POST"])
@@ -146,6 +153,21 @@ async def post_call_status(form: MultiDict[str, str]) -> Response:
 async def post_recording_status(form: MultiDict[str, str]) -> Response:
     report = p.recording_report(form, request.args)
     return await _recorded(intake.recording_status(report, g.received_at), "recording status")
+
+
+@blueprint.post(VOICEMAIL_RECORDING_PATH)
+@twilio_webhook
+async def post_voicemail_recording(form: MultiDict[str, str]) -> Response:
+    report = p.message_report(form, request.args)
+    return await _recorded(intake.voicemail_recorded(report, g.received_at), "voicemail")
+
+
+@blueprint.post(VOICEMAIL_DONE_PATH)
+@twilio_webhook
+async def post_voicemail_done(form: MultiDict[str, str]) -> Response:
+    """The ``<Record>``'s action: the message is in (its status callback says whether
+    it was kept); Twilio ignores this answer when the caller already hung up."""
+    return xml(twiml.voicemail_done())
 
 
 @blueprint.route(RECORDING_NOTICE_PATH, methods=["GET", "POST"])

@@ -11,7 +11,13 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from console.config import Settings
 from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL
-from console.urls import conference_status_url, recording_status_url, wait_url
+from console.urls import (
+    conference_status_url,
+    recording_status_url,
+    voicemail_done_url,
+    voicemail_recording_url,
+    wait_url,
+)
 
 # Recording callbacks asked for: the SID as soon as it records (pausing needs to know
 # it is on), then how it ended (a silent or too short one is ``absent``).
@@ -88,6 +94,39 @@ def wait_music(settings: Settings, greeting: bool = True) -> str:
         response.say(settings.welcome_message)
     response.play(settings.hold_music_url, loop=0)
     return str(response)
+
+
+# A caller's message: at most this long, ended by "#" (or silence, or hanging up).
+VOICEMAIL_MAX_SECONDS = 120
+VOICEMAIL_SILENCE_SECONDS = 5
+NO_AGENTS_MESSAGE = "Sorry, nobody is available to take your call right now."
+LEAVE_MESSAGE = "Please leave a message after the tone, and press the pound key when you are done."
+THANKS_MESSAGE = "Thank you. We will get back to you. Goodbye."
+
+
+def voicemail(settings: Settings, call_sid: str, message: str) -> str:
+    """``message``, then a recording of the caller's message (SPEC §9): a beep, ``#`` to
+    finish, a signed status callback, and an ``action`` that thanks and hangs up."""
+    response = VoiceResponse()
+    response.say(message)
+    response.say(LEAVE_MESSAGE)
+    response.record(
+        action=voicemail_done_url(settings),
+        method="POST",
+        max_length=VOICEMAIL_MAX_SECONDS,
+        timeout=VOICEMAIL_SILENCE_SECONDS,
+        finish_on_key="#",
+        play_beep=True,
+        recording_status_callback=voicemail_recording_url(settings, call_sid),
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+    )
+    return str(response)
+
+
+def voicemail_done() -> str:
+    """After the message: thanks, goodbye."""
+    return hang_up(THANKS_MESSAGE)
 
 
 def recording_notice(settings: Settings) -> str:

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
+from console.domain import hours
 from console.domain.derive import CUSTOMER_LABEL, derive, dial_active
 from console.domain.effects import HangUp
+from console.domain.events import Event
 from console.domain.records import (
     CALL_ENDED,
     CALL_PROGRESS,
@@ -25,17 +28,50 @@ NO_CUSTOMER_SEQ = 2**62
 NO_CUSTOMER = "customer-never-joined"
 
 
-async def enqueue_call(unit: Unit, call_sid: str, from_number: str | None) -> bool:
-    """A customer called: their conference exists and they wait in the queue. False
-    when this CallSid's call has ended: a replay never queues it again (SPEC §11).
-    Idempotent: Twilio may fetch the Voice URL again for the same call."""
+class Arrival(StrEnum):
+    """What the Voice URL does with a caller (SPEC §9)."""
+
+    QUEUED = "queued"  # their conference, in the line (as in §1)
+    ENDED = "ended"  # this CallSid's call is over: a replay, hung up on
+    CLOSED = "closed-hours"  # outside BUSINESS_HOURS or on a holiday: a message, voicemail
+    NO_AGENTS = "no-agents"  # every agent offline, NOBODY_SIGNED_IN=voicemail: the same
+
+
+DIVERTED = "call.diverted"  # a caller sent to voicemail at arrival, never in the line
+
+
+async def enqueue_call(unit: Unit, call_sid: str, from_number: str | None) -> Arrival:
+    """A customer called: their conference exists and they wait in the queue, unless
+    the center is closed or nobody is signed in (and callers are to leave a message
+    then). A replay never queues an ended call again (SPEC §11). Idempotent: Twilio may
+    fetch the Voice URL again for the same call."""
     record = await unit.conference(call_sid)
     if unit.call_ended(call_sid):
-        return False
-    if record is None:
-        unit.create_conference(call_sid, from_number)
-        unit.enqueue(call_sid, from_number)
-    return True
+        return Arrival.ENDED
+    if record is not None:
+        return Arrival.QUEUED
+    diverted = _diverted(unit)
+    if diverted is not None:
+        data = {"call_sid": call_sid, "from": from_number, "reason": diverted.value}
+        # Supervisors only (an empty audience): no agent could have taken the call.
+        unit.events.append(Event(DIVERTED, data, unit.now, frozenset(), call_sid))
+        return diverted
+    unit.create_conference(call_sid, from_number)
+    unit.enqueue(call_sid, from_number)
+    return Arrival.QUEUED
+
+
+def _diverted(unit: Unit) -> Arrival | None:
+    settings = unit.settings
+    if not hours.is_open(
+        settings.business_hours, settings.holidays, settings.center_zone, unit.now
+    ):
+        return Arrival.CLOSED
+    if settings.nobody_signed_in == "voicemail" and all(
+        agent.status == AgentStatus.OFFLINE for agent in unit.agents.values()
+    ):
+        return Arrival.NO_AGENTS
+    return None
 
 
 def callback_key(callback: Callback) -> str:

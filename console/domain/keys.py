@@ -51,6 +51,9 @@ read by every process's hub to close the sockets they opened (console.domain.ses
 SIGNATURE_FAILURES = PREFIX + "signature-failures"
 """List: recent signature failures (JSON: route, the URL checked, time), newest first."""
 
+VOICEMAILS = PREFIX + "voicemails"
+"""Hash: voicemail id (the CallSid that left it) -> open voicemail (JSON; SPEC §9)."""
+
 
 def conference(name: str) -> str:
     """String: one conference aggregate (JSON), with its participants, dials and transfers."""
@@ -107,3 +110,9 @@ def user_sockets(username: str) -> str:
     """Sorted set: one user's open ``/ws`` sockets in every process, socket id -> the
     last time (ms) its process stamped it alive (console.domain.sockets)."""
     return f"{PREFIX}user-sockets:{username}"
+
+
+def voicemail_caller(call_sid: str) -> str:
+    """String (TTL a day): the number, arrival and reason of a caller sent to leave a
+    message, for the voicemail their recording callback creates."""
+    return f"{PREFIX}voicemail:caller:{call_sid}"

@@ -4,7 +4,7 @@ it reflects, and filtered to what one user may see."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,6 +13,7 @@ from redis.exceptions import WatchError
 from console.domain import keys
 from console.domain.derive import derive, involved_agents
 from console.domain.records import Agent, ConferenceRecord, Queued
+from console.domain.voicemails import Voicemail
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Snapshot:
     conferences: list[ConferenceRecord]
     queue: list[Queued]
     agents: list[Agent]
+    voicemails: list[Voicemail] = field(default_factory=list)
 
     def visible_to(self, username: str | None, supervisor: bool) -> dict[str, Any]:
         """The state shape (docs/websocket.md) for one user (``supervisor``: everything)."""
@@ -46,6 +48,9 @@ class Snapshot:
             "queue": [q.public(i) for i, q in enumerate(self.queue, 1)],
             "agents": [a.public() for a in sorted(self.agents, key=lambda a: a.username)],
             "transfers": transfers,
+            "voicemails": [
+                v.public() for v in self.voicemails if v.visible_to(username, supervisor)
+            ],
         }
 
 
@@ -55,7 +60,14 @@ async def read_snapshot(redis: Redis) -> Snapshot:
     while True:
         async with redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(keys.LIVE, keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.EVENTS)
+                await pipe.watch(
+                    keys.LIVE,
+                    keys.AGENTS,
+                    keys.QUEUE,
+                    keys.QUEUE_INFO,
+                    keys.VOICEMAILS,
+                    keys.EVENTS,
+                )
                 names = sorted(await pipe.smembers(keys.LIVE))
                 conference_keys = [keys.conference(n) for n in names]
                 if conference_keys:
@@ -65,6 +77,7 @@ async def read_snapshot(redis: Redis) -> Snapshot:
                 pipe.hgetall(keys.AGENTS)
                 pipe.lrange(keys.QUEUE, 0, -1)
                 pipe.hgetall(keys.QUEUE_INFO)
+                pipe.hgetall(keys.VOICEMAILS)
                 if conference_keys:
                     pipe.mget(conference_keys)
                 results = await pipe.execute()
@@ -75,11 +88,14 @@ async def read_snapshot(redis: Redis) -> Snapshot:
 
 
 def _build(results: list[Any]) -> Snapshot:
-    last, agents, queue, info = results[:4]
-    raw_conferences = results[4] if len(results) > 4 else []
+    last, agents, queue, info, messages = results[:5]
+    raw_conferences = results[5] if len(results) > 5 else []
     return Snapshot(
         last_id=last[0][0] if last else "0-0",
         conferences=[ConferenceRecord.from_json(r) for r in raw_conferences if r],
         queue=[Queued.from_json(info[n]) for n in queue if n in info],
         agents=[Agent.from_json(raw) for raw in agents.values()],
+        voicemails=sorted(
+            (Voicemail.from_json(raw) for raw in messages.values()), key=lambda v: (v.at, v.id)
+        ),
     )

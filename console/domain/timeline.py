@@ -168,7 +168,24 @@ def _describe(kind: str, data: dict[str, Any]) -> Described | None:
         supervisor = data["supervisor"]
         words = _MONITOR_WORDS.get(data["mode"], data["mode"])
         return supervisor, None, f"{supervisor} {words}", []
+    if kind == "call.diverted":
+        why = _DIVERTED_WORDS.get(data.get("reason") or "", "sent to voicemail")
+        return CUSTOMER, data["call_sid"], f"called {why}: offered voicemail", []
+    if kind in ("voicemail.created", "voicemail.updated"):
+        return _voicemail(kind, data)
     return None
+
+
+_DIVERTED_WORDS = {"closed-hours": "outside business hours", "no-agents": "with nobody signed in"}
+
+
+def _voicemail(kind: str, data: dict[str, Any]) -> Described:
+    if kind == "voicemail.created":
+        return CUSTOMER, data["id"], f"left a message ({data.get('duration') or 0} s)", []
+    who = data.get("claimed_by") or SYSTEM
+    if data.get("status") == "closed":
+        return who, data["id"], f"{who} closed the message ({data.get('disposition')})", [who]
+    return who, data["id"], f"{who} claimed the message", [who]
 
 
 def _participant(kind: str, data: dict[str, Any]) -> Described:

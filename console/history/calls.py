@@ -6,9 +6,10 @@ Every time is an event's ``ts`` (the app's clock when it received what caused th
 event), never Twilio's ``Timestamp`` (SPEC §8, definitions). A call is answered when
 an agent joined it; abandoned when the caller left before that, whether Twilio
 reported the conference's end or only the caller's leaving (``participant.left`` of
-the customer, ``call.dequeued`` with reason ``hung-up``). Outcomes that later
-features bring (voicemail, callbacks, closed hours) are left to them: a call
-without an end has no outcome.
+the customer, ``call.dequeued`` with reason ``hung-up``). A caller sent to leave a
+message at arrival (``call.diverted``: closed hours, nobody signed in) was never
+offered; a call that left a message (``voicemail.created``) ends as ``voicemail``,
+whatever sent the caller there. A call without an end has no outcome.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class _Fold:
         self.transfers: dict[str, dict[str, Any]] = {}
         self.recording: dict[str, Any] | None = None
         self.deleted: set[str] = set()
+        self.diverted: str | None = None  # why the caller never reached the line
+        self.voicemail: dict[str, Any] | None = None
+        self.disposition: str | None = None
+        self.handlers: set[str] = set()  # who claimed or closed its voicemail
 
     def run(self, events: list[Mapping[str, Any]]) -> CallRows:
         for event in events:
@@ -131,6 +136,13 @@ class _Fold:
             self._transfer(ts, data)
         elif kind == "recording.updated":
             self._recording(data)
+        elif kind == "call.diverted":
+            self.queued_at = ts if self.queued_at is None else self.queued_at
+            self.diverted = data.get("reason") or self.diverted
+            self._number(data.get("from"))
+            self._end(ts)
+        elif kind in ("voicemail.created", "voicemail.updated"):
+            self._voicemail(ts, data)
 
     def _number(self, number: str | None) -> None:
         self.from_number = self.from_number or number
@@ -196,6 +208,18 @@ class _Fold:
         elif previous:
             self.recording = None
 
+    def _voicemail(self, ts: int, data: Mapping[str, Any]) -> None:
+        self._number(data.get("from"))
+        recording = data.get("recording") or {}
+        sid = recording.get("sid")
+        if sid and sid not in self.deleted and self.voicemail is None:
+            self.voicemail = {"sid": sid, "duration": data.get("duration")}
+            self._end(ts)
+        if data.get("claimed_by"):
+            self.handlers.add(data["claimed_by"])
+        if data.get("status") == "closed":
+            self.disposition = data.get("disposition") or self.disposition
+
     def _rows(self, arrived_at: int, last: int) -> CallRows:
         end = self.ended_at if self.ended_at is not None else last
         answered = self.answered
@@ -205,13 +229,17 @@ class _Fold:
         if answered is not None:
             wait_ms = max(0, answered.joined_at - arrived_at)
             talk_ms = max(0, end - answered.joined_at - hold_ms)
-        elif self.ended_at is not None:
+        elif self.ended_at is not None and self.diverted is None:
             wait_ms = max(0, self.ended_at - arrived_at)
         outcome = None
-        if self.ended_at is not None:
+        if self.voicemail is not None and answered is None:
+            outcome = "voicemail"
+        elif self.diverted is not None:
+            outcome = self.diverted
+        elif self.ended_at is not None:
             outcome = "completed" if answered is not None else "abandoned"
         legs = list(self.legs.values())  # in the order they joined (the log's)
-        agents = {leg.agent for leg in legs if leg.role == "agent" and leg.agent}
+        agents = {leg.agent for leg in legs if leg.role == "agent" and leg.agent} | self.handlers
         for transfer in self.transfers.values():
             agents |= {transfer["data"].get("from_agent"), transfer["data"].get("to_agent")}
         call = {
@@ -220,7 +248,7 @@ class _Fold:
             "origin": None,
             "from_number": self.from_number,
             "arrived_at": arrived_at,
-            "offered": True,
+            "offered": self.diverted is None,
             "answered_at": answered.joined_at if answered else None,
             "answered_by": answered.agent if answered else None,
             "ended_at": self.ended_at,
@@ -231,6 +259,10 @@ class _Fold:
             "agents": sorted(a for a in agents if a),
             # JSON text: PostgreSQL casts it to the jsonb column (psycopg adapts no dict).
             "recording": None if self.recording is None else json.dumps(self.recording),
+            "voicemail": json.dumps(self.voicemail)
+            if self.voicemail is not None and self.voicemail["sid"] not in self.deleted
+            else None,
+            "disposition": self.disposition,
             "updated_at": last,
         }
         return CallRows(

@@ -60,10 +60,12 @@ _CALL_COLUMNS = (
     "hold_ms",
     "agents",
     "recording",
+    "voicemail",
+    "disposition",
     "updated_at",
 )
-# Only the columns the events give are written: the others (disposition, notes,
-# voicemail, wrap-up) are left to the features that fill them.
+# Only the columns the events give are written: the others (notes, wrap-up) are left
+# to the features that fill them.
 _UPSERT_CALL = f"""
 INSERT INTO calls ({", ".join(_CALL_COLUMNS)})
 VALUES ({", ".join(f"%({c})s" for c in _CALL_COLUMNS)})

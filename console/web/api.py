@@ -85,6 +85,7 @@ class StateOut(BaseModel):
     queue: list[dict[str, Any]]
     agents: list[AgentOut]
     transfers: list[TransferOut]
+    voicemails: list[dict[str, Any]]
 
 
 class TokenOut(BaseModel):

@@ -2,8 +2,9 @@
 (HTTP Range passed on; Twilio's URL and the account's credentials never reach the
 browser), deletion by supervisors, and pause/resume of a live call's recording.
 
-Who may play a recording is read from the history: supervisors, and the agents who
-were on its call; anyone else is answered as for a recording that does not exist.
+Who may play a recording: for an open voicemail, whoever sees it (SPEC §9); else, from
+the history, supervisors and the agents who were on its call (or closed its
+voicemail); anyone else is answered as for a recording that does not exist.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_response, validate_request
 
-from console.domain import audit, recordings
+from console.domain import audit, recordings, voicemails
 from console.domain.errors import BadRequest, NotFound
 from console.history import recordings as recorded
 from console.ids import NAME, RECORDING_SID
 from console.postgres_ext import HistoryUnavailable, get_pool
+from console.redis_ext import get_redis
 from console.telephony.gateway import GatewayError, get_gateway
 from console.telephony.runner import get_runner
 from console.web.auth import current_user, login_required, role_required
@@ -59,6 +61,11 @@ async def _recorded_call(sid: str) -> tuple[str, recorded.RecordedCall]:
         raise BadRequest("invalid recording sid")
     user = await current_user()
     assert user is not None  # the decorators guarantee it
+    message = await voicemails.by_recording(get_redis(), sid)
+    if message is not None:  # an open voicemail: whoever sees it may play it
+        if not message.visible_to(user.username, user.is_supervisor):
+            raise NotFound(f"no recording {sid}")
+        return user.username, recorded.RecordedCall(message.id, ())
     call = await recorded.call_of(get_pool(), sid)
     if call is None or not (user.is_supervisor or user.username in call.agents):
         raise NotFound(f"no recording {sid}")

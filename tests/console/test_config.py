@@ -1,10 +1,21 @@
-"""Settings.from_env: REDIS_TLS_VERIFY, the socket and proxy limits, the history settings."""
+"""Settings.from_env: REDIS_TLS_VERIFY, the socket and proxy limits, the history settings,
+the caller's wait (business hours, holidays, callbacks)."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
-from console.config import ConfigError, Settings, database_url, redis_tls_verify
+from console.config import (
+    DEFAULT_CLOSED_MESSAGE,
+    BusinessHours,
+    ConfigError,
+    HoursClause,
+    Settings,
+    database_url,
+    redis_tls_verify,
+)
 from simulator.testing import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN
 
 ENV = {
@@ -157,3 +168,170 @@ def test_a_bad_history_setting_is_one_problem_line(name: str, raw: str, problem:
         Settings.from_env({**ENV, name: raw})
     assert caught.value.problems == [problem]
     assert "secret" not in str(caught.value)
+
+
+def test_the_callers_wait_settings_default_to_the_spec() -> None:
+    settings = Settings.from_env(ENV)
+    assert settings.business_hours is None
+    assert settings.holidays == frozenset()
+    assert settings.closed_message == DEFAULT_CLOSED_MESSAGE
+    assert "closed" in settings.closed_message
+    assert settings.announce_seconds == 60
+    assert settings.callback_offer_seconds is None
+    assert settings.max_wait_seconds is None
+    assert settings.callback_attempts == 3
+    assert settings.nobody_signed_in == "queue"
+
+
+def test_the_callers_wait_settings_are_read() -> None:
+    env = {
+        **ENV,
+        "BUSINESS_HOURS": "Mon-Fri 09:00-17:30; Sat 10:00-14:00",
+        "HOLIDAYS": "2026-12-25, 2027-01-01,",
+        "CLOSED_MESSAGE": "We are closed.",
+        "ANNOUNCE_SECONDS": "0",
+        "CALLBACK_OFFER_SECONDS": "0",
+        "MAX_WAIT_SECONDS": "900",
+        "CALLBACK_ATTEMPTS": "1",
+        "NOBODY_SIGNED_IN": "Voicemail",
+    }
+    settings = Settings.from_env(env)
+    assert settings.business_hours == BusinessHours(
+        (HoursClause((0, 1, 2, 3, 4), 9 * 60, 17 * 60 + 30), HoursClause((5,), 10 * 60, 14 * 60))
+    )
+    assert settings.holidays == frozenset({date(2026, 12, 25), date(2027, 1, 1)})
+    assert settings.closed_message == "We are closed."
+    assert settings.announce_seconds == 0
+    assert settings.callback_offer_seconds == 0
+    assert settings.max_wait_seconds == 900
+    assert settings.callback_attempts == 1
+    assert settings.nobody_signed_in == "voicemail"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Mon,Wed 09:00-12:00", (HoursClause((0, 2), 540, 720),)),
+        ("sat-MON 9:00-24:00", (HoursClause((5, 6, 0), 540, 1440),)),
+        (
+            "Mon - Fri 08:00 - 12:00;; Fri 13:00-17:00;",
+            (
+                HoursClause((0, 1, 2, 3, 4), 480, 720),
+                HoursClause((4,), 780, 1020),
+            ),
+        ),
+        ("Mon-Mon,Sun 00:00-00:01", (HoursClause((0, 6), 0, 1),)),
+    ],
+)
+def test_business_hours_syntax(raw: str, expected: tuple[HoursClause, ...]) -> None:
+    assert Settings.from_env({**ENV, "BUSINESS_HOURS": raw}).business_hours == BusinessHours(
+        expected
+    )
+
+
+HOURS_PROBLEM = "BUSINESS_HOURS must be like 'Mon-Fri 09:00-17:30; Sat 10:00-14:00': "
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "problem"),
+    [
+        (
+            "BUSINESS_HOURS",
+            "Mon-Fri 17:30-09:00",
+            HOURS_PROBLEM + "the end 09:00 is not after the start in 'Mon-Fri 17:30-09:00', "
+            "got 'Mon-Fri 17:30-09:00'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "Mon 10:00-10:00",
+            HOURS_PROBLEM + "the end 10:00 is not after the start in 'Mon 10:00-10:00', "
+            "got 'Mon 10:00-10:00'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "Mon-Fry 09:00-17:00",
+            HOURS_PROBLEM + "'Fry' is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun), "
+            "got 'Mon-Fry 09:00-17:00'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "Monday 09:00-17:00",
+            HOURS_PROBLEM + "'Monday' is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun), "
+            "got 'Monday 09:00-17:00'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "Mon 09:00-25:00",
+            HOURS_PROBLEM + "'25:00' is not a time like 09:00, got 'Mon 09:00-25:00'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "Mon 9am-5pm",
+            HOURS_PROBLEM + "'9am' is not a time like 09:00, got 'Mon 9am-5pm'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "Mon 24:00-24:00",
+            HOURS_PROBLEM + "a clause cannot start at 24:00, got 'Mon 24:00-24:00'",
+        ),
+        (
+            "BUSINESS_HOURS",
+            "09:00-17:00",
+            HOURS_PROBLEM + "'09:00-17:00' is not days then HH:MM-HH:MM, got '09:00-17:00'",
+        ),
+        ("BUSINESS_HOURS", ";", HOURS_PROBLEM + "no opening hours given, got ';'"),
+        (
+            "HOLIDAYS",
+            "2026-12-25,25/12/2027",
+            "HOLIDAYS must be dates like 2026-12-25,2027-01-01, got '25/12/2027'",
+        ),
+        (
+            "HOLIDAYS",
+            "2026-02-30",
+            "HOLIDAYS must be dates like 2026-12-25,2027-01-01, got '2026-02-30'",
+        ),
+        ("ANNOUNCE_SECONDS", "-1", "ANNOUNCE_SECONDS must be at least 0, got -1"),
+        ("ANNOUNCE_SECONDS", "1m", "ANNOUNCE_SECONDS must be a whole number, got '1m'"),
+        ("CALLBACK_OFFER_SECONDS", "-5", "CALLBACK_OFFER_SECONDS must be at least 0, got -5"),
+        (
+            "CALLBACK_OFFER_SECONDS",
+            "never",
+            "CALLBACK_OFFER_SECONDS must be a whole number, got 'never'",
+        ),
+        ("MAX_WAIT_SECONDS", "0", "MAX_WAIT_SECONDS must be at least 1, got 0"),
+        ("MAX_WAIT_SECONDS", "10.5", "MAX_WAIT_SECONDS must be a whole number, got '10.5'"),
+        ("CALLBACK_ATTEMPTS", "0", "CALLBACK_ATTEMPTS must be at least 1, got 0"),
+        ("CALLBACK_ATTEMPTS", "three", "CALLBACK_ATTEMPTS must be a whole number, got 'three'"),
+        ("NOBODY_SIGNED_IN", "hangup", "NOBODY_SIGNED_IN must be queue or voicemail, got 'hangup'"),
+    ],
+)
+def test_a_bad_callers_wait_setting_is_one_problem_line(name: str, raw: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**ENV, name: raw})
+    assert caught.value.problems == [problem]
+
+
+def test_bad_callers_wait_settings_are_listed_together() -> None:
+    env = {**ENV, "BUSINESS_HOURS": "Mon", "HOLIDAYS": "xmas", "NOBODY_SIGNED_IN": "x"}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert [line.split()[0] for line in caught.value.problems] == [
+        "BUSINESS_HOURS",
+        "HOLIDAYS",
+        "NOBODY_SIGNED_IN",
+    ]
+
+
+def test_break_reasons_and_dispositions_are_comma_separated_choices():
+    settings = Settings.from_env(
+        {**ENV, "BREAK_REASONS": " Lunch , Coaching,,Lunch", "DISPOSITIONS": "Sold"}
+    )
+    assert settings.break_reasons == ("Lunch", "Coaching")
+    assert settings.dispositions == ("Sold",)
+    defaults = Settings.from_env(ENV)
+    assert defaults.dispositions == ("Resolved", "Follow-up", "Escalated", "Wrong number", "Other")
+    assert defaults.break_reasons == ("Lunch", "Break", "Training", "Meeting")
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**ENV, "DISPOSITIONS": " , ", "BREAK_REASONS": "x" * 101})
+    assert "DISPOSITIONS must be comma-separated names" in str(raised.value)
+    assert "BREAK_REASONS must be comma-separated names" in str(raised.value)

@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 from quart.testing import WebsocketResponseError
 
+from console.domain import voicemails
+from console.domain.events import now_ms
+from console.extension import SETTINGS_KEY
 from console.redis_ext import connect
 from console.telephony.runner import Runner
 from console.web.auth import SESSION_COOKIE
@@ -32,7 +35,6 @@ WEBHOOK = {"anonymous": 403, "agent": 403, "other": 403, "supervisor": 403}
 PUBLIC = {"anonymous": 200, "agent": 200, "other": 200, "supervisor": 200}
 API_ANY_USER = {"anonymous": 401, "agent": 200, "other": 200, "supervisor": 200}
 API_SUPERVISOR = {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 200}
-HISTORY_ANY_USER = {"anonymous": 401, "agent": 503, "other": 503, "supervisor": 503}
 ANY = {200, 404}
 
 
@@ -63,6 +65,8 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("POST", "/call/status"): Cell("/call/status?conference={name}&dial=dial-x", WEBHOOK),
     ("POST", "/conference/recording"): Cell("/conference/recording?conference={name}", WEBHOOK),
     ("GET", "/conference/recording/notice"): Cell("/conference/recording/notice", WEBHOOK),
+    ("POST", "/voicemail/recording"): Cell("/voicemail/recording?call={voicemail}", WEBHOOK),
+    ("POST", "/voicemail/done"): Cell("/voicemail/done", WEBHOOK),
     ("POST", "/conference/recording/notice"): Cell("/conference/recording/notice", WEBHOOK),
     # -- JSON API -------------------------------------------------------------------------
     ("GET", "/api/state"): Cell("/api/state", API_ANY_USER),
@@ -105,25 +109,33 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ),
     ("GET", "/api/figures"): Cell("/api/figures", API_SUPERVISOR),
     ("GET", "/api/webhooks"): Cell("/api/webhooks", API_SUPERVISOR),
-    # the matrix's app has no database: a supervisor gets past the role check to 503
-    ("GET", "/api/reports"): Cell(
-        "/api/reports?by=agent",
-        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 503},
+    # -- voicemails: the world's message is claimed by alice -----------------------------
+    ("POST", "/api/voicemails/<voicemail_id>/claim"): Cell(
+        "/api/voicemails/{voicemail}/claim",
+        {"anonymous": 401, "agent": 200, "other": 409, "supervisor": 409},
     ),
-    ("GET", "/api/reports.csv"): Cell(
-        "/api/reports.csv?by=hour",
-        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 503},
+    ("POST", "/api/voicemails/<voicemail_id>/close"): Cell(
+        "/api/voicemails/{voicemail}/close",
+        {"anonymous": 401, "agent": 200, "other": 404, "supervisor": 200},
+        json={"disposition": "Resolved"},
     ),
-    # any user gets past the session check to 503 (no database here); who sees which
-    # call is in tests/console/web/test_calls_api.py, against a real PostgreSQL
-    ("GET", "/api/calls"): Cell("/api/calls", HISTORY_ANY_USER),
-    ("GET", "/api/calls.csv"): Cell("/api/calls.csv", HISTORY_ANY_USER),
-    ("GET", "/api/calls/<call_id>"): Cell("/api/calls/{name}", HISTORY_ANY_USER),
-    # who may play or delete which recording: tests/console/web/test_recordings.py
-    ("GET", "/api/recordings/<sid>"): Cell("/api/recordings/RE" + "0" * 32, HISTORY_ANY_USER),
+    # -- the history (the matrix's app keeps it; the live call is stored) ---------------
+    ("GET", "/api/reports"): Cell("/api/reports?by=agent", API_SUPERVISOR),
+    ("GET", "/api/reports.csv"): Cell("/api/reports.csv?by=hour", API_SUPERVISOR),
+    ("GET", "/api/calls"): Cell("/api/calls", API_ANY_USER),  # an agent's: only their own
+    ("GET", "/api/calls.csv"): Cell("/api/calls.csv", API_ANY_USER),
+    # an agent who was not on the call gets the 404 of an unknown id
+    ("GET", "/api/calls/<call_id>"): Cell(
+        "/api/calls/{name}", {"anonymous": 401, "agent": 200, "other": 404, "supervisor": 200}
+    ),
+    # an unknown recording; who may play or delete which: tests/console/web/test_recordings.py
+    ("GET", "/api/recordings/<sid>"): Cell(
+        "/api/recordings/RE" + "0" * 32,
+        {"anonymous": 401, "agent": 404, "other": 404, "supervisor": 404},
+    ),
     ("DELETE", "/api/recordings/<sid>"): Cell(
         "/api/recordings/RE" + "0" * 32,
-        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 503},
+        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 404},
     ),
     # the matrix's call is not recorded: 409 for whoever may pause it
     ("POST", "/api/conferences/<name>/recording"): Cell(
@@ -212,6 +224,12 @@ def test_every_route_is_in_the_matrix(app):
 # --- the world -----------------------------------------------------------------------
 
 
+@pytest.fixture
+async def app(history_app):
+    """The matrix's app keeps the call history, so its routes answer as deployed."""
+    return history_app
+
+
 @dataclass
 class World:
     app: Any
@@ -223,7 +241,7 @@ class World:
 
 
 @pytest.fixture
-async def world(app, redis, voice, twilio, raw_redis) -> World:
+async def world(app, redis, voice, twilio, raw_redis, pg) -> World:
     alice = await login(app, redis, "alice")
     bob = await login(app, redis, "bob")
     carol = await login(app, redis, "carol")
@@ -236,6 +254,8 @@ async def world(app, redis, voice, twilio, raw_redis) -> World:
     await bob.post("/api/me/status", json={"status": "offline"})
     runner = Runner.of(app)
     await runner.drain()
+    await stored(pg, name)
+    voicemail = await left_a_message(app, redis, "alice")
     dumps = {"call": await dump_all(raw_redis)}
     saved = {"call": twilio.save()}
     started = await alice.post("/api/transfers", json={"conference": name, "to": "carol"})
@@ -246,8 +266,27 @@ async def world(app, redis, voice, twilio, raw_redis) -> World:
     saved["ringing"] = twilio.save()
     clients = {"anonymous": app.test_client(), "agent": alice, "other": bob, "supervisor": sue}
     tokens = {role: session_token(client) for role, client in clients.items()}
-    values = {"name": name, "customer": name, "transfer": transfer}
+    values = {"name": name, "customer": name, "transfer": transfer, "voicemail": voicemail}
     return World(app, clients, tokens, values, dumps, saved)
+
+
+async def left_a_message(app: Any, redis: Any, claimer: str) -> str:
+    """A caller's message, claimed by ``claimer``; returns its id."""
+    settings = app.config[SETTINGS_KEY]
+    caller = "CA" + "1" * 32
+    await voicemails.record_message(redis, settings, caller, "RE" + "1" * 32, 5, now_ms())
+    await voicemails.claim(redis, settings, caller, claimer, now_ms())
+    return caller
+
+
+async def stored(pg: Any, call_id: str) -> None:
+    """Wait for the history writer to store the live call with alice's leg."""
+    for _ in range(200):
+        cursor = await pg.execute("SELECT 1 FROM call_legs WHERE call_id = %s", (call_id,))
+        if await cursor.fetchone():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"call {call_id} never reached the history")
 
 
 def session_token(client: Any) -> str | None:

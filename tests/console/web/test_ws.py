@@ -75,7 +75,8 @@ async def test_snapshot_first_then_live_events_in_id_order(app, redis):
         snapshot = await receive(socket)
         assert snapshot["type"] == "snapshot"
         assert snapshot["id"] == await last_event_id(redis)
-        assert set(snapshot["data"]) == {"conferences", "queue", "agents", "transfers"}
+        shown = {"conferences", "queue", "agents", "transfers", "voicemails"}
+        assert set(snapshot["data"]) == shown
         assert [a["username"] for a in snapshot["data"]["agents"]] == ["bob"]
         await set_available(alice)
         await bob.post("/api/me/status", json={"status": "offline"})

@@ -1,0 +1,94 @@
+"""Voicemails on the JSON API (docs/api.md, SPEC §9): claim one, close it with a
+disposition. The messages themselves are in the state (``voicemails``) and its events;
+they play through ``GET /api/recordings/<sid>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, Response, jsonify
+from quart_schema import document_response, validate_request
+
+from console.domain import voicemails
+from console.domain.events import now_ms
+from console.extension import get_settings
+from console.ids import CALL_SID
+from console.redis_ext import get_redis
+from console.web.auth import current_user, login_required
+from console.web.errors import error_response
+
+blueprint = Blueprint("voicemails", __name__, url_prefix="/api/voicemails")
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disposition: str = Field(min_length=1, max_length=100)
+
+
+class VoicemailOut(BaseModel):
+    """The voicemail shape (docs/websocket.md)."""
+
+    id: str
+    from_: str | None = Field(alias="from")
+    at: int
+    duration: int | None
+    recording: dict[str, Any]
+    status: str
+    claimed_by: str | None
+    disposition: str | None
+
+
+async def _user() -> Any:
+    user = await current_user()
+    assert user is not None  # login_required guarantees it
+    return user
+
+
+def _known_id(voicemail_id: str) -> Response | None:
+    """404 for what cannot be a voicemail's id (a CallSid), before Redis is asked."""
+    if not CALL_SID.fullmatch(voicemail_id):
+        return error_response(f"no voicemail {voicemail_id}", 404)
+    return None
+
+
+@blueprint.post("/<voicemail_id>/claim")
+@document_response(VoicemailOut, 200)
+@login_required
+async def post_claim(voicemail_id: str) -> Response:
+    """Take the message: one agent (or supervisor) wins; 409 for the others."""
+    refused = _known_id(voicemail_id)
+    if refused is not None:
+        return refused
+    user = await _user()
+    claimed = await voicemails.claim(
+        get_redis(), get_settings(), voicemail_id, user.username, now_ms()
+    )
+    return jsonify(claimed.public())
+
+
+@blueprint.post("/<voicemail_id>/close")
+@document_response(VoicemailOut, 200)
+@login_required
+@validate_request(CloseBody)
+async def post_close(voicemail_id: str, data: CloseBody) -> Response:
+    """Close the message with a disposition (its claimer, or a supervisor)."""
+    refused = _known_id(voicemail_id)
+    if refused is not None:
+        return refused
+    settings = get_settings()
+    if data.disposition not in settings.dispositions:
+        choices = ", ".join(settings.dispositions)
+        return error_response(f"disposition must be one of: {choices}", 400)
+    user = await _user()
+    closed = await voicemails.close(
+        get_redis(),
+        settings,
+        voicemail_id,
+        user.username,
+        user.is_supervisor,
+        data.disposition,
+        now_ms(),
+    )
+    return jsonify(closed.public())

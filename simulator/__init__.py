@@ -5,8 +5,8 @@ step-by-step webhook driver, a made-up account) is in ``simulator.testing``."""
 
 from simulator.callbacks import Chaos
 from simulator.load import LoadPlan
-from simulator.parties import AutoAnswer, Phone
+from simulator.parties import AutoAnswer, Person, Phone
 from simulator.server import Simulator
 from simulator.wire import sign
 
-__all__ = ["AutoAnswer", "Chaos", "LoadPlan", "Phone", "Simulator", "sign"]
+__all__ = ["AutoAnswer", "Chaos", "LoadPlan", "Person", "Phone", "Simulator", "sign"]

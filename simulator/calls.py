@@ -3,9 +3,14 @@
 * A customer's inbound call fetches the Voice URL (``CallStatus=ringing``), is
   answered as its TwiML runs, and completes when the TwiML ends or it hangs up.
 * A REST-created call (``outbound-api``) is ``queued``, then ``initiated`` and
-  ``ringing`` at the softphone, then ``in-progress`` (``answered``) and runs its
-  ``Url``/``Twiml``, or ends ``busy``/``no-answer``/``canceled``. A call created by
-  the Participants API joins its conference directly when answered.
+  ``ringing`` at the softphone (``client:``) or the ``Person`` at a phone number,
+  then ``in-progress`` (``answered``) and runs its ``Url``/``Twiml``, or ends
+  ``busy``/``no-answer``/``failed``/``canceled``. A call created by the
+  Participants API joins its conference directly when answered. With
+  ``MachineDetection`` the answered call carries ``AnsweredBy``.
+* A call moved by the Calls API (``Url``/``Twiml``) leaves its conference
+  (``participant_updated_via_api``, with the conference's end rules) and runs the
+  new TwiML.
 * Call-progress callbacks go only for the events asked for (``completed`` alone if
   none were), with a per-call ``SequenceNumber`` from 0; a call canceled while
   still ``queued`` sends none at all (docs/twilio.md).
@@ -21,9 +26,9 @@ from typing import Any
 
 from simulator.callbacks import Deliverer
 from simulator.conference import ConferenceHub
-from simulator.model import Call, utcnow
+from simulator.model import Call, CallerPlan, plan_of, utcnow
 from simulator.params import progress_params, voice_params
-from simulator.parties import ANSWER, Phones
+from simulator.parties import ANSWER, People, Person, Phones, is_number
 from simulator.twiml import TwimlEngine
 from simulator.wire import rfc2822
 
@@ -53,12 +58,18 @@ class Switchboard:
         self.calls: dict[str, Call] = {}
         self.hub = ConferenceHub(account_sid, deliverer, self._play)
         self.engine = TwimlEngine(deliverer, self.hub, self.voice_params, time_scale)
+        self.people = People(self.engine.clock)
         self.changed: Callable[[], None] = lambda: None
 
     def voice_params(self, call: Call) -> dict[str, str]:
         """Twilio's standard voice request parameters for this call."""
         to = call.to.split("?", 1)[0]
-        return voice_params(self.account_sid, call.sid, call.status, call.direction, call.from_, to)
+        params = voice_params(
+            self.account_sid, call.sid, call.status, call.direction, call.from_, to
+        )
+        if call.answered_by is not None:
+            params["AnsweredBy"] = call.answered_by
+        return params
 
     def _start(self, call: Call, script: Script) -> Call:
         self.calls[call.sid] = call
@@ -73,8 +84,9 @@ class Switchboard:
 
     # -- inbound: a customer calls the number --------------------------------------------
 
-    def call_in(self, voice_url: str, from_: str, to: str) -> Call:
+    def call_in(self, voice_url: str, from_: str, to: str, plan: CallerPlan | None = None) -> Call:
         call = Call(to=to, from_=from_, direction="inbound", account_sid=self.account_sid)
+        call.plan = plan or CallerPlan()
         call.status = "ringing"
         call.url = voice_url
         return self._start(call, self._inbound)
@@ -97,21 +109,33 @@ class Switchboard:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0)  # the REST answer (201, queued) goes out first
             self.progress(call, "initiated")
+            person = self.people.get(call.to) if is_number(call.to) else None
+            if person is not None and person.fails:
+                self._not_answered(call, "failed")
+                return
             call.status = "ringing"
             self.progress(call, "ringing")
             self.changed()
-            outcome = await self.phones.ring(call)
+            if person is not None:
+                outcome = await self.people.ring(call, person)
+            else:
+                outcome = await self.phones.ring(call)
             if outcome != ANSWER:
                 self._not_answered(call, outcome)
                 return
+            if person is not None:
+                call.answered_by = person.answered_by(call.machine_detection)
+                call.plan = plan_of(person.keys, person.message_seconds)
+            elif call.machine_detection is not None:
+                call.answered_by = "human"
             self._answered(call)
             self.phones.connected(call)
             self.progress(call, "answered")
-            await self._connected_script(call)
+            await self._connected_script(call, person)
             self.finish(call, "completed")
 
-    async def _connected_script(self, call: Call) -> None:
-        self._schedule_auto_hangup(call)
+    async def _connected_script(self, call: Call, person: Person | None = None) -> None:
+        self._schedule_auto_hangup(call, person)
         if call.join is not None:
             participant = self.hub.join(call.sid, call.join)
             call.conference = call.join.name
@@ -132,9 +156,11 @@ class Switchboard:
         call.answered_at = asyncio.get_running_loop().time()
         self.changed()
 
-    def _schedule_auto_hangup(self, call: Call) -> None:
+    def _schedule_auto_hangup(self, call: Call, person: Person | None = None) -> None:
         phone = self.phones.owner(call.sid)
         talk = phone.auto.talk if phone and phone.auto else None
+        if person is not None:
+            talk = person.talk
         if talk is not None:
             loop = asyncio.get_running_loop()
             loop.call_later(talk * self.time_scale, self.hangup, call.sid)
@@ -163,6 +189,7 @@ class Switchboard:
         if call.status != "in-progress":
             return  # a ringing call runs the new TwiML once answered
         self.hub.leave(call.sid, "participant_updated_via_api", "in-progress")
+        call.conference, call.record_loops = None, 0
         self._stop(call)
         self._launch(call, self._redirected)
 

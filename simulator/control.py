@@ -3,8 +3,13 @@ load tools use to drive the simulator (JSON, CORS for the app's origin).
 
     GET  /                               the live page (static JS/CSS, CSP-friendly)
     GET  /sim/state                      conferences, participants, calls, phones, load
-    POST /sim/calls {"from"?}            a customer calls in -> 201 {"call_sid"}
+    POST /sim/calls {"from"?, "keys"?, "message_seconds"?, "message_end"?}
+                                         a customer calls in -> 201 {"call_sid"}
     POST /sim/calls/{CA}/hangup          that party hangs up
+    POST /sim/calls/{CA}/keys {"digits"} the caller presses keys (a <Gather>)
+    POST /sim/calls/{CA}/message {"seconds", "end"?}  the caller leaves a message
+    POST /sim/people/{number} {"answer"?, "busy"?, "machine"?, "fails"?, "after"?, "talk"?}
+                                         who answers that number when the app dials it
     POST /sim/phones/{id}/register       {"auto"?: "answer"|"decline", "delay"?, "talk"?}
     POST /sim/phones/{id}/unregister
     GET  /sim/phones/{id}/events         Server-Sent Events for that softphone
@@ -15,8 +20,10 @@ load tools use to drive the simulator (JSON, CORS for the app's origin).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,9 +63,22 @@ class Controlled(Protocol):
     phones: Phones
     load: LoadGenerator
 
-    async def call_in(self, from_number: str | None = None) -> str: ...
+    async def call_in(
+        self,
+        from_number: str | None = None,
+        *,
+        keys: str | Sequence[str] | None = None,
+        message_seconds: float | None = None,
+        message_end: str = "#",
+    ) -> str: ...
 
     def hangup(self, call_sid: str) -> None: ...
+
+    def press(self, call_sid: str, digits: str) -> bool: ...
+
+    def speak(self, call_sid: str, seconds: float, end: str = "#") -> bool: ...
+
+    def person(self, number: str, **behaviour: Any) -> Any: ...
 
     def allowed_origins(self) -> tuple[str, ...]: ...
 
@@ -81,6 +101,9 @@ class ControlApi:
             web.get("/sim/state", self.state),
             web.post("/sim/calls", self.call_in),
             web.post("/sim/calls/{sid}/hangup", self.hangup),
+            web.post("/sim/calls/{sid}/keys", self.press),
+            web.post("/sim/calls/{sid}/message", self.speak),
+            web.post("/sim/people/{number}", self.person),
             web.post("/sim/phones/{identity}/register", self.register),
             web.post("/sim/phones/{identity}/unregister", self.unregister),
             web.get("/sim/phones/{identity}/events", self.events),
@@ -130,8 +153,61 @@ class ControlApi:
 
     async def call_in(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        sid = await self.sim.call_in(body.get("from") or None)
+        try:
+            seconds = body.get("message_seconds")
+            sid = await self.sim.call_in(
+                body.get("from") or None,
+                keys=_keys(body.get("keys")),
+                message_seconds=float(seconds) if seconds is not None else None,
+                message_end=str(body.get("message_end") or "#"),
+            )
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
         return web.json_response({"call_sid": sid}, status=201)
+
+    async def press(self, request: web.Request) -> web.Response:
+        """Keys from the page: they answer the <Gather> listening now, or the next one."""
+        sid = request.match_info["sid"]
+        digits = (await _body(request)).get("digits")
+        if not isinstance(digits, str) or not re.fullmatch(r"[0-9*#]{1,32}", digits):
+            return _error(400, "digits: 1 to 32 of 0-9 * #")
+        try:
+            heard = self.sim.press(sid, digits)
+        except KeyError:
+            return _error(404, f"no live call {sid}")
+        return web.json_response({"call_sid": sid, "digits": digits, "heard": heard})
+
+    async def speak(self, request: web.Request) -> web.Response:
+        """A message from the page: ``seconds`` long, ending with ``end``."""
+        sid = request.match_info["sid"]
+        body = await _body(request)
+        try:
+            seconds = float(body.get("seconds"))  # type: ignore[arg-type]
+            if not 0 <= seconds <= 3600:
+                raise ValueError("seconds: 0 to 3600")
+            heard = self.sim.speak(sid, seconds, str(body.get("end") or "#"))
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        except KeyError:
+            return _error(404, f"no live call {sid}")
+        return web.json_response({"call_sid": sid, "seconds": seconds, "heard": heard})
+
+    async def person(self, request: web.Request) -> web.Response:
+        """Who answers a phone number the app dials."""
+        number = request.match_info["number"]
+        body = await _body(request)
+        flags = {k: bool(body[k]) for k in ("answer", "busy", "fails") if k in body}
+        if "machine" in body:
+            machine = body["machine"]
+            flags["machine"] = machine if isinstance(machine, str) else bool(machine)
+        try:
+            for name in ("after", "talk"):
+                if body.get(name) is not None:
+                    flags[name] = float(body[name])
+        except (TypeError, ValueError):
+            return _error(400, "after and talk are seconds")
+        person = self.sim.person(number, **flags)
+        return web.json_response(dataclasses.asdict(person))
 
     async def hangup(self, request: web.Request) -> web.Response:
         sid = request.match_info["sid"]
@@ -255,3 +331,12 @@ class ControlApi:
 async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:
     data = json.dumps(event)
     await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+
+
+def _keys(value: Any) -> str | list[str] | None:
+    """``keys`` of a new call: a string (the first Gather's) or a list of strings."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ValueError("keys: a string or a list of strings")

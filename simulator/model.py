@@ -7,11 +7,16 @@ as Twilio's REST JSON."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from simulator.wire import new_sid
 
+T = TypeVar("T")
 CALL_ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 
@@ -55,6 +60,70 @@ class JoinSpec:
     recording: RecordingSpec | None = None
 
 
+MESSAGE_ENDS = ("#", "hangup", "silence")
+
+
+class Clock:
+    """Simulated time: sleeps scaled by ``time_scale``, counting those under way (a
+    Say, a Pause, a message being spoken, a number ringing) so ``Simulator.idle``
+    knows the simulation is still moving on its own."""
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        self.time_scale = time_scale
+        self.running = 0
+        self.changed: Callable[[], None] = lambda: None
+
+    async def sleep(self, seconds: float) -> None:
+        with self.busy():
+            await asyncio.sleep(seconds * self.time_scale)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count something under way that ends on its own (e.g. a TwiML fetch)."""
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.changed()
+
+    async def wait_for(self, future: asyncio.Future[T], seconds: float) -> T:
+        """``future``'s result within ``seconds`` (scaled), else TimeoutError; the
+        future itself is not cancelled."""
+        with self.busy():
+            return await asyncio.wait_for(asyncio.shield(future), seconds * self.time_scale)
+
+
+@dataclass
+class CallerPlan:
+    """What the person on a call does when TwiML asks: ``keys`` holds one answer per
+    ``<Gather>`` in order ("" presses nothing; none left = presses nothing);
+    ``message_seconds`` is how long they speak at a ``<Record>`` (None or 0: say
+    nothing), ending with ``#``, by hanging up or by falling ``silence``. ``waiting``
+    is set while a Gather or Record listens, so a person (the control page) can
+    answer live."""
+
+    keys: deque[str] = field(default_factory=deque)
+    message_seconds: float | None = None
+    message_end: str = "#"
+    listening: str | None = None  # "keys" or "message" while a verb waits for input
+    waiting: asyncio.Future[tuple[str, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.message_end not in MESSAGE_ENDS:
+            raise ValueError(f"message_end must be one of {', '.join(MESSAGE_ENDS)}")
+
+
+def plan_of(
+    keys: str | list[str] | tuple[str, ...] | None,
+    message_seconds: float | None,
+    message_end: str = "#",
+) -> CallerPlan:
+    """A ``CallerPlan`` from the friendly arguments: a string is one Gather's answer."""
+    answers = [keys] if isinstance(keys, str) else list(keys or ())
+    return CallerPlan(deque(answers), message_seconds, message_end)
+
+
 @dataclass
 class Call:
     """One call leg, inbound (a customer) or outbound-api (a softphone being dialed)."""
@@ -80,6 +149,10 @@ class Call:
     seq: int = 0
     conference: str | None = None  # friendly name of the conference it is in
     task: asyncio.Task[None] | None = None
+    plan: CallerPlan = field(default_factory=CallerPlan)
+    machine_detection: str | None = None  # Enable or DetectMessageEnd when asked
+    answered_by: str | None = None  # AnsweredBy, once answered with detection on
+    record_loops: int = 0  # <Record> without action re-requesting its document
 
     @property
     def ended(self) -> bool:

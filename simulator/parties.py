@@ -1,4 +1,5 @@
-"""Simulated parties: softphones (``client:<identity>``) and their event streams.
+"""Simulated parties: softphones (``client:<identity>``) and their event streams,
+and the people who answer phone numbers (``Person``, ``People``).
 
 A softphone rings for a call until someone decides: ``answer``, ``decline``
 (Twilio reports ``busy``), or nothing until the call's Timeout (``no-answer``).
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from simulator.model import Call
+from simulator.model import Call, Clock
 
 ANSWER, DECLINE = "answer", "busy"
 
@@ -191,3 +192,70 @@ class Phones:
             phone.calls.pop(call.sid, None)
             phone.muted.discard(call.sid)
             phone.publish(call_event("ended", call))
+
+
+# -- people at phone numbers ---------------------------------------------------------------
+
+
+@dataclass
+class Person:
+    """Whoever answers a phone number the app dials (a customer called back, an
+    external party). ``answer=False`` lets it ring to the call's Timeout
+    (``no-answer``); ``busy`` and ``fails`` end it ``busy``/``failed``; ``machine``
+    (True, or an ``AnsweredBy`` value such as ``"fax"``) is a machine that answers.
+    ``after`` seconds of ringing before answering (or busy); ``talk`` seconds before
+    hanging up (None: until the app or ``Simulator.hangup`` ends it). ``keys`` and
+    ``message_seconds`` are what they do at a ``<Gather>``/``<Record>``."""
+
+    number: str
+    answer: bool = True
+    busy: bool = False
+    machine: bool | str = False
+    fails: bool = False
+    after: float = 1.0
+    talk: float | None = None
+    keys: str | tuple[str, ...] | None = None
+    message_seconds: float | None = None
+
+    def answered_by(self, detection: str | None) -> str | None:
+        """``AnsweredBy`` for answering-machine detection (None when not asked for)."""
+        if detection is None:
+            return None
+        if isinstance(self.machine, str):
+            return self.machine
+        if self.machine:
+            return "machine_end_beep" if detection == "DetectMessageEnd" else "machine_start"
+        return "human"
+
+
+def is_number(to: str) -> bool:
+    """A phone number (``+15551230000``), not ``client:``/``sip:``: a ``Person`` answers."""
+    return not to.startswith(("client:", "sip:"))
+
+
+class People:
+    """Who answers each phone number: ``Person(number)`` (answers after a second)
+    unless told otherwise with ``set``."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.people: dict[str, Person] = {}
+
+    def set(self, person: Person) -> Person:
+        self.people[person.number] = person
+        return person
+
+    def get(self, number: str) -> Person:
+        return self.people.get(number) or Person(number)
+
+    async def ring(self, call: Call, person: Person) -> str:
+        """``answer``, ``busy`` or ``no-answer`` (the call's Timeout, scaled)."""
+        timeout = call.timeout
+        if person.busy:
+            await self.clock.sleep(min(person.after, timeout))
+            return DECLINE
+        if not person.answer or person.after >= timeout:
+            await self.clock.sleep(timeout)
+            return "no-answer"
+        await self.clock.sleep(person.after)
+        return ANSWER

@@ -1,15 +1,21 @@
-"""Conference recordings: ``record="record-from-start"`` starts one when the conference
-starts, the conference Recordings API pauses and resumes it, the conference's end
-completes it with a signed ``recordingStatusCallback`` (``in-progress`` too when asked
-for), and the Recordings API serves it: the resource's JSON, its media (a real short
-WAV, a tone made with ``wave``, byte ranges honoured) and DELETE."""
+"""Recordings: of conferences and of ``<Record>`` (voicemail).
+
+A conference with ``record="record-from-start"`` starts one when it starts, the
+conference Recordings API pauses and resumes it, the conference's end completes it
+with a signed ``recordingStatusCallback`` (``in-progress`` too when asked for). A
+``<Record>`` makes one per message (``RecordingSource=RecordVerb``, ``CallSid``, no
+``ConferenceSid``): ``completed`` with its duration, or ``absent`` when too short.
+The Recordings API serves both: the resource's JSON, its media (a real WAV made with
+``wave``: a 3 s tone for a conference, the message's own length for a ``<Record>``,
+byte ranges honoured) and DELETE."""
 
 from __future__ import annotations
 
+import array
 import functools
 import io
 import math
-import struct
+import sys
 import time
 import wave
 from collections.abc import Callable
@@ -25,33 +31,45 @@ JSON = dict[str, Any]
 RATE = 8000  # Hz, mono, 16-bit: Twilio's recordings are 8 kHz too
 TONE_HZ = 440
 TONE_SECONDS = 3
+MAX_MEDIA_SECONDS = 600  # a longer message is served as its first ten minutes
+TOO_SHORT, SILENT = "16101", "16102"  # ErrorCode of an absent recording
 PUBLIC_API = "https://api.twilio.com"  # RecordingUrl, as Twilio sends it
 
 
 @functools.cache
 def tone_wav(seconds: int = TONE_SECONDS) -> bytes:
-    """A WAV file of a quiet 440 Hz tone, fading in and out."""
-    frames = bytearray()
-    total = seconds * RATE
-    for i in range(total):
-        fade = min(1.0, i / 800, (total - i) / 800)
-        frames += struct.pack("<h", int(6000 * fade * math.sin(2 * math.pi * TONE_HZ * i / RATE)))
+    """A WAV file of a quiet 440 Hz tone, fading in and out, ``seconds`` long."""
+    total = max(0, seconds) * RATE
+    step = 2 * math.pi * TONE_HZ / RATE
+    frames = array.array(
+        "h",
+        (
+            int(6000 * min(1.0, i / 800, (total - i) / 800) * math.sin(step * i))
+            for i in range(total)
+        ),
+    )
+    if sys.byteorder == "big":
+        frames.byteswap()  # WAV samples are little-endian
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(RATE)
-        wav.writeframes(bytes(frames))
+        wav.writeframes(frames.tobytes())
     return out.getvalue()
 
 
 @dataclass
 class Recording:
-    """One recording of a conference."""
+    """One recording: of a conference, or of a call's ``<Record>`` (``call_sid`` set,
+    ``source`` ``RecordVerb``)."""
 
     account_sid: str
-    conference_sid: str
+    conference_sid: str | None
     callback: CallbackTarget | None
+    call_sid: str | None = None
+    source: str = "Conference"
+    error_code: str | None = None
     sid: str = field(default_factory=lambda: new_sid("RE"))
     status: str = "in-progress"  # in-progress | paused | completed | absent
     created: datetime = field(default_factory=utcnow)
@@ -64,6 +82,12 @@ class Recording:
     @property
     def path(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{self.sid}"
+
+    def media(self) -> bytes:
+        """The WAV served for it: a message is as long as it was (at least a second)."""
+        if self.source != "RecordVerb":
+            return tone_wav()
+        return tone_wav(min(MAX_MEDIA_SECONDS, max(1, self.duration or 0)))
 
 
 class Recordings:
@@ -114,6 +138,26 @@ class Recordings:
         self._report(recording, "completed")
         self.changed()
 
+    def begin_message(self, call_sid: str, callback: CallbackTarget | None) -> Recording:
+        """A ``<Record>`` starts recording the caller (``in-progress`` if asked for)."""
+        recording = Recording(self.account_sid, None, callback, call_sid, "RecordVerb")
+        self.recordings[recording.sid] = recording
+        self._report(recording, "in-progress")
+        self.changed()
+        return recording
+
+    def end_message(self, recording: Recording, seconds: float, minimum: float) -> None:
+        """The message is over: ``completed`` with its length, or ``absent`` when it is
+        empty or shorter than ``minimum`` (reported only to a callback asking for it)."""
+        recording.updated = utcnow()
+        if seconds < minimum:
+            recording.status, recording.duration = "absent", 0
+            recording.error_code = SILENT if seconds <= 0 else TOO_SHORT
+        else:
+            recording.status, recording.duration = "completed", max(1, round(seconds))
+        self._report(recording, recording.status)
+        self.changed()
+
     def _report(self, recording: Recording, status: str) -> None:
         target = recording.callback
         if target is None or not target.url or status not in target.events:
@@ -122,19 +166,23 @@ class Recordings:
 
 
 def status_params(recording: Recording) -> dict[str, str]:
-    """A recordingStatusCallback's parameters (no SequenceNumber, no FriendlyName)."""
+    """A recordingStatusCallback's parameters (no SequenceNumber, no FriendlyName):
+    ``ConferenceSid`` for a conference's, ``CallSid`` for a ``<Record>``'s."""
+    where = {"ConferenceSid": recording.conference_sid or ""}
+    if recording.call_sid is not None:
+        where = {"CallSid": recording.call_sid}
     return {
         "AccountSid": recording.account_sid,
-        "ConferenceSid": recording.conference_sid,
+        **where,
         "RecordingSid": recording.sid,
         "RecordingUrl": PUBLIC_API + recording.path,
         "RecordingStatus": recording.status,
         "RecordingDuration": str(recording.duration if recording.duration is not None else -1),
         "RecordingChannels": "1",
         "RecordingStartTime": rfc2822(recording.created),
-        "RecordingSource": "Conference",
+        "RecordingSource": recording.source,
         "RecordingTrack": "both",
-        "ErrorCode": "0",
+        "ErrorCode": recording.error_code or "0",
     }
 
 
@@ -143,7 +191,7 @@ def recording_json(recording: Recording) -> JSON:
     return {
         "account_sid": recording.account_sid,
         "api_version": API_VERSION,
-        "call_sid": None,
+        "call_sid": recording.call_sid,
         "conference_sid": recording.conference_sid,
         "date_created": rfc2822(recording.created),
         "date_updated": rfc2822(recording.updated),
@@ -154,8 +202,8 @@ def recording_json(recording: Recording) -> JSON:
         "price_unit": "USD",
         "status": recording.status,
         "channels": 1,
-        "source": "Conference",
-        "error_code": None,
+        "source": recording.source,
+        "error_code": int(recording.error_code) if recording.error_code else None,
         "track": "both",
         "uri": f"{recording.path}.json",
         "encryption_details": None,

@@ -54,7 +54,7 @@ def call_json(call: Call) -> JSON:
         "price": None,
         "price_unit": "USD",
         "direction": call.direction,
-        "answered_by": None,
+        "answered_by": call.answered_by,
         "api_version": API_VERSION,
         "forwarded_from": None,
         "group_sid": None,

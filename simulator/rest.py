@@ -19,7 +19,7 @@ from multidict import MultiDictProxy
 
 from simulator.calls import CallEnded, Switchboard
 from simulator.model import Call, CallbackTarget, Conference, JoinSpec, Participant
-from simulator.recordings import Recording, byte_range, recording_json, tone_wav
+from simulator.recordings import Recording, byte_range, recording_json
 from simulator.resources import (
     call_json,
     conference_json,
@@ -32,6 +32,7 @@ from simulator.wire import API_VERSION, parse_flag
 
 CF_SID = re.compile(r"CF[0-9a-f]{32}")
 BEEP_VALUES = ("true", "false", "onEnter", "onExit")
+MACHINE_DETECTION = ("Enable", "DetectMessageEnd")
 Form = MultiDictProxy[Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,6 +74,16 @@ def _target(form: Form, prefix: str, default_events: str = "") -> CallbackTarget
     return CallbackTarget(
         url, method, _events(form, f"{prefix}StatusCallbackEvent", default_events)
     )
+
+
+def _detection(form: Form) -> str | None:
+    """``MachineDetection`` (answering-machine detection), if asked for."""
+    value = form.get("MachineDetection")
+    if value in (None, ""):
+        return None
+    if value not in MACHINE_DETECTION:
+        raise ApiError(400, 20001, "MachineDetection must be Enable or DetectMessageEnd")
+    return str(value)
 
 
 def _timeout(form: Form) -> int:
@@ -174,6 +185,7 @@ class RestApi:
         call.method = str(form.get("Method") or "POST").upper()
         call.progress = _target(form, "")
         call.timeout = _timeout(form)
+        call.machine_detection = _detection(form)
         self.board.dial(call)
         return _json(call_json(call), 201)
 
@@ -273,6 +285,7 @@ class RestApi:
         call = Call(to=to, from_=from_, direction="outbound-api", account_sid=self.account_sid)
         call.progress = _target(form, "")
         call.timeout = _timeout(form)
+        call.machine_detection = _detection(form)
         call.join = spec
         self.board.dial(call)
         return _json(pending_participant(self.account_sid, conference.sid, call, spec), 201)
@@ -327,7 +340,7 @@ class RestApi:
         recording = self._recording(request)
         if recording.status != "completed":
             raise _not_found(request)  # no media until it is complete
-        data = tone_wav()
+        data = recording.media()
         size = len(data)
         headers = {"Accept-Ranges": "bytes", "Content-Type": "audio/x-wav"}
         wanted = byte_range(request.headers.get("Range"), size)

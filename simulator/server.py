@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from aiohttp import web
@@ -23,7 +23,9 @@ from simulator.calls import Switchboard
 from simulator.conference import ConferenceHub
 from simulator.control import ControlApi
 from simulator.load import LoadGenerator
-from simulator.parties import AutoAnswer, Phone, Phones
+from simulator.model import MESSAGE_ENDS, Call, plan_of
+from simulator.parties import AutoAnswer, Person, Phone, Phones
+from simulator.recordings import recording_json
 from simulator.resources import call_json, conference_json, participant_json
 from simulator.rest import RestApi
 
@@ -73,6 +75,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._activity = asyncio.Event()
         self.board.changed = self.hub.changed = self.rest.touched = self._activity.set
+        self.board.engine.clock.changed = self.hub.recordings.changed = self._activity.set
 
     def point_at(self, app_base_url: str) -> None:
         """Set the app customers call (its PUBLIC_BASE_URL), e.g. once its port is known."""
@@ -124,10 +127,71 @@ class Simulator:
 
     # -- parties -----------------------------------------------------------------------------
 
-    async def call_in(self, from_number: str | None = None) -> str:
-        """A customer calls the number; returns the CallSid (the app's conference name)."""
+    async def call_in(
+        self,
+        from_number: str | None = None,
+        *,
+        keys: str | Sequence[str] | None = None,
+        message_seconds: float | None = None,
+        message_end: str = "#",
+    ) -> str:
+        """A customer calls the number; returns the CallSid (the app's conference name).
+
+        ``keys``: what they press at each ``<Gather>`` in turn (a string is the first
+        Gather's; "" presses nothing). ``message_seconds``: how long they speak at a
+        ``<Record>`` (None/0: nothing), ending with ``message_end`` (``#``,
+        ``hangup`` or ``silence``)."""
         caller = from_number or f"+1555{self.rng.randrange(10**7):07d}"
-        return self.board.call_in(self.voice_url, caller, self.number).sid
+        plan = plan_of(keys, message_seconds, message_end)
+        return self.board.call_in(self.voice_url, caller, self.number, plan).sid
+
+    def person(
+        self,
+        number: str,
+        *,
+        answer: bool = True,
+        busy: bool = False,
+        machine: bool | str = False,
+        fails: bool = False,
+        after: float = 1.0,
+        talk: float | None = None,
+        keys: str | tuple[str, ...] | None = None,
+        message_seconds: float | None = None,
+    ) -> Person:
+        """Who answers ``number`` when the app dials it (see ``parties.Person``); numbers
+        not set answer after a second."""
+        return self.board.people.set(
+            Person(number, answer, busy, machine, fails, after, talk, keys, message_seconds)
+        )
+
+    def press(self, call_sid: str, digits: str) -> bool:
+        """The caller on ``call_sid`` presses keys: answers the ``<Gather>`` listening
+        now (True), else they are kept for the next one (False)."""
+        plan = self._call(call_sid).plan
+        if plan.listening == "keys" and plan.waiting is not None and not plan.waiting.done():
+            plan.waiting.set_result((digits, 0.0))
+            return True
+        plan.keys.append(digits)
+        return False
+
+    def speak(self, call_sid: str, seconds: float, end: str = "#") -> bool:
+        """The caller leaves a ``seconds`` message ending with ``end`` (``#``,
+        ``hangup``, ``silence``): at the ``<Record>`` listening now (True), else at the
+        next one (False)."""
+        if end not in MESSAGE_ENDS:
+            raise ValueError(f"end must be one of {', '.join(MESSAGE_ENDS)}")
+        plan = self._call(call_sid).plan
+        if plan.listening == "message" and plan.waiting is not None and not plan.waiting.done():
+            plan.waiting.set_result((end, float(seconds)))
+            return True
+        plan.message_seconds, plan.message_end = float(seconds), end
+        return False
+
+    def _call(self, call_sid: str) -> Call:
+        call = self.board.calls.get(call_sid)
+        if call is None or call.ended:
+            raise KeyError(call_sid)
+        return call
 
     def hangup(self, call_sid: str) -> None:
         """The party on ``call_sid`` hangs up (a customer, or an agent's softphone)."""
@@ -145,7 +209,9 @@ class Simulator:
         return phone
 
     async def idle(self, quiet: float = 0.2, within: float = 15.0) -> None:
-        """Every queued callback delivered and nothing changed for ``quiet`` seconds
+        """Every queued callback delivered, no simulated time under way (Say, Pause,
+        a message spoken, a number ringing; not a softphone waiting for a decision
+        nor a Gather waiting for a person) and nothing changed for ``quiet`` seconds
         (so the app's reactions, e.g. a REST dial, have landed too)."""
         async with asyncio.timeout(within):
             while True:
@@ -154,7 +220,8 @@ class Simulator:
                 try:
                     await asyncio.wait_for(self._activity.wait(), quiet)
                 except TimeoutError:
-                    if self.deliverer.pending == 0:
+                    moving = self.board.engine.clock.running or self._activity.is_set()
+                    if self.deliverer.pending == 0 and not moving:
                         return
 
     # -- introspection ---------------------------------------------------------------------
@@ -176,7 +243,13 @@ class Simulator:
         return next((c for c in reversed(self.conferences()) if c["friendly_name"] == name), None)
 
     def calls(self) -> list[dict[str, Any]]:
-        return [call_json(c) for c in self.board.calls.values()]
+        """Calls as Twilio's REST JSON, with ``listening`` (``keys`` while a
+        ``<Gather>`` waits, ``message`` while a ``<Record>`` does, else None)."""
+        return [{**call_json(c), "listening": c.plan.listening} for c in self.board.calls.values()]
+
+    def recordings(self) -> list[dict[str, Any]]:
+        """Every recording (conferences' and messages') as Twilio's REST JSON."""
+        return [recording_json(r) for r in self.hub.recordings.recordings.values()]
 
     def state(self) -> dict[str, Any]:
         """What the control page shows."""
@@ -194,6 +267,7 @@ class Simulator:
             "conferences": self.conferences(),
             "calls": self.calls(),
             "phones": phones,
+            "recordings": self.recordings(),
             "load": self.load.describe(),
         }
 

@@ -21,7 +21,10 @@ request (also refused ones) and injects faults::
 test client (anything with ``post(path, form=, headers=)``): the customer's call,
 conference and call-progress callbacks, built by ``params`` and signed by
 ``wire.sign`` exactly as the running simulator sends them, with a ticking clock
-for Timestamps. It keeps the double's picture in step (a conference it reports
+for Timestamps; also a ``<Gather>``'s and a ``<Record>``'s action, a message's
+recording status callback (``TwilioDouble.add_message`` seeds the recording), and a
+dialed number answering or not (``numbers_dialed``, ``person_answers``,
+``person_misses``). It keeps the double's picture in step (a conference it reports
 started is ``in-progress`` over REST, a participant it reports joined is listed).
 
 ``ACCOUNT_SID``, ``AUTH_TOKEN``, ``API_KEY`` and ``API_SECRET`` are a made-up
@@ -55,8 +58,8 @@ from simulator.params import (
     progress_params,
     voice_params,
 )
-from simulator.parties import Phones
-from simulator.recordings import Recording, status_params
+from simulator.parties import Phones, is_number
+from simulator.recordings import PUBLIC_API, TOO_SHORT, Recording, status_params
 from simulator.resources import call_json, conference_json, error, participant_json
 from simulator.rest import RestApi
 from simulator.server import TWILIO_NUMBER, VOICE_PATH
@@ -388,6 +391,13 @@ class TwilioDouble:
         """``DELETE Conferences/{x}/Participants/{y}.json`` requests (kicks)."""
         return self._matching("DELETE", r"/Conferences/[^/]+/Participants/[^/]+\.json")
 
+    def numbers_dialed(self) -> list[RecordedRequest]:
+        """``POST Calls.json`` and ``Participants.json`` requests whose ``To`` is a phone
+        number (not ``client:``/``sip:``): callbacks and external parties."""
+        creates = self.calls_created() + self.participants_created()
+        creates.sort(key=self.requests.index)
+        return [r for r in creates if is_number(r.param("To") or "client:")]
+
     def recording_updates(self) -> list[RecordedRequest]:
         """``POST Conferences/{CF}/Recordings/{RE or Twilio.CURRENT}.json`` (pause, resume)."""
         return self._matching("POST", r"/Conferences/[^/]+/Recordings/[^/]+\.json")
@@ -495,6 +505,20 @@ class TwilioDouble:
         ``completed`` with its media (the simulator's tone)."""
         room = self._conference(conference)
         recording = Recording(self.account_sid, room.sid, None, status=status, duration=duration)
+        self.board.hub.recordings.recordings[recording.sid] = recording
+        return recording
+
+    def add_message(self, call_sid: str, duration: int = 5, status: str = "completed") -> Recording:
+        """Seed a ``<Record>`` message of ``call_sid`` (``RecordingSource=RecordVerb``):
+        ``completed`` with media of ``duration`` seconds at the Recordings endpoints,
+        or ``absent``. Seeds the call too if unknown."""
+        if call_sid not in self.board.calls:
+            self.add_call(sid=call_sid)
+        recording = Recording(
+            self.account_sid, None, None, call_sid, "RecordVerb", status=status, duration=duration
+        )
+        if status == "absent":
+            recording.duration, recording.error_code = 0, TOO_SHORT
         self.board.hub.recordings.recordings[recording.sid] = recording
         return recording
 
@@ -738,11 +762,15 @@ class TwilioVoice:
             self.account_sid, sid, status, "outbound-api", create.param("From") or "", to
         )
 
-    def call_status(self, create: RecordedRequest, sid: str, status: str) -> Delivery:
+    def call_status(
+        self, create: RecordedRequest, sid: str, status: str, **fields: Any
+    ) -> Delivery:
         """A call-progress callback for a call the app created (``create`` is its
-        recorded ``POST Calls.json``)."""
+        recorded ``POST Calls.json`` or ``Participants.json``); ``fields`` add or
+        override parameters (e.g. ``AnsweredBy="machine_start"``)."""
         seq = self.call_seq.setdefault(sid, itertools.count(0))
         params = progress_params(self._voice(create, sid, status), status, next(seq), self.tick())
+        params.update({k: str(v) for k, v in fields.items()})
         return Delivery(create.param("StatusCallback") or "", params)
 
     def answer(self, create: RecordedRequest, sid: str) -> Delivery:
@@ -776,6 +804,88 @@ class TwilioVoice:
         """The leg ends unanswered (``no-answer``, ``busy``, ``canceled``...)."""
         response = await self.send(self.call_status(create, sid, status))
         assert response.status_code == 204
+
+    # -- people at phone numbers ---------------------------------------------------------------
+
+    async def person_answers(self, create: RecordedRequest, answered_by: str | None = None) -> str:
+        """The number the app dialed (``create``: its recorded Participants/Calls create)
+        rings and is answered: ``initiated``, ``ringing``, ``in-progress`` (with
+        ``AnsweredBy`` when given, as with ``MachineDetection``). The double's call is
+        ``in-progress``; report its ``participant-join`` with ``event``. Its CallSid."""
+        sid = await self.ring(create)
+        extra = {"AnsweredBy": answered_by} if answered_by else {}
+        response = await self.send(self.call_status(create, sid, "in-progress", **extra))
+        assert response.status_code == 204, await response.get_data(as_text=True)
+        call = self.double.board.calls[sid]
+        call.status, call.answered_by = "in-progress", answered_by
+        call.start_time = call.start_time or datetime.now(UTC)
+        return sid
+
+    async def person_misses(self, create: RecordedRequest, status: str = "no-answer") -> str:
+        """The dialed number is ``busy``, ``no-answer`` (rings out) or ``failed``: the
+        progress callbacks say so and the double's call ends so. Its CallSid."""
+        sid = self.created_sid(create)
+        if status != "failed":
+            await self.ring(create)
+        else:
+            first = await self.send(self.call_status(create, sid, "initiated"))
+            assert first.status_code == 204
+        await self.decline(create, sid, status)
+        self.double.set_call_status(sid, status)
+        return sid
+
+    # -- <Gather> and <Record> -------------------------------------------------------------------
+
+    def _url(self, url: str) -> str:
+        return self.base_url + url if url.startswith("/") else url
+
+    def _inbound(self, sid: str, from_number: str, status: str = "in-progress") -> dict[str, str]:
+        return voice_params(self.account_sid, sid, status, "inbound", from_number, TWILIO_NUMBER)
+
+    async def gathered(
+        self, action: str, sid: str, digits: str, from_number: str = "+15557654321"
+    ) -> ElementTree.Element:
+        """The caller pressed ``digits`` at a ``<Gather>``: its ``action`` (a path or URL)
+        is requested with ``Digits``; returns the app's TwiML."""
+        params = {**self._inbound(sid, from_number), "Digits": digits}
+        response = await self.send(Delivery(self._url(action), params))
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        return ElementTree.fromstring(await response.get_data(as_text=True))
+
+    async def message_left(
+        self,
+        action: str,
+        sid: str,
+        recording: Recording,
+        digits: str = "#",
+        from_number: str = "+15557654321",
+    ) -> ElementTree.Element:
+        """A ``<Record>`` ended (``digits``: ``#`` or ``hangup``): its ``action`` gets
+        RecordingUrl (no extension), RecordingDuration, RecordingSid, Digits; returns
+        the app's TwiML. ``recording`` from ``TwilioDouble.add_message``."""
+        status = "completed" if digits == "hangup" else "in-progress"
+        params = {
+            **self._inbound(sid, from_number, status),
+            "RecordingUrl": PUBLIC_API + recording.path,
+            "RecordingDuration": str(recording.duration or 0),
+            "RecordingSid": recording.sid,
+            "Digits": digits,
+        }
+        response = await self.send(Delivery(self._url(action), params))
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        return ElementTree.fromstring(await response.get_data(as_text=True))
+
+    def message_event(self, url: str, recording: Recording, **fields: Any) -> Delivery:
+        """The ``<Record>``'s recordingStatusCallback (``RecordingSource=RecordVerb``,
+        ``CallSid``, the recording's status: ``completed`` or ``absent``) to ``url`` (a
+        path or URL, connection overrides allowed); ``fields`` override parameters."""
+        params = status_params(recording)
+        params.update({k: str(v) for k, v in fields.items()})
+        return Delivery(self._url(url), params)
+
+    async def message_status(self, url: str, recording: Recording, **fields: Any) -> Any:
+        """Send ``message_event``; returns the app's response (the test checks it)."""
+        return await self.send(self.message_event(url, recording, **fields))
 
 
 def conference_of(twiml: ElementTree.Element) -> ElementTree.Element:

@@ -500,3 +500,97 @@ def test_voice_builds_signed_callbacks_as_twilio_sends_them(double: TwilioDouble
     assert double.participant(customer, customer) is not None
     url = "https://warmline.example.com/conference/status"
     assert RequestValidator(TOKEN).validate(url, join.params, sign(url, join.params, TOKEN))
+
+
+# -- menus, messages and numbers (issue 18) ---------------------------------------------------
+
+
+class _Recorder:
+    """Stands in for an app's test client: records what TwilioVoice posts."""
+
+    def __init__(self, body: str = "<Response><Hangup/></Response>") -> None:
+        self.posts: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        self.body = body
+
+    async def post(self, path: str, form: dict[str, str], headers: dict[str, str]) -> _Recorder:
+        self.posts.append((path, form, headers))
+        self.status_code = 200 if "/voice" in path else 204
+        return self
+
+    async def get_data(self, as_text: bool = True) -> str:
+        return self.body
+
+
+async def test_a_seeded_message_is_served_like_a_record_verb_recording(
+    double: TwilioDouble, client: Client
+) -> None:
+    call = double.add_call()
+    kept = double.add_message(call, duration=7)
+    fetched = await client.recordings(kept.sid).fetch_async()
+    assert (fetched.call_sid, fetched.source, fetched.duration) == (call, "RecordVerb", "7")
+    assert fetched.conference_sid is None
+    short = double.add_message(call, status="absent")
+    media = f"{double.base_url}/2010-04-01/Accounts/{SID}/Recordings"
+    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(SID, TOKEN)) as http:
+        async with http.get(f"{media}/{kept.sid}.wav") as response:
+            assert response.status == 200 and len(await response.read()) == 44 + 7 * 16000
+        async with http.get(f"{media}/{short.sid}.wav") as response:
+            assert response.status == 404  # an absent recording has no media
+    assert double.recording_deletes() == []
+
+
+async def test_numbers_dialed_and_people_answering_them(
+    double: TwilioDouble, client: Client
+) -> None:
+    double.add_conference("CB1", status="in-progress")
+    await client.conferences("CB1").participants.create_async(
+        from_=CALLER_ID, to="client:alice", label="agent"
+    )
+    await client.conferences("CB1").participants.create_async(
+        from_=CALLER_ID,
+        to="+15551230000",
+        label="customer",
+        machine_detection="Enable",
+        status_callback="https://warmline.example.com/callback/status",
+        status_callback_event=EVENTS,
+    )
+    [dial] = double.numbers_dialed()
+    assert (dial.param("To"), dial.param("MachineDetection")) == ("+15551230000", "Enable")
+    app = _Recorder()
+    voice = TwilioVoice(app, double, "https://warmline.example.com")
+    sid = await voice.person_answers(dial, answered_by="machine_start")
+    assert [form["CallStatus"] for _, form, _ in app.posts] == [
+        "initiated",
+        "ringing",
+        "in-progress",
+    ]
+    assert app.posts[-1][1]["AnsweredBy"] == "machine_start"
+    assert double.call(sid)["answered_by"] == "machine_start"
+    validator = RequestValidator(TOKEN)
+    url = "https://warmline.example.com/callback/status"
+    assert all(validator.validate(url, f, h["X-Twilio-Signature"]) for _, f, h in app.posts)
+
+
+async def test_voice_sends_gather_and_record_webhooks(double: TwilioDouble) -> None:
+    app = _Recorder()
+    voice = TwilioVoice(app, double, "https://warmline.example.com")
+    call = double.add_call()
+    await voice.gathered("/voice/choice", call, "2")
+    message = double.add_message(call, duration=9)
+    await voice.message_left("/voicemail/done", call, message)
+    await voice.message_status("/voicemail/recording#rc=3", message)
+    (p1, choice, _), (_, done, _), (p3, status, headers) = app.posts
+    assert (p1, choice["Digits"], choice["CallSid"]) == ("/voice/choice", "2", call)
+    assert (done["RecordingSid"], done["RecordingDuration"], done["Digits"]) == (
+        message.sid,
+        "9",
+        "#",
+    )
+    assert not done["RecordingUrl"].endswith(".wav")
+    assert (p3, status["RecordingSource"], status["CallSid"]) == (
+        "/voicemail/recording",
+        "RecordVerb",
+        call,
+    )
+    url = "https://warmline.example.com/voicemail/recording"
+    assert RequestValidator(TOKEN).validate(url, status, headers["X-Twilio-Signature"])

@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from console.domain import flow, recordings, voicemails
+from console.domain import expected_wait, flow, recordings, voicemails
 from console.domain.derive import CUSTOMER_LABEL
 from console.domain.errors import Contended
 from console.domain.events import now_ms
+from console.domain.expected_wait import Place
 from console.domain.flow import Answer, Arrival
 from console.domain.recordings import STATUSES as RECORDING_STATUSES
 from console.domain.recordings import RecordingReport
@@ -31,6 +32,7 @@ __all__ = [
     "Answer",
     "Arrival",
     "Callback",
+    "Place",
     "RecordingReport",
     "agent_answer",
     "call_status",
@@ -39,6 +41,7 @@ __all__ = [
     "note_bad_signature",
     "note_webhook",
     "now_ms",
+    "place_in_line",
     "recording_status",
     "voicemail_recorded",
 ]
@@ -111,6 +114,11 @@ async def recording_status(report: RecordingReport, received_at: int) -> None:
     await _record(
         lambda unit: recordings.apply_report(unit, report), report.conference, received_at
     )
+
+
+async def place_in_line(call_sid: str, now: int) -> Place | None:
+    """A waiting caller's place in line and expected wait; None once they left it."""
+    return await expected_wait.read(get_redis(), call_sid, now, get_settings().center_zone)
 
 
 def note_webhook(route: str) -> None:

@@ -41,8 +41,14 @@ def conference_status_url(settings: Settings) -> str:
     return settings.url(CONFERENCE_STATUS_PATH) + RETRY_FRAGMENT
 
 
-def wait_url(settings: Settings) -> str:
-    return settings.url(WAIT_PATH)
+def wait_url(settings: Settings, call_sid: str | None = None, announced: int | None = None) -> str:
+    """What a caller waiting in their conference hears. With ``call_sid`` (a customer,
+    when ANNOUNCE_SECONDS is on) it tells them their place in line; ``announced`` is
+    when it last did (ms), carried from one request of the loop to the next."""
+    if call_sid is None:
+        return settings.url(WAIT_PATH)
+    query = {"call": call_sid} if announced is None else {"call": call_sid, "announced": announced}
+    return settings.url(f"{WAIT_PATH}?{urlencode(query)}")
 
 
 def hold_url(settings: Settings) -> str:

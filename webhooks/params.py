@@ -197,3 +197,25 @@ def _duration(form: Mapping[str, str]) -> int | None:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise BadParams("malformed parameter RecordingDuration")
     return int(raw)
+
+
+@dataclass(frozen=True)
+class WaitingCaller:
+    """The wait URL's query for a caller waiting in line: their CallSid, and when they
+    last heard their place (None: the loop's first round)."""
+
+    call_sid: str
+    announced: int | None
+
+
+def waiting_caller(query: Mapping[str, str]) -> WaitingCaller | None:
+    """None for a wait URL without a (well-formed) caller: music alone."""
+    call_sid = query.get("call", "")
+    if not CALL_SID.fullmatch(call_sid):
+        return None
+    raw = query.get("announced")
+    if raw is None:
+        return WaitingCaller(call_sid, None)
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
+        return WaitingCaller(call_sid, 0)
+    return WaitingCaller(call_sid, int(raw))

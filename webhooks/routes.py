@@ -38,6 +38,7 @@ blueprint = Blueprint("webhooks", __name__)
 # A caller must never hear "an application error has occurred": the Voice URL
 # gives up on Redis after this long and answers the conference TwiML anyway.
 VOICE_RECORD_BUDGET_SECONDS = 2.0
+WAIT_READ_BUDGET_SECONDS = 1.0  # the wait URL's read of the line, before music alone
 
 
 def xml(body: str) -> Response:
@@ -96,9 +97,30 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
 @blueprint.route(WAIT_PATH, methods=["GET", "POST"])
 @twilio_webhook
 async def wait_music(form: MultiDict[str, str]) -> Response:
-    # Held mid-call (?greeting=no), the caller hears music, not "all agents are busy".
-    greeting = request.args.get("greeting") != "no"
-    return xml(twiml.wait_music(get_settings(), greeting=greeting))
+    settings = get_settings()
+    waiting = p.waiting_caller(request.args)
+    if waiting is None or settings.announce_seconds <= 0:
+        # Held mid-call (?greeting=no), the caller hears music, not "all agents are busy".
+        greeting = request.args.get("greeting") != "no"
+        return xml(twiml.wait_music(settings, greeting=greeting))
+    first = waiting.announced is None
+    announced = waiting.announced
+    place = None
+    if first or g.received_at - (announced or 0) >= settings.announce_seconds * 1000:
+        place = await _place(waiting.call_sid, g.received_at)
+        announced = g.received_at if place is not None else announced
+    return xml(twiml.waiting_in_line(settings, waiting.call_sid, first, place, announced or 0))
+
+
+async def _place(call_sid: str, now: int) -> intake.Place | None:
+    """The caller's place, or None (music alone) when Redis does not answer at once:
+    a waitUrl that fails leaves the caller in silence."""
+    try:
+        async with asyncio.timeout(WAIT_READ_BUDGET_SECONDS):
+            return await intake.place_in_line(call_sid, now)
+    except (TimeoutError, *intake.NOT_RECORDED) as exc:
+        log.warning("place in line of %s unknown: %s", call_sid, exc)
+        return None
 
 
 @blueprint.post(AGENT_CONNECT_PATH)

@@ -7,10 +7,12 @@ with RECORD_CALLS on, the same recording attributes too.
 
 from __future__ import annotations
 
+import math
+
 from twilio.twiml.voice_response import VoiceResponse
 
 from console.config import Settings
-from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL
+from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL, Place
 from console.urls import (
     conference_status_url,
     recording_status_url,
@@ -37,12 +39,20 @@ def recording_attrs(settings: Settings, name: str) -> dict[str, object]:
     }
 
 
-def _conference(response: VoiceResponse, settings: Settings, name: str, **attrs: object) -> None:
+def _conference(
+    response: VoiceResponse,
+    settings: Settings,
+    name: str,
+    waits: str | None = None,
+    **attrs: object,
+) -> None:
+    """``waits``: the CallSid of a caller who waits in line (and hears their place)."""
     attrs.update(recording_attrs(settings, name))
     dial = response.dial()
+    announcing = waits is not None and settings.announce_seconds > 0
     dial.conference(
         name,
-        wait_url=wait_url(settings),
+        wait_url=wait_url(settings, waits if announcing else None),
         wait_method="POST",
         status_callback=conference_status_url(settings),
         status_callback_method="POST",
@@ -63,6 +73,7 @@ def customer_conference(settings: Settings, call_sid: str) -> str:
         response,
         settings,
         call_sid,
+        waits=call_sid,
         start_conference_on_enter=False,
         end_conference_on_exit=True,
         beep=False,
@@ -127,6 +138,36 @@ def voicemail(settings: Settings, call_sid: str, message: str) -> str:
 def voicemail_done() -> str:
     """After the message: thanks, goodbye."""
     return hang_up(THANKS_MESSAGE)
+
+
+def waiting_in_line(
+    settings: Settings, call_sid: str, greeting: bool, place: Place | None, announced: int | None
+) -> str:
+    """One round of a waiting caller's loop: the greeting on the first, their place in
+    line when it is due, one play of the music, and back to the wait URL (a waitUrl
+    allows only Say, Play, Pause and Redirect; the app cannot know the track's length,
+    so a long track spaces the announcements further)."""
+    response = VoiceResponse()
+    if greeting:
+        response.say(settings.welcome_message)
+    if place is not None:
+        response.say(place_words(place))
+    response.play(settings.hold_music_url)
+    response.redirect(wait_url(settings, call_sid, announced), method="POST")
+    return str(response)
+
+
+def place_words(place: Place) -> str:
+    """ "You are number 3 in line. Your expected wait is about 4 minutes." """
+    words = (
+        "You are next in line."
+        if place.position == 1
+        else f"You are number {place.position} in line."
+    )
+    if place.expected_ms:
+        minutes = max(1, math.ceil(place.expected_ms / 60_000))
+        words += f" Your expected wait is about {minutes} minute{'s' if minutes > 1 else ''}."
+    return words
 
 
 def recording_notice(settings: Settings) -> str:

@@ -25,6 +25,9 @@ Fields:
   can be computed for any threshold when read (``SERVICE_LEVEL_SECONDS`` is not
   needed when writing, and changing it applies to the stored days too).
 - ``abandoned``: conferences that ended without ever starting.
+- ``handled``, ``handle_ms``: answered conferences that ended, and the sum of their
+  lengths from start to end (both Twilio's ``Timestamp``: one clock), for the
+  expected wait (console/domain/expected_wait.py).
 - ``transfers_completed``, ``transfers_canceled``, ``transfers_failed`` and
   ``transfers_failed:<reason>``: transfers by their final status.
 - ``transfer_answers``, ``transfer_answer_ms``: transfers whose colleague answered, and
@@ -46,6 +49,7 @@ from console.domain.events import Event
 
 RETENTION_SECONDS = 8 * 24 * 3600
 WAIT_BUCKET = "wait_s:"
+HANDLED, HANDLE_MS = "handled", "handle_ms"
 FAILED_REASON = "transfers_failed:"
 
 # KEYS[1]: the day's counters, KEYS[2]: the day's contributions by subject.
@@ -102,6 +106,10 @@ def contributions(event: Event, zone: tzinfo) -> list[tuple[str, str, dict[str, 
     if event.type == "conference.ended" and data.get("started_at") is None:
         day = local_day(data["created_at"], zone)
         return [(day, "call:" + data["name"], {"abandoned": 1})]
+    if event.type == "conference.ended" and data.get("ended_at") is not None:
+        length = max(0, data["ended_at"] - data["started_at"])
+        day = local_day(data["created_at"], zone)
+        return [(day, "handled:" + data["name"], {HANDLED: 1, HANDLE_MS: length})]
     if event.type == "transfer.updated":
         return _transfer(data, zone)
     return []

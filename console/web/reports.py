@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from quart import Blueprint
 from quart_schema import validate_response
 
-from console.domain import figures, keys, timeline
+from console.domain import expected_wait, figures, keys, timeline
 from console.domain.errors import BadRequest, DomainError, NotFound
 from console.domain.events import now_ms
 from console.domain.webhook_health import read_health
@@ -64,6 +64,7 @@ class Figures(BaseModel):
     service_level: float | None
     transfers: TransferFigures
     transfer_answer: AnswerTime
+    expected_wait_ms: int | None  # for a caller arriving now (console.domain.expected_wait)
 
 
 @blueprint.get("/conferences/<name>/timeline")
@@ -110,9 +111,10 @@ async def get_figures() -> dict[str, Any]:
     """Today's queue figures, today in CENTER_TIMEZONE; see console.domain.figures for
     each one's definition."""
     settings = get_settings()
-    return await figures.read(
-        get_redis(), now_ms(), settings.service_level_seconds, settings.center_zone
-    )
+    now, redis = now_ms(), get_redis()
+    read = await figures.read(redis, now, settings.service_level_seconds, settings.center_zone)
+    newcomer = await expected_wait.read(redis, None, now, settings.center_zone)
+    return {**read, "expected_wait_ms": newcomer.expected_ms if newcomer else None}
 
 
 class SignatureFailure(BaseModel):

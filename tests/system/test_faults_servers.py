@@ -166,12 +166,13 @@ async def test_redis_outage_end_to_end(twilio: TwilioDouble, tmp_path: Path) -> 
             twiml = ElementTree.fromstring(answer.text)
             conference = conference_of(twiml)
             assert conference.text == sid
-            assert conference.get("waitUrl", "").endswith("/conference/wait")
+            wait_url = conference.get("waitUrl", "")
+            assert wait_url.endswith(f"/conference/wait?call={sid}")
             assert conference.get("statusCallback")
-            wait = await voice.send(
-                Delivery(server.url + "/conference/wait", {"AccountSid": voice.account_sid})
-            )
-            assert wait.status_code == 200 and "<Play" in wait.text  # hold music, no Redis
+            wait = await voice.send(Delivery(wait_url, {"AccountSid": voice.account_sid}))
+            # hold music and the loop, without their place in line: Redis is away
+            assert wait.status_code == 200 and "<Play" in wait.text, wait.text
+            assert "in line" not in wait.text and "<Redirect" in wait.text
             join = voice.conference_event(
                 sid,
                 "participant-join",

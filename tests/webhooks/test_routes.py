@@ -152,7 +152,7 @@ async def test_voice_url_answers_conference_twiml_as_xml(voice, redis):
     assert (
         conference.get("statusCallback") == PUBLIC_BASE_URL + "/conference/status#rc=3&rp=5xx,ct,rt"
     )
-    assert conference.get("waitUrl") == PUBLIC_BASE_URL + "/conference/wait"
+    assert conference.get("waitUrl") == PUBLIC_BASE_URL + f"/conference/wait?call={sid}"
     # Twilio may fetch the Voice URL twice: the caller is queued once.
     await voice.send(voice.incoming(sid))
     assert await redis.lrange(keys.QUEUE, 0, -1) == [sid]

@@ -26,6 +26,7 @@ class LoadPlan:
     answer_delay: float = 2.0
     talk: float = 30.0
     patience: float = 120.0
+    message_seconds: float | None = 6.0  # a caller asked for a message leaves one this long
 
 
 class Exchange(Protocol):
@@ -33,7 +34,9 @@ class Exchange(Protocol):
 
     board: Switchboard
 
-    async def call_in(self, from_number: str | None = None) -> str: ...
+    async def call_in(
+        self, from_number: str | None = None, *, message_seconds: float | None = None
+    ) -> str: ...
 
     def phone(
         self, identity: str, *, register: bool = True, auto: AutoAnswer | None = None
@@ -93,7 +96,7 @@ class LoadGenerator:
                 await asyncio.sleep(POLL_SECONDS)
 
     async def _place(self, plan: LoadPlan) -> None:
-        sid = await self.sim.call_in()
+        sid = await self.sim.call_in(message_seconds=plan.message_seconds)
         self.placed += 1
         self._live.add(sid)
         loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ DEMO_USERS = (
     ("sam", "supervisor"),
 )
 DEMO_CALLER_ID = "+15005550006"
+DEMO_ANNOUNCE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Set
         redis_tls_verify=options.redis_tls_verify,
         demo=True,
         simulator_url=simulator_url,
+        # The caller's wait (SPEC §9), switched on to show it: callers hear their place
+        # every half minute, and leave a message while no agent is signed in.
+        announce_seconds=DEMO_ANNOUNCE_SECONDS,
+        nobody_signed_in="voicemail",
     )
 
 
@@ -151,6 +156,8 @@ def _print_banner(app_url: str, sim_url: str, options: DemoOptions) -> None:
         f"Warmline demo on {app_url}  (Ctrl-C stops everything)",
         f"  agents: {agents}   supervisor: {supervisors}   password: {DEMO_PASSWORD}",
         f"  simulated phone network: {sim_url}  (place customer calls there)",
+        "  while no agent is signed in, callers leave voicemails; waiting callers hear "
+        f"their place in line every {DEMO_ANNOUNCE_SECONDS} s",
     ]
     if options.calls_per_minute > 0:
         lines.append(f"  generating {options.calls_per_minute:g} customer calls per minute")

@@ -68,6 +68,18 @@ async def test_demo_routes_a_simulated_call_to_an_agent_and_stops_cleanly(tmp_pa
                 assert r.status == 303
             async with http.get(f"{app}/api/me") as r:
                 assert (await r.json())["softphone"] == {"kind": "simulator", "url": sim}
+            # Nobody is signed in yet: the demo's caller leaves a message (SPEC §9).
+            async with http.post(f"{sim}/sim/calls", json={"message_seconds": 2}) as r:
+                assert r.status == 201
+
+            async def voicemail() -> list:
+                async with http.get(f"{app}/api/state") as r:
+                    return (await r.json())["voicemails"]
+
+            [message] = await until(voicemail)
+            assert message["status"] == "new" and message["reason"] == "no-agents"
+            async with http.get(f"{app}{message['recording']['url']}") as r:
+                assert r.status == 200 and (await r.read())[:4] == b"RIFF"
             async with http.post(f"{sim}/sim/phones/alice/register", json={"auto": "answer"}):
                 pass
             async with http.post(f"{app}/api/me/status", json={"status": "available"}) as r:

@@ -215,6 +215,7 @@ class Queued(_Record):
     from_number: str | None
     queued_at: int
     not_before: int = 0  # after a failed dial, routing waits until then (no hot loop)
+    kind: str = "call"  # or "callback" (SPEC §9), whose call_sid is the call that asked
 
     def public(self, position: int) -> dict[str, Any]:
         """The queued shape of events and snapshots (docs/websocket.md)."""
@@ -223,4 +224,5 @@ class Queued(_Record):
             "from": self.from_number,
             "queued_at": self.queued_at,
             "position": position,
+            "kind": self.kind,
         }

@@ -103,6 +103,7 @@ class MeOut(BaseModel):
     username: str
     role: Literal["agent", "supervisor"]
     softphone: SoftphoneOut
+    dispositions: list[str]
 
 
 class LeftOut(BaseModel):
@@ -146,12 +147,21 @@ async def get_state() -> Response:
 @document_response(MeOut, 200)
 @login_required
 async def get_me() -> Response:
-    """Who is signed in, and which softphone their browser should use: Twilio's
-    Voice SDK, or in demo mode the simulator at ``url``."""
+    """Who is signed in, which softphone their browser should use (Twilio's Voice
+    SDK, or in demo mode the simulator at ``url``), and the dispositions a voicemail
+    may be closed with (DISPOSITIONS)."""
     user = await _user()
-    simulator = get_settings().simulator_url
+    settings = get_settings()
+    simulator = settings.simulator_url
     softphone = {"kind": "simulator", "url": simulator} if simulator else {"kind": "twilio"}
-    return jsonify({"username": user.username, "role": str(user.role), "softphone": softphone})
+    return jsonify(
+        {
+            "username": user.username,
+            "role": str(user.role),
+            "softphone": softphone,
+            "dispositions": list(settings.dispositions),
+        }
+    )
 
 
 @blueprint.get("/token")

@@ -59,7 +59,9 @@ async def get_agent() -> str:
 @page_role_required("supervisor")
 async def get_supervisor() -> str:
     user = await current_user()
-    return await render_template("supervisor.html", user=user)
+    return await render_template(
+        "supervisor.html", user=user, timezone=get_settings().center_timezone
+    )
 
 
 @blueprint.get("/history")

@@ -1,5 +1,5 @@
 // The agent view: presence, softphone, the live call with its participants, warm
-// transfer, the queue and the team. Everything is rendered from the Model (fed by
+// transfer, the queue, voicemails and the team. Everything is rendered from the Model (fed by
 // /ws) and the softphone's state; actions go to the JSON API or the softphone.
 
 import { api } from "./api.js";
@@ -20,9 +20,11 @@ import {
   render,
   timer,
 } from "./ui.js";
+import { VoicemailsCard } from "./voicemails.js";
 
 const view = new View(false, renderAll);
 const { me, model, controls } = view;
+const voicemails = new VoicemailsCard(view);
 const seenTransferStates = new Map();
 
 // --- actions ------------------------------------------------------------------------------
@@ -63,6 +65,7 @@ function renderAll() {
   renderParticipants();
   renderTransfer();
   renderQueue(model.queue);
+  voicemails.render();
   renderTeam();
 }
 

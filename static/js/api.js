@@ -52,6 +52,9 @@ export const api = {
     request("POST", `/api/conferences/${encodeURIComponent(conference)}/recording`, { paused }),
   monitor: (conference, mode) =>
     request("POST", `/api/conferences/${encodeURIComponent(conference)}/monitor`, { mode }),
+  claimVoicemail: (id) => request("POST", `/api/voicemails/${encodeURIComponent(id)}/claim`),
+  closeVoicemail: (id, disposition) =>
+    request("POST", `/api/voicemails/${encodeURIComponent(id)}/close`, { disposition }),
   figures: () => request("GET", "/api/figures"),
   timeline: (conference) => request("GET", `/api/conferences/${encodeURIComponent(conference)}/timeline`),
   webhooks: () => request("GET", "/api/webhooks"),

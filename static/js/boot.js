@@ -21,6 +21,7 @@ export class View {
     this.model = new Model(this.me, supervisor);
     this.socket = new LiveSocket(this.model, showConnection);
     this.softphone = null;
+    this.dispositions = []; // what a voicemail may be closed with (GET /api/me)
     this.controls = new Controls(() => {
       if (this.softphone) setSoftphoneState($("softphone-state"), this.softphone.state, this.softphone.detail);
       render();
@@ -41,7 +42,10 @@ export class View {
     });
     this.socket.start();
     try {
-      this.softphone = createSoftphone(await api.me());
+      const me = await api.me();
+      this.dispositions = me.dispositions || [];
+      this.controls.schedule();
+      this.softphone = createSoftphone(me);
       this.softphone.addEventListener("change", () => this.controls.schedule());
       this.softphone.addEventListener("incoming", onIncoming);
       await this.softphone.start();

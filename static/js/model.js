@@ -23,6 +23,7 @@ export class Model extends EventTarget {
     this.agents = new Map();
     this.transfers = new Map(); // id -> transfer (live ones, plus recent results)
     this.monitors = new Map(); // conference -> Map(supervisor -> mode)
+    this.voicemails = new Map(); // id -> open voicemail this user may see
     this.lastId = null;
     this.needsSnapshot = false;
     this.ready = false;
@@ -43,6 +44,7 @@ export class Model extends EventTarget {
     // Results of calls that have ended are not in a snapshot: keep the ones we saw.
     for (const [id, t] of previous) if (isTerminal(t) && !this.transfers.has(id)) this.transfers.set(id, t);
     this.#trimTransfers();
+    this.voicemails = new Map((state.voicemails || []).map((v) => [v.id, v]));
     for (const name of this.monitors.keys()) if (!this.conferences.has(name)) this.monitors.delete(name);
     this.lastId = message.id;
     this.needsSnapshot = false;
@@ -108,6 +110,10 @@ export class Model extends EventTarget {
         if (conference) conference.recording = data;
         break;
       }
+      case "voicemail.created":
+      case "voicemail.updated":
+        this.putVoicemail(data);
+        break;
       case "supervisor.action": {
         const modes = this.monitors.get(data.conference) || new Map();
         if (data.mode === "left") modes.delete(data.supervisor);
@@ -178,6 +184,14 @@ export class Model extends EventTarget {
     }
   }
 
+  /** Keep a voicemail while it is open and ours to see: an agent loses one that
+   * someone else claimed; everyone loses a closed one. */
+  putVoicemail(voicemail) {
+    const others = voicemail.status === "claimed" && voicemail.claimed_by !== this.username;
+    if (voicemail.status === "closed" || (others && !this.supervisor)) this.voicemails.delete(voicemail.id);
+    else this.voicemails.set(voicemail.id, voicemail);
+  }
+
   #trimTransfers() {
     const done = [...this.transfers.values()].filter(isTerminal).sort((a, b) => b.updated_at - a.updated_at);
     for (const t of done.slice(RECENT_TRANSFERS)) this.transfers.delete(t.id);
@@ -235,6 +249,11 @@ export class Model extends EventTarget {
 
   liveTransfers() {
     return [...this.transfers.values()].filter((t) => !isTerminal(t)).sort((a, b) => a.created_at - b.created_at);
+  }
+
+  /** The open voicemails, oldest first (the order they should be called back in). */
+  openVoicemails() {
+    return [...this.voicemails.values()].sort((a, b) => a.at - b.at);
   }
 
   recentResults() {

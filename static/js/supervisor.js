@@ -1,6 +1,6 @@
 // The supervisor console: the whole floor at a glance. Live calls with their
-// participants and flags, listen / whisper / barge, the queue, agents, transfers,
-// today's figures, a call's timeline and webhook health.
+// participants and flags, listen / whisper / barge, the queue, voicemails, agents,
+// transfers, today's figures, a call's timeline and webhook health.
 
 import { api } from "./api.js";
 import { $, View } from "./boot.js";
@@ -19,9 +19,11 @@ import {
   render,
   timer,
 } from "./ui.js";
+import { VoicemailsCard } from "./voicemails.js";
 
 const view = new View(true, renderAll);
 const { me, model, controls } = view;
+const voicemails = new VoicemailsCard(view);
 let figures = null;
 let webhooks = null;
 let timelineFor = null;
@@ -65,6 +67,7 @@ function renderAll() {
   renderConferences();
   renderTransfers();
   renderQueue(model.queue);
+  voicemails.render();
   renderAgents();
   renderFigures();
   renderWebhooks();
@@ -199,6 +202,7 @@ function renderFigures() {
   render($("figures"),
     tile("Waiting", String(model.queue.length), model.queue.length ? "in the queue now" : "queue is empty", { "data-tone": model.queue.length ? "warn" : undefined }),
     tile("Longest wait", oldest ? timer(oldest) : "—", oldest ? "waiting now" : "nobody waiting", { "data-tone": oldest ? "warn" : undefined }),
+    tile("Expected wait", f && f.expected_wait_ms !== null && f.expected_wait_ms !== undefined ? seconds(f.expected_wait_ms) : "—", f && f.expected_wait_ms !== null ? "for a caller arriving now" : "not known yet", { id: "expected-wait" }),
     tile("Answered today", f ? String(f.answered) : "—", f ? `mean wait ${seconds(f.mean_wait_ms)}` : ""),
     tile("Abandoned", f ? String(f.abandoned) : "—", "hung up while waiting", { "data-tone": f && f.abandoned ? "bad" : undefined }),
     tile("Service level", f ? percent(f.service_level) : "—", f ? `answered within ${f.service_level_seconds} s` : ""),

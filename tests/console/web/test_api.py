@@ -7,6 +7,7 @@ import json
 import jwt
 import pytest
 
+from console.config import DEFAULT_DISPOSITIONS
 from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, PUBLIC_BASE_URL
 from tests.support.flow_helpers import (
     agent_answers,
@@ -61,7 +62,7 @@ async def test_token_and_me_answers_are_not_cached_or_secret(call):
     assert token.headers["Cache-Control"] == "no-store"
     me = await call["alice"].get("/api/me")
     body = await me.get_json()
-    assert set(body) == {"username", "role", "softphone"}
+    assert set(body) == {"username", "role", "softphone", "dispositions"}
     assert API_SECRET not in json.dumps(body) and "token" not in body
 
 
@@ -193,7 +194,12 @@ async def test_monitor_unknown_or_ended_conference_is_404(app, redis, call):
 async def test_me_names_the_user_and_their_softphone(app, redis):
     alice = await login(app, redis, "alice")
     me = await (await alice.get("/api/me")).get_json()
-    assert me == {"username": "alice", "role": "agent", "softphone": {"kind": "twilio"}}
+    assert me == {
+        "username": "alice",
+        "role": "agent",
+        "softphone": {"kind": "twilio"},
+        "dispositions": list(DEFAULT_DISPOSITIONS),
+    }
     assert (await app.test_client().get("/api/me")).status_code == 401
     csp = (await alice.get("/agent")).headers["Content-Security-Policy"]
     assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp

@@ -181,6 +181,8 @@ async def test_failed_transfer_shows_its_reason(
         await expect(waiting).to_contain_text(CALLER_SHOWN)
         await expect(alice.page.locator("#queue-count")).to_have_text("1")
         await expect(boss.page.locator("#figures")).to_contain_text("waiting now")
+        # No call handled yet today: the expected wait is not known.
+        await expect(boss.page.locator("#expected-wait")).to_contain_text("not known yet")
         await screenshot(boss, "supervisor-queue")
         await go_available(alice, idle=False)
         await answer_customer(alice)

@@ -87,7 +87,7 @@ CROSS JOIN LATERAL (
 """
 
 # By agent (the definition; used as is when the range's ends are not on quarter
-# hours, else _TOTALS_BY_AGENT and the narrow scans below).
+# hours, else _TOTALS_BY_AGENT, _WAITS_BY_AGENT and _ABANDONED_BY_AGENT).
 _CALLS_BY_AGENT = f"""
 SELECT c.answered_by AS bucket, {_CALL_FIGURES}
 FROM calls c
@@ -135,6 +135,13 @@ FROM (
 WHERE t.agent NOT IN ('*', '')
 GROUP BY t.agent
 """
+# Each agent's answered waits (migration 0005): the sorted waits kept per UTC day
+# over [d0, d1), those of the calls over the quarter hours at the ends. The nearest-
+# rank 90th percentile (rank r of n, as percentile_disc) lies between the smallest
+# and the largest of the parts' own 90th percentiles, [lo, hi]: only the waits in
+# it are merged and sorted, the rank taken less the ``below`` lo (binary searches,
+# width_bucket, as for the count within the threshold). Should the bounds not hold
+# the rank (``banded``), every wait is merged.
 _WAITS_BY_AGENT = f"""
 WITH RECURSIVE names(name) AS (
   SELECT min(c.answered_by) FROM calls c WHERE {_ANSWERED} AND c.answered_by IS NOT NULL
@@ -142,13 +149,47 @@ WITH RECURSIVE names(name) AS (
   SELECT (SELECT min(c.answered_by) FROM calls c
           WHERE {_ANSWERED} AND c.answered_by > names.name)
   FROM names WHERE names.name IS NOT NULL
+), parts AS (
+  SELECT agent, waits FROM call_wait_days
+  WHERE day >= %(d0)s AND day < %(d1)s AND cardinality(waits) > 0
+  UNION ALL
+  SELECT n.name, e.waits
+  FROM names n CROSS JOIN LATERAL (
+    SELECT array_agg(w ORDER BY w) AS waits FROM (
+      SELECT c.wait_ms FROM calls c
+      WHERE {_ANSWERED} AND c.answered_by = n.name
+        AND c.arrived_at >= %(q0)s AND c.arrived_at < %(d0)s
+      UNION ALL
+      SELECT c.wait_ms FROM calls c
+      WHERE {_ANSWERED} AND c.answered_by = n.name
+        AND c.arrived_at >= %(d1)s AND c.arrived_at < %(q1)s
+    ) AS e(w) WHERE w IS NOT NULL
+  ) e
+  WHERE n.name IS NOT NULL AND e.waits IS NOT NULL
+), agents AS (
+  SELECT agent, ceil({P90}::float8 * sum(cardinality(waits)))::bigint AS r,
+         min(waits[ceil({P90}::float8 * cardinality(waits))::int]) AS lo,
+         max(waits[ceil({P90}::float8 * cardinality(waits))::int]) AS hi,
+         sum(width_bucket(%(threshold)s::bigint, waits))::bigint AS answered_within
+  FROM parts GROUP BY agent
+), counted AS (
+  SELECT a.agent, a.r, a.lo, a.hi, a.answered_within,
+         sum(width_bucket(a.lo - 1, p.waits)) AS below, sum(width_bucket(a.hi, p.waits)) AS upto
+  FROM agents a JOIN parts p ON p.agent = a.agent
+  GROUP BY a.agent, a.r, a.lo, a.hi, a.answered_within
+), banded AS (
+  SELECT agent, r, answered_within,
+         CASE WHEN ok THEN lo ELSE -9223372036854775807 END AS lo,
+         CASE WHEN ok THEN hi ELSE 9223372036854775807 END AS hi,
+         CASE WHEN ok THEN below ELSE 0 END AS below
+  FROM counted CROSS JOIN LATERAL (SELECT below < r AND r <= upto AS ok) k
 )
-SELECT n.name AS bucket, w.*
-FROM names n CROSS JOIN LATERAL (
-  {_ANSWERED_WAITS} AND c.answered_by = n.name
-  AND c.arrived_at >= %(lo)s AND c.arrived_at < %(hi)s
-) w
-WHERE n.name IS NOT NULL
+SELECT b.agent AS bucket, b.answered_within,
+       (array_agg(v ORDER BY v))[b.r - b.below] AS wait_p90
+FROM banded b JOIN parts p ON p.agent = b.agent
+CROSS JOIN LATERAL unnest(p.waits[width_bucket(b.lo - 1, p.waits) + 1
+                                  : width_bucket(b.hi, p.waits)]) AS v
+GROUP BY b.agent, b.answered_within, b.r, b.below
 """
 _ABANDONED_BY_AGENT = f"""
 SELECT c.answered_by AS bucket,
@@ -177,7 +218,8 @@ GROUP BY 1
 """
 
 # Calls an agent joined as an agent in the range: answered, or taken over by transfer;
-# per agent (a skip scan of call_legs_handled), each an index-only range scan.
+# per agent (a skip scan of call_legs_handled), each an index-only range scan (the
+# definition; used as is when the range's ends are not on quarter hours).
 _HANDLED = """
 WITH RECURSIVE names(name) AS (
   SELECT min(agent) FROM call_legs WHERE role = 'agent'
@@ -191,6 +233,25 @@ FROM names n CROSS JOIN LATERAL (
   WHERE l.agent = n.name AND l.role = 'agent' AND l.joined_at >= %(lo)s AND l.joined_at < %(hi)s
 ) h
 WHERE n.name IS NOT NULL AND h.handled > 0
+"""
+
+# The same from the pairs kept per (call, agent) (migration 0005): the pairs with a
+# leg in each UTC day of [d0, d1) and each quarter hour of the ends, less what
+# counts a pair more than once (one whose legs fall in several of those).
+_HANDLED_TOTALS = """
+SELECT agent AS bucket, sum(pairs)::bigint AS handled
+FROM (
+  SELECT agent, pairs FROM handled_days WHERE day >= %(d0)s AND day < %(d1)s
+  UNION ALL
+  SELECT agent, pairs FROM handled_quarters
+  WHERE quarter >= %(q0)s AND quarter < %(d0)s OR quarter >= %(d1)s AND quarter < %(q1)s
+  UNION ALL
+  SELECT agent, 1 - count(DISTINCT CASE WHEN quarter >= %(d0)s AND quarter < %(d1)s
+                                        THEN quarter - mod(quarter, 86400000) ELSE quarter END)
+  FROM handled_spread WHERE quarter >= %(q0)s AND quarter < %(q1)s
+  GROUP BY call_id, agent
+) parts
+GROUP BY agent HAVING sum(pairs) > 0
 """
 
 # Agents' activity from the intervals kept as events are stored (migration 0003): the totals
@@ -405,7 +466,7 @@ async def _by_agent(
         **activity_spans(chosen.start, until),
     }
     (calls, transfers), (handled, activity) = await asyncio.gather(
-        _agents_calls(pool, chosen, params), _agents_work(pool, params)
+        _agents_calls(pool, chosen, params), _agents_work(pool, chosen, params)
     )
     names = sorted(set(calls) | set(transfers) | set(handled) | set(activity))
     return [
@@ -428,10 +489,10 @@ async def _agents_calls(
 ) -> tuple[Keyed, Keyed]:
     """Each agent's call figures and transfers."""
     async with _session(pool) as conn:
-        if chosen.start % QUARTER_MS == 0 and chosen.end % QUARTER_MS == 0:
+        if _on_quarters(chosen):
             spans = activity_spans(chosen.start, chosen.end)
             totals = await _fetch(conn, _TOTALS_BY_AGENT, {**params, **spans})
-            waits = _keyed(await _fetch(conn, _WAITS_BY_AGENT, params))
+            waits = _keyed(await _fetch(conn, _WAITS_BY_AGENT, {**params, **spans}))
             abandoned = _keyed(await _fetch(conn, _ABANDONED_BY_AGENT, params))
             joined = [
                 {**row, **waits.get(row["bucket"], {}), **abandoned.get(row["bucket"], {})}
@@ -444,16 +505,27 @@ async def _agents_calls(
         return calls, _keyed(await _fetch(conn, _TRANSFERS_BY_AGENT, params))
 
 
-async def _agents_work(pool: AsyncConnectionPool, params: dict[str, Any]) -> tuple[Keyed, Keyed]:
+async def _agents_work(
+    pool: AsyncConnectionPool, chosen: ReportRange, params: dict[str, Any]
+) -> tuple[Keyed, Keyed]:
     """Each agent's calls handled and activity (signed in, on break, occupied, missed)."""
     async with _session(pool) as conn:
-        handled = _keyed(await _fetch(conn, _HANDLED, params))
+        if _on_quarters(chosen):
+            spans = activity_spans(chosen.start, chosen.end)
+            handled = _keyed(await _fetch(conn, _HANDLED_TOTALS, {**params, **spans}))
+        else:
+            handled = _keyed(await _fetch(conn, _HANDLED, params))
         activity = {
             name: row
             for name, row in _keyed(await _fetch(conn, _ACTIVITY, params)).items()
             if row["signed_in_ms"] or row["missed"]
         }
     return handled, activity
+
+
+def _on_quarters(chosen: ReportRange) -> bool:
+    """Whether the range's ends are on quarter hours, as the kept totals are."""
+    return chosen.start % QUARTER_MS == 0 and chosen.end % QUARTER_MS == 0
 
 
 async def _fetch(

@@ -3,24 +3,36 @@ New York against figures worked out by hand from the seed, the 23- and 25-hour d
 of daylight saving, agents' occupancy and breaks from their status changes, the CSV
 carrying the same rows, and what is refused.
 
-The tables are filled with INSERTs (schema 0001), not by the history writer."""
+The tables are filled with INSERTs (schema 0001), not by the history writer, except
+where a test says so. The per-agent figures kept for reports (migration 0005) are
+checked against a recount of the rows after every kind of write."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import random
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from console.history import reports
+from console.history.migrate import CREATE_TABLE, migrations, upgrade
+from console.history.reports import ReportRange
+from console.history.store import StreamEvent, store_batch, write_calls
+from console.postgres_ext import make_pool
 from tests.conftest import make_settings
 from tests.support.flow_helpers import login
 from warmline.app import create_app
+from warmline.embedded_postgres import url_for
 
 NEW_YORK = ZoneInfo("America/New_York")
 SECOND, MINUTE = 1000, 60_000
@@ -445,3 +457,343 @@ async def test_an_agent_still_on_break_counts_up_to_now(clients, pg):
     # on break for the last hour, not until the end of today
     assert 3_600_000 <= row["break_ms"] < 3_600_000 + 5 * MINUTE
     assert row["occupancy"] == 0.0
+
+
+# The per-agent figures kept for reports by agent (migration 0005): calls handled
+# (handled_*) from the legs, the answered waits (call_wait_days) from the calls. They
+# must stay equal to a recount of the stored rows however the rows are written, and
+# reports from them equal to the definitions (reports.py's queries over the rows).
+
+QUARTER, UTC_DAY = 900_000, 86_400_000
+
+
+async def kept_handled(pg: Any) -> dict[str, Any]:
+    """What migration 0005 keeps for calls handled, zero counts left out."""
+    tables = {
+        "pairs": "SELECT call_id, agent, quarters AS v FROM handled_pairs",
+        "quarters": "SELECT quarter, agent, pairs AS v FROM handled_quarters WHERE pairs <> 0",
+        "days": "SELECT day, agent, pairs AS v FROM handled_days WHERE pairs <> 0",
+        "spread": "SELECT quarter, agent, call_id, 1 AS v FROM handled_spread",
+    }
+    found = {}
+    for name, query in tables.items():
+        rows = await (await pg.execute(query)).fetchall()
+        found[name] = {tuple(list(r.values())[:-1]): r["v"] for r in rows}
+    return found
+
+
+async def recounted_handled(pg: Any) -> dict[str, Any]:
+    """The same, worked out in Python from every stored leg."""
+    legs = await (
+        await pg.execute("SELECT call_id, agent, role, joined_at FROM call_legs")
+    ).fetchall()
+    pairs: dict[tuple[str, str], set[int]] = {}
+    for leg in legs:
+        if leg["role"] == "agent":
+            joined = leg["joined_at"]
+            pairs.setdefault((leg["call_id"], leg["agent"]), set()).add(joined - joined % QUARTER)
+    quarters: dict[tuple[int, str], int] = {}
+    days: dict[tuple[int, str], int] = {}
+    spread = {}
+    for (call_id, agent), seen in pairs.items():
+        for q in seen:
+            quarters[(q, agent)] = quarters.get((q, agent), 0) + 1
+            if len(seen) > 1:
+                spread[(q, agent, call_id)] = 1
+        for d in {q - q % UTC_DAY for q in seen}:
+            days[(d, agent)] = days.get((d, agent), 0) + 1
+    return {
+        "pairs": {pair: sorted(seen) for pair, seen in pairs.items()},
+        "quarters": quarters,
+        "days": days,
+        "spread": spread,
+    }
+
+
+async def kept_waits(pg: Any) -> dict[tuple[int, str], list[int]]:
+    rows = await (await pg.execute("SELECT day, agent, waits FROM call_wait_days")).fetchall()
+    return {(r["day"], r["agent"]): r["waits"] for r in rows if r["waits"]}
+
+
+async def recounted_waits(pg: Any) -> dict[tuple[int, str], list[int]]:
+    rows = await (
+        await pg.execute(
+            "SELECT arrived_at, answered_by, wait_ms FROM calls WHERE kind = 'inbound' AND offered"
+            " AND answered_at IS NOT NULL AND answered_by IS NOT NULL AND wait_ms IS NOT NULL"
+        )
+    ).fetchall()
+    waits: dict[tuple[int, str], list[int]] = {}
+    for r in rows:
+        day = r["arrived_at"] - r["arrived_at"] % UTC_DAY
+        waits.setdefault((day, r["answered_by"]), []).append(r["wait_ms"])
+    return {key: sorted(values) for key, values in waits.items()}
+
+
+async def assert_kept(pg: Any) -> None:
+    assert await kept_handled(pg) == await recounted_handled(pg)
+    assert await kept_waits(pg) == await recounted_waits(pg)
+
+
+async def rewrite_legs(pg: Any, call_id: str, legs: list[tuple[str, str, int]]) -> None:
+    """As the writer does (console/history/store.py): in one transaction, delete the
+    call's legs, then insert each (agent, role, joined_at), one statement a leg."""
+    async with pg.transaction():
+        await pg.execute("DELETE FROM call_legs WHERE call_id = ANY(%s::text[])", ([call_id],))
+        for position, (agent, role, joined) in enumerate(legs):
+            await pg.execute(
+                "INSERT INTO call_legs (call_id, position, call_sid, agent, role, joined_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (call_id, position, f"CAleg{call_id}{position}", agent, role, joined),
+            )
+
+
+async def test_handled_counts_each_call_once_however_its_legs_are_rewritten(clients, pg):
+    sue = clients["supervisor"]
+    nine = at("2026-06-10 09:05")
+    await answered(pg, "CA1", nine, "alice", 10 * SECOND, MINUTE, 0, 0)
+    # alice joins CA1 again 40 minutes later (another quarter hour), carol once,
+    # and a supervisor listens in (not handled)
+    legs = [
+        ("alice", "agent", nine + 10 * SECOND),
+        ("carol", "agent", nine + 20 * MINUTE),
+        ("alice", "agent", nine + 40 * MINUTE),
+        ("sue", "supervisor", nine + 41 * MINUTE),
+    ]
+    expected = {"alice": 1, "carol": 1}
+    for _ in range(3):  # the writer rewriting the same legs: nothing moves
+        await rewrite_legs(pg, "CA1", legs)
+        await assert_kept(pg)
+        rows = (await report(sue, "from=2026-06-10&to=2026-06-10&by=agent"))["rows"]
+        assert {row["bucket"]: row["handled"] for row in rows} == expected
+    spread = await (await pg.execute("SELECT count(*) AS n FROM handled_spread")).fetchone()
+    assert spread["n"] == 2  # alice's two quarter hours of CA1
+    # the legs as a later event shows them: carol's leg gone, alice's first moved
+    await rewrite_legs(pg, "CA1", [("alice", "agent", nine + 50 * MINUTE), legs[2]])
+    await assert_kept(pg)
+    rows = (await report(sue, "from=2026-06-10&to=2026-06-10&by=agent"))["rows"]
+    assert {row["bucket"]: row["handled"] for row in rows} == {"alice": 1}
+    # a leg's agent changed in place, then the call deleted (its legs cascade)
+    await pg.execute("UPDATE call_legs SET agent = 'bob' WHERE call_id = 'CA1' AND position = 1")
+    await assert_kept(pg)
+    await pg.execute("DELETE FROM calls WHERE id = 'CA1'")
+    await assert_kept(pg)
+    assert await kept_handled(pg) == {"pairs": {}, "quarters": {}, "days": {}, "spread": {}}
+
+
+async def test_a_call_whose_legs_span_days_counts_once_in_each_range(clients, pg):
+    """alice joins CA1 at 23:50 on the 9th and again at 00:10 on the 10th (New York):
+    one call on either day and one over both; bob joins CA2 at 23:55 UTC and 00:05
+    UTC (two UTC days, one New York day)."""
+    sue = clients["supervisor"]
+    first = at("2026-06-09 23:50")
+    await answered(pg, "CA1", first, "alice", 0, MINUTE, 0, 0)
+    await leg(pg, "CA1", 1, "alice", at("2026-06-10 00:10"))
+    utc_midnight = at("2026-06-10 20:00")  # 00:00 UTC on the 11th
+    await answered(pg, "CA2", utc_midnight - 5 * MINUTE, "bob", 0, MINUTE, 0, 0)
+    await leg(pg, "CA2", 1, "bob", utc_midnight + 5 * MINUTE)
+    await assert_kept(pg)
+    for query, expected in (
+        ("from=2026-06-09&to=2026-06-09", {"alice": 1}),
+        ("from=2026-06-10&to=2026-06-10", {"alice": 1, "bob": 1}),
+        ("from=2026-06-09&to=2026-06-10", {"alice": 1, "bob": 1}),
+        ("from=2026-06-01&to=2026-06-30", {"alice": 1, "bob": 1}),
+        ("from=2026-06-11&to=2026-06-12", {}),
+    ):
+        rows = (await report(sue, f"{query}&by=agent"))["rows"]
+        assert {row["bucket"]: row["handled"] for row in rows if row["handled"]} == expected, query
+
+
+async def test_the_90th_percentile_by_agent_over_days_is_nearest_rank(clients, pg):
+    """alice's waits over three days in New York, each day's unlike the others' (the
+    band between the days' own 90th percentiles is wide), and a few in the hours
+    at the ends that the kept UTC days do not cover."""
+    waits = {
+        "2026-06-09": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        "2026-06-10": [100, 100, 101, 300, 2, 2],
+        "2026-06-11": [50, 60, 70],
+    }
+    n = 0
+    for day, seconds in waits.items():
+        for k, wait in enumerate(seconds):
+            n += 1
+            # 22:00-23:59 local (past midnight UTC) for some, mornings for others
+            arrived = at(f"{day} {'23' if k % 3 == 0 else '09'}:{k:02d}")
+            await answered(pg, f"CA{n}", arrived, "alice", wait * SECOND, MINUTE, 0, 0)
+    await assert_kept(pg)
+    sue = clients["supervisor"]
+    for first, last in (("2026-06-09", "2026-06-11"), ("2026-06-10", "2026-06-11")):
+        chosen = sorted(w * SECOND for day, ws in waits.items() if first <= day <= last for w in ws)
+        rank = -(-9 * len(chosen) // 10)  # ceil(0.9 n)
+        within = sum(1 for w in chosen if w <= 20 * SECOND)
+        [row] = (await report(sue, f"from={first}&to={last}&by=agent"))["rows"]
+        assert row["wait_p90_ms"] == chosen[rank - 1], (first, last)
+        assert row["service_level"] == round(within / len(chosen), 4)
+    # 19 waits: the 18th, 101 s; stored again (the same rows), nothing moves
+    for n in range(1, 20):
+        await pg.execute("UPDATE calls SET updated_at = updated_at + 1 WHERE id = %s", (f"CA{n}",))
+    await pg.execute(
+        "INSERT INTO calls (id, arrived_at, updated_at, answered_at, answered_by, wait_ms)"
+        " SELECT id, arrived_at, updated_at, answered_at, answered_by, wait_ms FROM calls"
+        " ON CONFLICT (id) DO UPDATE SET wait_ms = EXCLUDED.wait_ms"
+    )
+    await assert_kept(pg)
+    [row] = (await report(sue, "from=2026-06-09&to=2026-06-11&by=agent"))["rows"]
+    assert row["wait_p90_ms"] == 101 * SECOND
+
+
+async def test_a_call_stored_again_by_the_writer_moves_no_total(clients, pg):
+    """A call's events through store_batch (the writer), then the same call's rows
+    written again (write_calls, as every later batch touching it does)."""
+    base = at("2026-06-10 09:00")
+    name = "CA00000000000000000000000000000001"
+    person = {"conference": name, "from": None, "muted": False, "hold": False}
+    person |= {"coaching": False, "joined_at": 42}
+    conference = {"name": name, "sid": "CF1", "from": "+15551230000", "created_at": 42}
+    log = [
+        ("call.queued", 0, {"call_sid": name, "from": "+15551230000", "position": 1}),
+        ("participant.joined", 100, {**person, "call_sid": name, "role": "customer"}),
+        (
+            "participant.joined",
+            7_000,
+            {**person, "call_sid": "CAa", "role": "agent", "agent": "alice"},
+        ),
+        ("conference.started", 7_000, {**conference, "started_at": 42}),
+        (
+            "participant.left",
+            30 * MINUTE,
+            {**person, "call_sid": "CAa", "role": "agent", "agent": "alice"},
+        ),
+        (
+            "conference.ended",
+            30 * MINUTE + 500,
+            {**conference, "started_at": 42, "reason": "last-participant-left"},
+        ),
+        ("participant.left", 30 * MINUTE + 500, {**person, "call_sid": name, "role": "customer"}),
+    ]
+    for entry in log:
+        entry[2].setdefault("agent", None)
+    events = [
+        StreamEvent.from_stream(
+            f"{base + ts}-{n}", {"type": kind, "ts": str(base + ts), "data": json.dumps(data)}
+        )
+        for n, (kind, ts, data) in enumerate(log)
+    ]
+    await store_batch(pg, events[:3])
+    await store_batch(pg, events[2:])
+    await store_batch(pg, events)  # delivered again: nothing new
+    for _ in range(2):
+        async with pg.transaction():
+            await write_calls(pg, [name])
+    await assert_kept(pg)
+    [row] = (await report(clients["supervisor"], "from=2026-06-10&to=2026-06-10&by=agent"))["rows"]
+    assert (row["bucket"], row["handled"], row["answered"], row["wait_p90_ms"]) == (
+        "alice",
+        1,
+        1,
+        7_000,  # queued at 0, alice joined at 7 s
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_kept_figures_by_agent_equal_the_definitions(database_url, pg, seed):
+    """Random calls and legs over the 25-hour day of 2026 and its neighbours, written,
+    rewritten, updated and deleted: after each step the kept rows equal a recount,
+    and reports by agent over several ranges equal reports.py's queries over the
+    rows themselves (the fallback for ranges off the quarter hours)."""
+    rng = random.Random(seed)
+    start = at("2026-10-31 00:00")
+    agents = ("alice", "bob", "carol")
+    for step in range(8):
+        for n in range(25):
+            call_id = f"CA{rng.randrange(60):03d}"
+            arrived = start + rng.randrange(0, 4 * UTC_DAY)
+            agent = rng.choice(agents)
+            wait = rng.choice((None, rng.randrange(0, 60_000), 20_000))
+            values = {
+                "answered_at": arrived + (wait or 0),
+                "answered_by": agent,
+                "wait_ms": wait,
+                "agents": [agent],
+                "offered": rng.random() < 0.9,
+            }
+            if rng.random() < 0.2:
+                values |= {"answered_at": None, "outcome": "abandoned"}
+            await pg.execute("DELETE FROM calls WHERE id = %s", (call_id,))
+            await insert_call(pg, call_id, arrived, **values)
+            legs = [
+                (
+                    rng.choice(agents),
+                    rng.choice(("agent", "agent", "supervisor")),
+                    arrived + rng.randrange(0, 3 * 3_600_000),
+                )
+                for _ in range(rng.randrange(0, 4))
+            ]
+            await rewrite_legs(pg, call_id, legs)
+            if n % 5 == 0:
+                await rewrite_legs(pg, call_id, legs)  # the same again
+        await pg.execute(
+            "UPDATE calls SET wait_ms = wait_ms + 1000 WHERE id < %s", (f"CA{step * 7:03d}",)
+        )
+        await assert_kept(pg)
+    pool = make_pool(database_url)
+    await pool.open()
+    try:
+        for first, last in (
+            (date(2026, 11, 1), date(2026, 11, 1)),
+            (date(2026, 10, 31), date(2026, 11, 3)),
+        ):
+            chosen = ReportRange(first, last, "agent", NEW_YORK)
+            answer = await reports.report(pool, chosen, 20_000, chosen.end + UTC_DAY)
+            params = {"lo": chosen.start, "hi": chosen.end, "threshold": 20_000}
+            async with pool.connection() as conn:
+                calls = await reports._fetch(conn, reports._CALLS_BY_AGENT, params)
+                handled = await reports._fetch(conn, reports._HANDLED, params)
+            expected = {row["bucket"]: reports._call_figures(row) for row in calls}
+            count = {row["bucket"]: row["handled"] for row in handled}
+            for row in answer["rows"]:
+                figures = {k: row[k] for k in reports._call_figures(None)}
+                assert figures == expected.get(row["bucket"], reports._call_figures(None))
+                assert row["handled"] == count.get(row["bucket"], 0)
+            assert set(expected) | set(count) <= {row["bucket"] for row in answer["rows"]}
+    finally:
+        await pool.close()
+
+
+async def test_the_migration_keeps_what_is_already_stored(postgres_server):
+    """A history written before migration 0005 (calls, legs of one agent in two
+    quarter hours), then upgraded: the kept rows equal a recount, and writes after
+    it keep them so."""
+    name = "before_agent_waits"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = url_for(postgres_server.port, name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(CREATE_TABLE)
+            for version, text in migrations():
+                if version < "0005":
+                    conn.execute(text.encode())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            nine = at("2026-06-10 09:05")
+            for n, agent in enumerate(("alice", "bob", "alice")):
+                await answered(conn, f"CA{n}", nine + n * MINUTE, agent, n * SECOND, MINUTE, 0, 0)
+            await leg(conn, "CA0", 1, "alice", nine + 30 * MINUTE)
+            await leg(conn, "CA1", 1, "carol", nine + 2 * MINUTE)
+            assert "0005_agent_waits_handled" in upgrade(url)
+            await assert_kept(conn)
+            assert (await kept_handled(conn))["pairs"][("CA0", "alice")] == [
+                at("2026-06-10 09:00"),
+                at("2026-06-10 09:30"),
+            ]
+            await rewrite_legs(conn, "CA2", [("bob", "agent", nine)])
+            await conn.execute("UPDATE calls SET wait_ms = 9000 WHERE id = 'CA0'")
+            await assert_kept(conn)
+    finally:
+        with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # beside them, so theirs would only compete with it.
 WRITER_ELSEWHERE = "WARMLINE_HISTORY_WRITER_ELSEWHERE"
 RESTART_SECONDS = (1.0, 30.0)  # the first and the longest wait before restarting a child
+# The writer yields the CPU to the web workers when both want it: history may lag a
+# little under a burst (it catches up after, and /healthz says when it lags a minute),
+# webhooks may not.
+WRITER_NICENESS = 10
 PARENT_POLL_SECONDS = 1.0
 
 
@@ -122,6 +126,8 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     logs.configure()
+    with contextlib.suppress(OSError):
+        os.nice(WRITER_NICENESS)
     asyncio.run(run(Settings.from_env()))
 
 

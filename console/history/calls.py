@@ -14,7 +14,6 @@ whatever sent the caller there. A call without an end has no outcome.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,9 +256,8 @@ class _Fold:
             "talk_ms": talk_ms,
             "hold_ms": hold_ms,
             "agents": sorted(a for a in agents if a),
-            # JSON text: PostgreSQL casts it to the jsonb column (psycopg adapts no dict).
-            "recording": None if self.recording is None else json.dumps(self.recording),
-            "voicemail": json.dumps(self.voicemail)
+            "recording": self.recording,
+            "voicemail": self.voicemail
             if self.voicemail is not None and self.voicemail["sid"] not in self.deleted
             else None,
             "disposition": self.disposition,

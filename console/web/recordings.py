@@ -104,8 +104,11 @@ async def get_recording(sid: str) -> Response:
 @role_required("supervisor")
 async def delete_recording(sid: str) -> Response:
     """Delete the recording at Twilio, then in the history (its call's recording
-    becomes null)."""
+    becomes null). An open voicemail's message is closed first, not deleted from
+    under the agents' lists (409)."""
     username, call = await _recorded_call(sid)
+    if await voicemails.by_recording(get_redis(), sid) is not None:
+        return error_response("close the voicemail before deleting its message", 409)
     try:
         await get_gateway().delete_recording(sid)
     except GatewayError as error:

@@ -364,3 +364,37 @@ async def test_the_call_and_its_message_reach_the_history(
         ]
         assert (await sue.get(f"/api/calls/{silent}")).status_code == 200
         assert json.dumps(call)  # plain JSON
+
+
+async def test_an_open_voicemails_message_is_not_deleted_until_it_is_closed(
+    twilio, redis, redis_server, database_url, pg
+):
+    async with served(twilio, redis_server, database_url, nobody_signed_in="voicemail") as (
+        app,
+        voice,
+    ):
+        sue = await login(app, redis, "sue", role="supervisor")
+        caller, twiml = await voice.call_in("+15551112222")
+        recording = twilio.add_message(caller, duration=6)
+        assert (await message(voice, twiml, recording.sid, "completed", 6)).status_code == 204
+        response = await sue.delete(f"/api/recordings/{recording.sid}")
+        assert response.status_code == 409
+        assert "close the voicemail" in (await response.get_json())["error"]
+        played = await sue.get(f"/api/recordings/{recording.sid}")
+        assert played.status_code == 200 and (await played.get_data())[:4] == b"RIFF"
+        closed = await sue.post(f"/api/voicemails/{caller}/close", json={"disposition": "Other"})
+        assert closed.status_code == 200
+
+        async def stored() -> None:
+            for _ in range(200):
+                cur = await pg.execute("SELECT 1 FROM calls WHERE disposition = 'Other'")
+                if await cur.fetchone():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("the closed voicemail never reached the history")
+
+        await stored()
+        response = await sue.delete(f"/api/recordings/{recording.sid}")
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        cur = await pg.execute("SELECT voicemail FROM calls WHERE id = %s", (caller,))
+        assert await cur.fetchone() == {"voicemail": None}

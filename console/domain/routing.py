@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import secrets
 
+from console.domain import keys
 from console.domain.derive import derive
 from console.domain.effects import PlaceCall
-from console.domain.records import AgentStatus, Dial, DialKind
+from console.domain.records import Agent, AgentStatus, Dial, DialKind
 from console.domain.unit import Unit
 
 
@@ -20,11 +21,27 @@ def new_dial_id() -> str:
     return "dial-" + secrets.token_hex(8)
 
 
+async def _still_users(unit: Unit, agents: list[Agent]) -> list[Agent]:
+    """The agents whose user still exists; a removed one (``warmline user remove``) is
+    set offline here rather than dialed until their presence runs out (their softphone
+    may still be registered with Twilio)."""
+    if not agents:
+        return agents
+    records = await unit.redis.hmget(keys.USERS, [a.username for a in agents])
+    kept = []
+    for agent, record in zip(agents, records, strict=True):
+        if record is None:
+            unit.set_status(agent, AgentStatus.OFFLINE)
+        else:
+            kept.append(agent)
+    return kept
+
+
 async def assign(unit: Unit) -> int:
     """Offer waiting customers to available agents; returns how many were offered."""
     unit.end_wrap_ups()
     offered = 0
-    routable = unit.routable()
+    routable = await _still_users(unit, unit.routable())
     if not routable:
         return 0
     offers = list(zip(await unit.waiting(len(routable)), routable, strict=False))

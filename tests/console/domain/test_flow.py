@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.domain.users import remove_user
 from simulator.testing import conference_of
 from tests.conftest import PUBLIC_BASE_URL
 from tests.support.flow_helpers import (
@@ -151,3 +152,20 @@ async def test_wrap_up_delays_the_next_call(app, redis, twilio, redis_server):
         await voice.settle()
         assert len(dials_to(voice, "alice")) == 1  # still wrapping up
         assert agent_status(await state(alice), "alice") == "busy"
+
+
+async def test_a_removed_agent_is_never_dialed_and_goes_offline(app, redis, voice):
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(alice)
+    await set_available(bob)
+    await bob.post("/api/me/status", json={"status": "offline"})
+    assert await remove_user(redis, "alice")  # her softphone may still be registered
+    await set_available(bob)  # routing runs: alice is the longest idle, but gone
+    name = await customer_waits(voice)
+    await voice.settle()
+    assert dials_to(voice, "alice") == []
+    assert len(dials_to(voice, "bob")) == 1
+    statuses = {a["username"]: a["status"] for a in (await state(bob))["agents"]}
+    assert statuses == {"alice": "offline", "bob": "ringing"}
+    assert name in {c["name"] for c in (await state(bob))["conferences"]}

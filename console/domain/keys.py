@@ -116,3 +116,9 @@ def voicemail_caller(call_sid: str) -> str:
     """String (TTL a day): the number, arrival and reason of a caller sent to leave a
     message, for the voicemail their recording callback creates."""
     return f"{PREFIX}voicemail:caller:{call_sid}"
+
+
+def voicemail_closed(voicemail_id: str) -> str:
+    """String (TTL a week): a voicemail was closed; its recording callback repeated
+    does not bring it back."""
+    return f"{PREFIX}voicemail:closed:{voicemail_id}"

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from console.config import Settings
@@ -31,8 +30,9 @@ from console.domain.events import Event, append_events, log_cap
 NEW, CLAIMED, CLOSED = "new", "claimed", "closed"
 CREATED, UPDATED = "voicemail.created", "voicemail.updated"
 CALLER_SECONDS = 24 * 3600  # how long a diverted caller's number waits for their message
-# Why the caller was sent to leave a message (the call's outcome in history, §8).
-REASONS = frozenset({"closed-hours", "no-agents", "voicemail"})
+# A closed voicemail's marker: a recording callback Twilio repeats (a retry, a replay)
+# within this long does not bring the message back.
+CLOSED_SECONDS = 7 * 24 * 3600
 
 
 def recording_url(sid: str) -> str:
@@ -106,24 +106,32 @@ async def by_recording(redis: Redis, sid: str) -> Voicemail | None:
     return None
 
 
-Change = Callable[[Voicemail | None, Pipeline], tuple[Voicemail | None, list[Event]]]
+# (the voicemail as stored, or None; whether it was closed before) -> (it after the
+# change, or None; the events announcing it)
+Change = Callable[[Voicemail | None, bool], tuple[Voicemail | None, list[Event]]]
 
 
 async def _change(
-    redis: Redis, settings: Settings, voicemail_id: str, change: Change, extra: tuple[str, ...] = ()
+    redis: Redis, settings: Settings, voicemail_id: str, change: Change
 ) -> Voicemail | None:
-    """Run ``change`` on the voicemail as stored (None: absent) and commit what it
-    returns with its events in one MULTI; again from the start if it changed meanwhile."""
+    """Run ``change`` on the voicemail as stored and commit what it returns with its
+    events in one MULTI (a closed one leaves the hash and leaves its marker); again
+    from the start if either changed meanwhile."""
+    closed_key = keys.voicemail_closed(voicemail_id)
     while True:
         async with redis.pipeline(transaction=True) as pipe:
             try:
-                await pipe.watch(keys.VOICEMAILS, *extra)
+                await pipe.watch(keys.VOICEMAILS, closed_key)
                 raw = await pipe.hget(keys.VOICEMAILS, voicemail_id)
+                was_closed = bool(await pipe.exists(closed_key))
                 before = Voicemail.from_json(raw) if raw else None
-                after, events = change(before, pipe)
+                after, events = change(before, was_closed)
+                if not events:
+                    return after  # nothing changed: nothing to write
                 pipe.multi()
                 if after is None or after.status == CLOSED:
                     pipe.hdel(keys.VOICEMAILS, voicemail_id)
+                    pipe.set(closed_key, "1", ex=CLOSED_SECONDS)
                 else:
                     pipe.hset(keys.VOICEMAILS, voicemail_id, after.to_json())
                 append_events(pipe, events, log_cap(settings))
@@ -150,8 +158,8 @@ async def record_message(
     raw = await redis.get(keys.voicemail_caller(call_sid))
     caller = Caller(**json.loads(raw)) if raw else Caller(None, now, "voicemail")
 
-    def create(before: Voicemail | None, pipe: Pipeline) -> tuple[Voicemail | None, list[Event]]:
-        if before is not None:
+    def create(before: Voicemail | None, was_closed: bool) -> tuple[Voicemail | None, list[Event]]:
+        if before is not None or was_closed:
             return before, []
         voicemail = Voicemail(
             call_sid, caller.from_number, now, duration, recording_sid, reason=caller.reason
@@ -166,7 +174,8 @@ async def claim(
 ) -> Voicemail:
     """``username`` takes the message: one agent wins when several try at once."""
 
-    def take(before: Voicemail | None, pipe: Pipeline) -> tuple[Voicemail | None, list[Event]]:
+    def take(before: Voicemail | None, _closed: bool) -> tuple[Voicemail | None, list[Event]]:
+        # Anyone may try; who lost the race to someone else's claim is told so (409).
         voicemail = _open(before, voicemail_id, username, supervisor=True)
         if voicemail.status == CLAIMED:
             if voicemail.claimed_by == username:
@@ -192,7 +201,7 @@ async def close(
     """Close the message with a disposition: its claimer, or a supervisor (an
     unclaimed one: anyone who may see it, which claims it on the way)."""
 
-    def finish(before: Voicemail | None, pipe: Pipeline) -> tuple[Voicemail | None, list[Event]]:
+    def finish(before: Voicemail | None, _closed: bool) -> tuple[Voicemail | None, list[Event]]:
         voicemail = _open(before, voicemail_id, username, supervisor)
         if voicemail.status == CLAIMED and voicemail.claimed_by != username and not supervisor:
             raise DomainError("only the agent who claimed it may close it", 403)

@@ -113,22 +113,21 @@ async def test_outside_hours_a_caller_hears_the_closed_message_and_may_leave_one
         assert diverted["audience"] == ""
 
 
-@pytest.mark.parametrize(
-    ("when", "is_open"),
-    [
-        # The spring-forward day (23 hours): 01:59 EST is followed by 03:00 EDT.
-        ("2027-03-14T00:59:00-05:00", False),
-        ("2027-03-14T01:59:00-05:00", True),
-        ("2027-03-14T03:00:00-04:00", True),
-        ("2027-03-14T04:00:00-04:00", False),
-        # The fall-back day (25 hours): both 01:30s are inside 01:00-02:00.
-        ("2026-11-01T01:30:00-04:00", True),
-        ("2026-11-01T01:30:00-05:00", True),
-        ("2026-11-01T02:00:00-05:00", False),
-    ],
-)
+# The spring-forward day (23 hours): 01:59 EST is followed by 03:00 EDT; the fall-back
+# day (25 hours): both 01:30s are inside 01:00-02:00.
+DST_INSTANTS = [
+    ("2027-03-14T00:59:00-05:00", False),
+    ("2027-03-14T01:59:00-05:00", True),
+    ("2027-03-14T03:00:00-04:00", True),
+    ("2027-03-14T04:00:00-04:00", False),
+    ("2026-11-01T01:30:00-04:00", True),
+    ("2026-11-01T01:30:00-05:00", True),
+    ("2026-11-01T02:00:00-05:00", False),
+]
+
+
 async def test_hours_are_the_centers_wall_clock_across_dst_changes(
-    twilio, redis, redis_server, monkeypatch, when, is_open
+    twilio, redis, redis_server, monkeypatch
 ):
     async with served(
         twilio,
@@ -136,8 +135,9 @@ async def test_hours_are_the_centers_wall_clock_across_dst_changes(
         center_timezone=NEW_YORK,
         business_hours=hours("Sun 01:00-02:00; Sun 03:00-04:00"),
     ) as (_app, voice):
-        _, twiml = await call_at(voice, monkeypatch, ms(when))
-        assert ([child.tag for child in twiml] == ["Dial"]) is is_open
+        for when, is_open in DST_INSTANTS:
+            _, twiml = await call_at(voice, monkeypatch, ms(when))
+            assert ([child.tag for child in twiml] == ["Dial"]) is is_open, when
 
 
 async def test_a_holiday_is_closed_all_day_in_the_centers_zone(
@@ -283,6 +283,10 @@ async def test_a_message_becomes_one_voicemail_that_one_agent_claims_and_closes(
         ]
         response = await winner.post(f"/api/voicemails/{caller}/claim")
         assert response.status_code == 404
+        # Twilio repeats the callback (a retry, a replay): the closed message stays closed.
+        assert (await message(voice, twiml, sid, "completed", 7)).status_code == 204
+        assert (await state_of(sue))["voicemails"] == []
+        assert len([e for e in await events(redis) if e["type"] == "voicemail.created"]) == 1
 
 
 async def test_a_message_too_short_to_keep_makes_no_voicemail(twilio, redis, redis_server):

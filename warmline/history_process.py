@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from console.config import Settings
@@ -31,6 +32,7 @@ RESTART_SECONDS = (1.0, 30.0)  # the first and the longest wait before restartin
 # little under a burst (it catches up after, and /healthz says when it lags a minute),
 # webhooks may not.
 WRITER_NICENESS = 10
+HEALTHY_SECONDS = 60.0  # a child that ran this long before exiting restarts after the first wait
 PARENT_POLL_SECONDS = 1.0
 
 
@@ -60,6 +62,7 @@ class WriterProcess:
     def __init__(self) -> None:
         self._child: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a restart and ``stop`` never cross
         self._watcher: threading.Thread | None = None
 
     def start(self) -> None:
@@ -68,8 +71,9 @@ class WriterProcess:
         self._watcher.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        child = self._child
+        with self._lock:
+            self._stopping.set()
+            child = self._child
         if child is not None and child.poll() is None:
             child.terminate()
             try:
@@ -85,22 +89,31 @@ class WriterProcess:
         return self._child.pid if self._child is not None else None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "warmline.history_process"])
+        # The parent's pid travels with it: a parent gone while the child was still
+        # starting would otherwise never be noticed (the child's parent is then init).
+        args = [sys.executable, "-m", "warmline.history_process", str(os.getpid())]
+        return subprocess.Popen(args)
 
     def _watch(self) -> None:
         wait = RESTART_SECONDS[0]
         while self._child is not None:
+            started = time.monotonic()
             code = self._child.wait()
+            if time.monotonic() - started > HEALTHY_SECONDS:
+                wait = RESTART_SECONDS[0]  # it had been running well: not a crash loop
             if self._stopping.wait(wait):
                 return
-            log.error("the history writer process exited (code %s); starting it again", code)
-            self._child = self._spawn()
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                log.error("the history writer process exited (code %s); starting it again", code)
+                self._child = self._spawn()
             wait = min(wait * 2, RESTART_SECONDS[1])
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, parent: int) -> None:
     """One writer on the deployment's Redis and PostgreSQL until SIGTERM, SIGINT or
-    the parent's end."""
+    the end of the process ``parent``."""
     if not settings.redis_url or not settings.database_url:
         raise SystemExit("the history writer needs REDIS_URL and DATABASE_URL")
     redis = connect(settings.redis_url, tls_verify=settings.redis_tls_verify, max_connections=4)
@@ -111,7 +124,6 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
     await writer.start()
     try:
         while os.getppid() == parent:
@@ -128,7 +140,8 @@ def main() -> None:
     logs.configure()
     with contextlib.suppress(OSError):
         os.nice(WRITER_NICENESS)
-    asyncio.run(run(Settings.from_env()))
+    parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
+    asyncio.run(run(Settings.from_env(), parent))
 
 
 if __name__ == "__main__":

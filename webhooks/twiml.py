@@ -158,7 +158,8 @@ def waiting_in_line(
 
 
 def place_words(place: Place) -> str:
-    """ "You are number 3 in line. Your expected wait is about 4 minutes." """
+    """The announcement, e.g. 'You are number 3 in line. Your expected wait is about 4
+    minutes.', without a wait when none is known or expected."""
     words = (
         "You are next in line."
         if place.position == 1

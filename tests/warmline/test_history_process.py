@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ from redis.asyncio import Redis
 from console.domain import history_log, keys
 from simulator.testing import TwilioDouble
 from tests.support.flow_helpers import customer_waits, hang_up_customer
-from tests.support.servers import app_server
+from tests.support.servers import app_server, server_env
 from tests.system.test_faults_servers import twilio_voice
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,3 +100,21 @@ async def test_a_writer_whose_serve_was_killed_ends_too(
         server.process.wait()
         gone, alive = psutil.wait_procs([writer], timeout=10)
         assert gone and not alive, "the writer outlived a killed serve"
+
+
+def test_a_writer_started_for_a_parent_already_gone_ends_at_once(
+    redis_server, twilio: TwilioDouble, database_url: str
+) -> None:
+    """The parent died while the writer was still starting: its parent is then init,
+    and only the pid it was given tells it so."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    env = server_env(redis_server.url, twilio.base_url, 9, DATABASE_URL=database_url)
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "warmline.history_process", str(gone.pid)], env=env
+    )
+    try:
+        assert writer.wait(timeout=15) == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()

@@ -95,6 +95,14 @@ def create_app(
     # The runner comes first: after_serving hooks run in this order, and it must
     # drain its REST actions while Redis and the Twilio client are still open.
     Runner(app)
+
+    async def stop_reconcile() -> None:
+        # Reconcile starts after Redis and the gateway (it needs both to start) but
+        # must stop before they close: a run cut off by a closed pool would wait for
+        # a connection for seconds, stalling the app's shutdown.
+        await AutoReconcile.of(app).stop()
+
+    app.after_serving(stop_reconcile)
     if settings.database_url:  # stops before the clients it uses close
         if writer_in_workers() if history_writer is None else history_writer:
             HistoryWriter(

@@ -504,6 +504,7 @@ class AutoReconcile(ServingExtension):
         self._task: asyncio.Task[None] | None = None
         self.last_report: ReconcileReport | None = None
         self.runs = 0
+        self._stop = asyncio.Event()
         if app is not None:
             self.init_app(app)
 
@@ -515,6 +516,7 @@ class AutoReconcile(ServingExtension):
     async def start(self) -> None:
         # The claim is taken before serving (one bounded Redis command) so requests
         # never see the marker appear; the REST work runs in the background.
+        self._stop.clear()
         token = None
         try:
             async with asyncio.timeout(START_BUDGET_SECONDS):
@@ -524,6 +526,9 @@ class AutoReconcile(ServingExtension):
         self._task = asyncio.create_task(self._watch(token), name="warmline-reconcile")
 
     async def stop(self) -> None:
+        # The flag as well as the cancellation: redis-py may turn a cancellation that
+        # lands in a read into its own timeout error, which the loop would sleep off.
+        self._stop.set()
         await cancel(self._task)
 
     async def _watch(self, token: str | None) -> None:
@@ -536,9 +541,14 @@ class AutoReconcile(ServingExtension):
             except RuntimeError:
                 return  # Redis or the gateway is closed: the app is shutting down
             except (RedisError, OSError) as exc:
+                if self._stop.is_set():
+                    return  # stopping: the cancellation reached a Redis read as its timeout
                 log.warning("reconcile check skipped: %s", exc)
             token = None
-            await asyncio.sleep(CHECK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CHECK_SECONDS)
+            if self._stop.is_set():
+                return
 
     async def run(self, token: str) -> ReconcileReport | None:
         """Reconcile under ``token``'s claim; its effects go to the app's runner."""

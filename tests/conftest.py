@@ -15,7 +15,12 @@ from redis.asyncio import Redis
 from console.config import Settings
 from simulator.testing import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, TwilioDouble
 from tests.support.flow_helpers import AppVoice
-from tests.support.postgres import create_database, drop_database, start_test_postgres
+from tests.support.postgres import (
+    create_database,
+    create_empty_database,
+    drop_database,
+    start_test_postgres,
+)
 from warmline.app import create_app
 from warmline.embedded_postgres import EmbeddedPostgres
 from warmline.embedded_redis import EmbeddedRedis, start_redis
@@ -132,6 +137,14 @@ def _spawned_servers_keep_history_in_the_test_postgres(
 def database_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
     """A fresh, migrated, empty database for this test alone."""
     url = create_database(postgres_server)
+    yield url
+    drop_database(postgres_server, url)
+
+
+@pytest.fixture
+def empty_database_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
+    """A database with no schema at all, for this test alone."""
+    url = create_empty_database(postgres_server)
     yield url
     drop_database(postgres_server, url)
 

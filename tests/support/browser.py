@@ -189,14 +189,17 @@ async def demo_world(
     log_dir: Path,
     users: dict[str, str],
     demo: bool = True,
+    time_scale: float = 1.0,
+    **extra_env: str,
 ) -> AsyncIterator[tuple[Simulator, AppServer]]:
-    """The simulator and a real app, with ``users`` ({name: role}) created. In demo
-    mode browsers' softphones talk to the simulator; otherwise the app names the
-    Twilio Voice SDK and the simulator only plays Twilio's REST API and callbacks."""
-    sim = Simulator("http://127.0.0.1:9", ACCOUNT_SID, AUTH_TOKEN, time_scale=1.0)
+    """The simulator and a real app, with ``users`` ({name: role}) created and
+    ``extra_env`` set. In demo mode browsers' softphones talk to the simulator;
+    otherwise the app names the Twilio Voice SDK and the simulator only plays Twilio's
+    REST API and callbacks. ``time_scale`` speeds the simulator's prompts up (< 1)."""
+    sim = Simulator("http://127.0.0.1:9", ACCOUNT_SID, AUTH_TOKEN, time_scale=time_scale)
     await sim.start()
     try:
-        env = {"RING_TIMEOUT_SECONDS": "20"}
+        env = {"RING_TIMEOUT_SECONDS": "20", **extra_env}
         if demo:
             env["WARMLINE_SIMULATOR_URL"] = sim.base_url
         async with app_server(redis_server.url, sim.base_url, log_dir, **env) as app:

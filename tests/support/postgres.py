@@ -40,6 +40,14 @@ def create_database(server: EmbeddedPostgres) -> str:
     return url_for(server.port, name)
 
 
+def create_empty_database(server: EmbeddedPostgres) -> str:
+    """A new database without any schema (not copied from the template); its URL."""
+    name = f"empty_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url_for(server.port, name)
+
+
 def drop_database(server: EmbeddedPostgres, url: str) -> None:
     """Drop the database of ``url``, closing any connection a test left open."""
     name = url.rsplit("/", 1)[1]

@@ -9,9 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from console.domain.events import now_ms
 from console.history.migrate import latest_version, migrations, pending
@@ -20,27 +18,13 @@ from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, PUBLIC_
 from tests.support.history_seed import answered, insert_calls
 from tests.support.servers import AppServer, server_env, spawn_serve, wait_healthy
 from warmline import cli
-from warmline.embedded_postgres import EmbeddedPostgres, running_postgres, url_for
+from warmline.embedded_postgres import running_postgres
 from warmline.embedded_redis import EmbeddedRedis, free_port
 
 
-@pytest.fixture
-def empty_database(postgres_server: EmbeddedPostgres):
-    """A database without any schema."""
-    name = "empty_for_cli"
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield url_for(postgres_server.port, name)
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def test_db_upgrade_applies_then_says_up_to_date(empty_database, monkeypatch, capsys) -> None:
+def test_db_upgrade_applies_then_says_up_to_date(empty_database_url, monkeypatch, capsys) -> None:
     # Heroku's spelling, with its query string.
-    heroku = empty_database.replace("postgresql://", "postgres://") + "?sslmode=disable"
+    heroku = empty_database_url.replace("postgresql://", "postgres://") + "?sslmode=disable"
     monkeypatch.setenv("DATABASE_URL", heroku)
     assert cli.main(["db", "upgrade"]) == 0
     assert capsys.readouterr().out == "".join(f"applied {v}\n" for v, _ in migrations())
@@ -102,7 +86,7 @@ def check_env(monkeypatch, twilio: TwilioDouble, redis_server: EmbeddedRedis, db
 
 
 async def test_check_reports_the_database(
-    twilio, redis, redis_server, database_url, empty_database, monkeypatch, capsys
+    twilio, redis, redis_server, database_url, empty_database_url, monkeypatch, capsys
 ) -> None:
     check_env(monkeypatch, twilio, redis_server, database_url)
     assert await asyncio.to_thread(cli.main, ["check"]) == 0
@@ -110,7 +94,7 @@ async def test_check_reports_the_database(
     assert "ok: PostgreSQL answers\n" in out
     assert f"ok: the database schema is up to date ({latest_version()})\n" in out
 
-    monkeypatch.setenv("DATABASE_URL", empty_database)
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
     assert await asyncio.to_thread(cli.main, ["check"]) == 1
     out = capsys.readouterr().out
     lacks = ", ".join(v for v, _ in migrations())
@@ -172,9 +156,9 @@ async def test_db_purge_removes_what_is_past_retention_and_says_what(
 
 
 async def test_db_purge_failures_are_one_line(
-    twilio, redis_server, database_url, empty_database, pg, monkeypatch, capsys
+    twilio, redis_server, database_url, empty_database_url, pg, monkeypatch, capsys
 ) -> None:
-    check_env(monkeypatch, twilio, redis_server, empty_database)
+    check_env(monkeypatch, twilio, redis_server, empty_database_url)
     assert await asyncio.to_thread(cli.main, ["db", "purge"]) == 1
     assert capsys.readouterr().err == (
         "warmline: the database has no history schema; run `warmline db upgrade`\n"

@@ -7,7 +7,6 @@ import asyncio
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from console.history.migrate import (
     LOCK_KEY,
@@ -17,21 +16,6 @@ from console.history.migrate import (
     pending,
     upgrade,
 )
-from warmline.embedded_postgres import EmbeddedPostgres, url_for
-
-
-@pytest.fixture
-def empty_database_url(postgres_server: EmbeddedPostgres):
-    """A database with no schema at all (not copied from the migrated template)."""
-    name = "empty_for_migrate"
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield url_for(postgres_server.port, name)
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_upgrade_applies_every_migration_then_nothing(empty_database_url: str) -> None:

@@ -9,28 +9,24 @@ test-artifacts/."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from console.domain.users import add_user
 from simulator import Simulator
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.console.web.test_views_browser import CALLER, CALLER_SHOWN
 from tests.support.browser import (
-    PASSWORD,
     Watched,
     chromium,
-    crash,
+    demo_world,
     open_page,
     requires_chromium,
     screenshot,
 )
-from tests.support.servers import AppServer, app_server
+from tests.support.servers import AppServer
 from warmline.embedded_redis import EmbeddedRedis
 
 expect = pytest.importorskip("playwright.async_api").expect
@@ -42,22 +38,21 @@ MESSAGE_SECONDS = 4
 TOO_LATE = "Someone else claimed this voicemail first."
 
 
-@asynccontextmanager
-async def voicemail_world(
+def voicemail_world(
     redis_server: EmbeddedRedis, redis: Redis, log_dir: Path
-) -> AsyncIterator[tuple[Simulator, AppServer]]:
+) -> AbstractAsyncContextManager[tuple[Simulator, AppServer]]:
     """The simulator (Say prompts four times faster) and a real app that sends callers
     to leave a message while nobody is signed in, with ``USERS``."""
-    async with Simulator("http://127.0.0.1:9", ACCOUNT_SID, AUTH_TOKEN, time_scale=0.25) as sim:
-        env = {"NOBODY_SIGNED_IN": "voicemail", "DISPOSITIONS": ",".join(DISPOSITIONS)}
-        async with app_server(redis_server.url, sim.base_url, log_dir, **env) as app:
-            sim.point_at(app.url)
-            for name, role in USERS.items():
-                await add_user(redis, name, role, PASSWORD)
-            try:
-                yield sim, app
-            finally:
-                crash(app)
+    return demo_world(
+        redis_server,
+        redis,
+        log_dir,
+        USERS,
+        demo=False,
+        time_scale=0.25,
+        NOBODY_SIGNED_IN="voicemail",
+        DISPOSITIONS=",".join(DISPOSITIONS),
+    )
 
 
 def voicemails(watched: Watched):

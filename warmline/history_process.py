@@ -84,10 +84,6 @@ class WriterProcess:
         if self._watcher is not None:
             self._watcher.join(timeout)
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
     def _spawn(self) -> subprocess.Popen[bytes]:
         # The parent's pid travels with it: a parent gone while the child was still
         # starting would otherwise never be noticed (the child's parent is then init).

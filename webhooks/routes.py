@@ -104,12 +104,13 @@ async def wait_music(form: MultiDict[str, str]) -> Response:
         greeting = request.args.get("greeting") != "no"
         return xml(twiml.wait_music(settings, greeting=greeting))
     first = waiting.announced is None
-    announced = waiting.announced
+    announced = waiting.announced or 0  # the first round: never announced, so due
     place = None
-    if first or g.received_at - (announced or 0) >= settings.announce_seconds * 1000:
+    if g.received_at - announced >= settings.announce_seconds * 1000:
         place = await _place(waiting.call_sid, g.received_at)
-        announced = g.received_at if place is not None else announced
-    return xml(twiml.waiting_in_line(settings, waiting.call_sid, first, place, announced or 0))
+        if place is not None:
+            announced = g.received_at
+    return xml(twiml.waiting_in_line(settings, waiting.call_sid, first, place, announced))
 
 
 async def _place(call_sid: str, now: int) -> intake.Place | None:

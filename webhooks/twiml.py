@@ -141,7 +141,7 @@ def voicemail_done() -> str:
 
 
 def waiting_in_line(
-    settings: Settings, call_sid: str, greeting: bool, place: Place | None, announced: int | None
+    settings: Settings, call_sid: str, greeting: bool, place: Place | None, announced: int
 ) -> str:
     """One round of a waiting caller's loop: the greeting on the first, their place in
     line when it is due, one play of the music, and back to the wait URL (a waitUrl

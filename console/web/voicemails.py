@@ -38,6 +38,7 @@ class VoicemailOut(BaseModel):
     status: str
     claimed_by: str | None
     disposition: str | None
+    reason: str
 
 
 async def _user() -> Any:

@@ -29,6 +29,9 @@ CALL_SID = re.compile(r"CA[0-9a-f]{32}")
 CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")
 """A Twilio ConferenceSid."""
 
+CALLBACK_ID = re.compile(r"CB[0-9a-f]{32}")
+"""A callback's id (SPEC §9): also the name of its first conference, never a CallSid."""
+
 RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
 """A Twilio RecordingSid (a recording's playback and delete routes take one)."""
 

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from console.domain import expected_wait, flow, recordings, voicemails
+from console.domain import dialable, expected_wait, flow, recordings, voicemails
 from console.domain.derive import CUSTOMER_LABEL
 from console.domain.errors import Contended
 from console.domain.events import now_ms
 from console.domain.expected_wait import Place
-from console.domain.flow import Answer, Arrival
+from console.domain.flow import Answer, Arrival, Choice
 from console.domain.recordings import STATUSES as RECORDING_STATUSES
 from console.domain.recordings import RecordingReport
 from console.domain.records import Callback
@@ -32,10 +32,13 @@ __all__ = [
     "Answer",
     "Arrival",
     "Callback",
+    "Choice",
     "Place",
     "RecordingReport",
     "agent_answer",
     "call_status",
+    "callback_number",
+    "choose",
     "conference_callback",
     "incoming_call",
     "note_bad_signature",
@@ -72,6 +75,27 @@ async def incoming_call(call_sid: str, from_number: str | None, received_at: int
     return arrival
 
 
+async def choose(
+    call_sid: str, from_number: str | None, digits: str, long_wait: bool, received_at: int
+) -> Choice:
+    """The caller's key at the callback-or-message choice (SPEC §9), recorded: a
+    callback takes their place in line, or they leave the line to leave a message."""
+    choice = await _record(
+        lambda unit: flow.choose(unit, call_sid, digits, long_wait), call_sid, received_at
+    )
+    assert isinstance(choice, Choice)
+    if choice == Choice.VOICEMAIL or (choice == Choice.ENDED and long_wait):
+        reason = "long-wait" if long_wait else "voicemail"
+        caller = voicemails.Caller(from_number, received_at, reason)
+        await voicemails.note_caller(get_redis(), call_sid, caller)
+    return choice
+
+
+def callback_number(from_number: str | None) -> str | None:
+    """The caller's number in E.164 when a callback may dial it (SPEC §9), else None."""
+    return dialable.callback_number(from_number, get_settings().caller_id)
+
+
 async def voicemail_recorded(report: RecordingReport, received_at: int) -> None:
     """The recording status callback of a caller's message (``<Record>``): a completed
     one becomes a voicemail; an absent or failed one (too short, silent) none."""
@@ -99,11 +123,19 @@ async def conference_callback(name: str, callback: Callback, received_at: int) -
 
 
 async def call_status(
-    conference: str, dial: str, call_sid: str, status: str, seq: int | None, received_at: int
+    conference: str,
+    dial: str,
+    call_sid: str,
+    status: str,
+    seq: int | None,
+    received_at: int,
+    answered_by: str | None = None,
 ) -> None:
     """The call-progress callback of a call the app dialed."""
     await _record(
-        lambda unit: flow.apply_call_status(unit, conference, dial, call_sid, status, seq),
+        lambda unit: flow.apply_call_status(
+            unit, conference, dial, call_sid, status, seq, answered_by
+        ),
         conference,
         received_at,
     )

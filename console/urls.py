@@ -20,6 +20,8 @@ RECORDING_STATUS_PATH = "/conference/recording"
 RECORDING_NOTICE_PATH = "/conference/recording/notice"
 VOICEMAIL_DONE_PATH = "/voicemail/done"
 VOICEMAIL_RECORDING_PATH = "/voicemail/recording"
+CHOICE_PATH = "/voice/choice"  # the callback-or-message <Gather>'s action (SPEC §9)
+LONG_WAIT_PATH = "/voice/long-wait"  # where the longest wait moves a caller to
 
 # Connection overrides: Twilio retries a status callback we could not record (503).
 # Fragments are not part of the signed URL.
@@ -80,3 +82,15 @@ def voicemail_recording_url(settings: Settings, call_sid: str) -> str:
     as a conference's does for its recording."""
     query = urlencode({"call": call_sid})
     return settings.url(f"{VOICEMAIL_RECORDING_PATH}?{query}") + RETRY_FRAGMENT
+
+
+def choice_url(settings: Settings, call_sid: str, long_wait: bool) -> str:
+    """The callback-or-message choice's action: the caller's CallSid, and whether they
+    come from the longest wait (where no key leaves a message)."""
+    query = {"call": call_sid, "long": "1" if long_wait else "0"}
+    return settings.url(f"{CHOICE_PATH}?{urlencode(query)}")
+
+
+def long_wait_url(settings: Settings, call_sid: str) -> str:
+    """Where the Calls API moves a caller who waited MAX_WAIT_SECONDS."""
+    return settings.url(f"{LONG_WAIT_PATH}?{urlencode({'call': call_sid})}")

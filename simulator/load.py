@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -27,15 +28,23 @@ class LoadPlan:
     talk: float = 30.0
     patience: float = 120.0
     message_seconds: float | None = 6.0  # a caller asked for a message leaves one this long
+    # This share of callers call from a number the app may call back (+1 202 555-01xx)
+    # and press 1 when offered a callback; the others press nothing.
+    callback_share: float = 0.0
 
 
 class Exchange(Protocol):
     """What load generation needs of the simulator (``server.Simulator`` is one)."""
 
     board: Switchboard
+    rng: random.Random  # the simulator's (seeded with --seed)
 
     async def call_in(
-        self, from_number: str | None = None, *, message_seconds: float | None = None
+        self,
+        from_number: str | None = None,
+        *,
+        keys: str | None = None,
+        message_seconds: float | None = None,
     ) -> str: ...
 
     def phone(
@@ -96,7 +105,11 @@ class LoadGenerator:
                 await asyncio.sleep(POLL_SECONDS)
 
     async def _place(self, plan: LoadPlan) -> None:
-        sid = await self.sim.call_in(message_seconds=plan.message_seconds)
+        if self.sim.rng.random() < plan.callback_share:
+            number = f"+1202555{self.sim.rng.randrange(100, 200):04d}"
+            sid = await self.sim.call_in(number, keys="1", message_seconds=plan.message_seconds)
+        else:
+            sid = await self.sim.call_in(message_seconds=plan.message_seconds)
         self.placed += 1
         self._live.add(sid)
         loop = asyncio.get_running_loop()

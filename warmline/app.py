@@ -140,6 +140,7 @@ def _register_blueprints(app: Quart) -> None:
     from console.web.api import blueprint as api
     from console.web.auth import blueprint as auth
     from console.web.call_reports import blueprint as call_reports
+    from console.web.callbacks import blueprint as callbacks
     from console.web.calls import blueprint as calls
     from console.web.health import blueprint as health
     from console.web.recordings import blueprint as recordings
@@ -157,6 +158,7 @@ def _register_blueprints(app: Quart) -> None:
         call_reports,
         recordings,
         voicemails,
+        callbacks,
         auth,
         views,
         health,

@@ -37,6 +37,9 @@ DEMO_USERS = (
 )
 DEMO_CALLER_ID = "+15005550006"
 DEMO_ANNOUNCE_SECONDS = 30
+DEMO_CALLBACK_OFFER_SECONDS = 60  # a caller expecting a longer wait is offered a callback
+DEMO_MAX_WAIT_SECONDS = 240  # and after this long is moved out to the same choice
+DEMO_CALLBACK_SHARE = 0.3  # generated callers who take the offer
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,12 @@ def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Set
         demo=True,
         simulator_url=simulator_url,
         # The caller's wait (SPEC §9), switched on to show it: callers hear their place
-        # every half minute, and leave a message while no agent is signed in.
+        # every half minute, leave a message while no agent is signed in, are offered
+        # a callback when the wait looks long, and are moved to that choice at last.
         announce_seconds=DEMO_ANNOUNCE_SECONDS,
         nobody_signed_in="voicemail",
+        callback_offer_seconds=DEMO_CALLBACK_OFFER_SECONDS,
+        max_wait_seconds=DEMO_MAX_WAIT_SECONDS,
     )
 
 
@@ -119,7 +125,8 @@ async def run_demo(options: DemoOptions) -> None:
         await create_demo_users(redis_url, options.redis_tls_verify)
         await sim.start(options.host, simulator_port)
         if options.calls_per_minute > 0:
-            sim.load.start(LoadPlan(rate=options.calls_per_minute / 60))
+            plan = LoadPlan(rate=options.calls_per_minute / 60, callback_share=DEMO_CALLBACK_SHARE)
+            sim.load.start(plan)
         stop = _stop_on_signals()
         config = Config()
         config.bind = [f"{options.host}:{options.port}"]
@@ -157,7 +164,9 @@ def _print_banner(app_url: str, sim_url: str, options: DemoOptions) -> None:
         f"  agents: {agents}   supervisor: {supervisors}   password: {DEMO_PASSWORD}",
         f"  simulated phone network: {sim_url}  (place customer calls there)",
         "  while no agent is signed in, callers leave voicemails; waiting callers hear "
-        f"their place in line every {DEMO_ANNOUNCE_SECONDS} s",
+        f"their place in line every {DEMO_ANNOUNCE_SECONDS} s, are offered a callback when "
+        f"the wait looks longer than {DEMO_CALLBACK_OFFER_SECONDS} s, and are moved to that "
+        f"choice after {DEMO_MAX_WAIT_SECONDS} s",
     ]
     if options.calls_per_minute > 0:
         lines.append(f"  generating {options.calls_per_minute:g} customer calls per minute")

@@ -138,13 +138,53 @@ class CallProgress:
     call_sid: str
     status: str
     seq: int | None
+    answered_by: str | None = None  # machine detection's verdict on a number's call
+
+
+# AnsweredBy (machine detection): human, unknown, fax, machine_start, machine_end_*;
+# a value Twilio adds later is kept as it comes (only machine_* and fax are machines).
+ANSWERED_BY = re.compile(r"[a-z_]{1,32}")
 
 
 def call_progress(form: Mapping[str, str]) -> CallProgress:
     status = required(form, "CallStatus")
     if status not in CALL_STATUSES:
         raise BadParams("unknown CallStatus")
-    return CallProgress(required(form, "CallSid", CALL_SID), status, sequence(form, needed=False))
+    answered_by = form.get("AnsweredBy") or None
+    if answered_by is not None and not ANSWERED_BY.fullmatch(answered_by):
+        raise BadParams("malformed AnsweredBy")
+    call_sid = required(form, "CallSid", CALL_SID)
+    return CallProgress(call_sid, status, sequence(form, needed=False), answered_by)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A caller's answer at the callback-or-message ``<Gather>`` (or none)."""
+
+    call_sid: str
+    from_number: str | None
+    digits: str
+    long_wait: bool
+
+
+def choice(form: Mapping[str, str], query: Mapping[str, str]) -> Choice:
+    """The ``<Gather>``'s action: our query names the caller and where they come from;
+    ``Digits`` is absent when they pressed nothing (the ``<Redirect>`` after it)."""
+    call_sid = required(form, "CallSid", CALL_SID)
+    if required(query, "call", CALL_SID) != call_sid:
+        raise BadParams("the call in the URL is not the caller's")
+    digits = form.get("Digits") or ""
+    if len(digits) > 8 or not all(d in "0123456789*#" for d in digits):
+        raise BadParams("malformed Digits")
+    return Choice(call_sid, form.get("From") or None, digits, query.get("long") == "1")
+
+
+def moved_caller(form: Mapping[str, str], query: Mapping[str, str]) -> IncomingCall:
+    """A caller the app moved to the longest-wait choice (our query names them)."""
+    call_sid = required(form, "CallSid", CALL_SID)
+    if required(query, "call", CALL_SID) != call_sid:
+        raise BadParams("the call in the URL is not the caller's")
+    return IncomingCall(call_sid, form.get("From") or None)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from console.extension import get_settings
 from console.urls import (
     AGENT_CONNECT_PATH,
     CALL_STATUS_PATH,
+    CHOICE_PATH,
     CONFERENCE_STATUS_PATH,
+    LONG_WAIT_PATH,
     RECORDING_NOTICE_PATH,
     RECORDING_STATUS_PATH,
     VOICE_PATH,
@@ -91,7 +93,49 @@ async def post_incoming_call(form: MultiDict[str, str]) -> Response:
         return xml(twiml.voicemail(settings, call.call_sid, settings.closed_message))
     if arrival == intake.Arrival.NO_AGENTS:
         return xml(twiml.voicemail(settings, call.call_sid, twiml.NO_AGENTS_MESSAGE))
+    if arrival == intake.Arrival.OFFERED:
+        return xml(twiml.offer_at_arrival(settings, call.call_sid))
     return xml(twiml.customer_conference(settings, call.call_sid))
+
+
+@blueprint.post(CHOICE_PATH)
+@twilio_webhook
+async def post_choice(form: MultiDict[str, str]) -> Response:
+    """The callback-or-message ``<Gather>``'s action (SPEC §9): 1 a callback keeping
+    the caller's place, 2 a message; else the line (at arrival) or a message (after
+    the longest wait)."""
+    choice = p.choice(form, request.args)
+    settings = get_settings()
+    try:
+        chosen = await intake.choose(
+            choice.call_sid, choice.from_number, choice.digits, choice.long_wait, g.received_at
+        )
+    except intake.NOT_RECORDED as exc:
+        # Nothing was recorded: the caller stays where they were.
+        log.warning("choice of %s not recorded: %s", choice.call_sid, exc)
+        chosen = intake.Choice.ENDED
+    if chosen == intake.Choice.CALLBACK:
+        number = intake.callback_number(choice.from_number) or ""
+        return xml(twiml.callback_requested(number))
+    if chosen == intake.Choice.VOICEMAIL or (chosen == intake.Choice.ENDED and choice.long_wait):
+        return xml(twiml.voicemail(settings, choice.call_sid, twiml.MESSAGE_INSTEAD))
+    return xml(twiml.customer_conference(settings, choice.call_sid, notice=False))
+
+
+@blueprint.post(LONG_WAIT_PATH)
+@twilio_webhook
+async def post_long_wait(form: MultiDict[str, str]) -> Response:
+    """Where the app moved a caller who waited MAX_WAIT_SECONDS: the choice, whose
+    silence leaves a message (a callback only for a number the app may dial)."""
+    caller = p.moved_caller(form, request.args)
+    settings = get_settings()
+    if intake.callback_number(caller.from_number) is not None:
+        return xml(twiml.offer_after_long_wait(settings, caller.call_sid))
+    try:  # nothing to choose: they leave the line to leave a message
+        await intake.choose(caller.call_sid, caller.from_number, "", True, g.received_at)
+    except intake.NOT_RECORDED as exc:
+        log.warning("long wait of %s not recorded: %s", caller.call_sid, exc)
+    return xml(twiml.voicemail(settings, caller.call_sid, twiml.LONG_WAIT_MESSAGE))
 
 
 @blueprint.route(WAIT_PATH, methods=["GET", "POST"])
@@ -166,6 +210,7 @@ async def post_call_status(form: MultiDict[str, str]) -> Response:
             progress.status,
             progress.seq,
             g.received_at,
+            progress.answered_by,
         ),
         "call status",
     )

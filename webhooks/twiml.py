@@ -14,6 +14,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from console.config import Settings
 from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL, Place
 from console.urls import (
+    choice_url,
     conference_status_url,
     recording_status_url,
     voicemail_done_url,
@@ -62,13 +63,18 @@ def _conference(
     )
 
 
-def customer_conference(settings: Settings, call_sid: str) -> str:
+def customer_conference(settings: Settings, call_sid: str, notice: bool = True) -> str:
     """The caller waits in their own conference, named by their CallSid, until an
     agent starts it; their leaving ends it. When calls are recorded they hear the
-    notice first."""
+    notice first (unless they heard it already: ``notice`` False)."""
     response = VoiceResponse()
-    if settings.record_calls:
+    if settings.record_calls and notice:
         response.say(settings.recording_notice)
+    _join_line(response, settings, call_sid)
+    return str(response)
+
+
+def _join_line(response: VoiceResponse, settings: Settings, call_sid: str) -> None:
     _conference(
         response,
         settings,
@@ -79,7 +85,59 @@ def customer_conference(settings: Settings, call_sid: str) -> str:
         beep=False,
         participant_label=CUSTOMER_LABEL,
     )
+
+
+# The callback-or-message choice (SPEC §9): one digit, a few seconds to press it.
+CHOICE_TIMEOUT_SECONDS = 6
+OFFER_AT_ARRIVAL = (
+    "All our agents are busy. To be called back without losing your place in line, "
+    "press 1. To leave a message, press 2. Or stay on the line to wait."
+)
+OFFER_AFTER_LONG_WAIT = (
+    "We are sorry to keep you waiting so long. To be called back without losing your "
+    "place in line, press 1. Or stay on the line to leave a message."
+)
+LONG_WAIT_MESSAGE = "We are sorry to keep you waiting so long."
+MESSAGE_INSTEAD = "Nobody is free to take your call yet."
+
+
+def _choice(response: VoiceResponse, settings: Settings, call_sid: str, long_wait: bool) -> None:
+    gather = response.gather(
+        action=choice_url(settings, call_sid, long_wait),
+        method="POST",
+        num_digits=1,
+        timeout=CHOICE_TIMEOUT_SECONDS,
+    )
+    gather.say(OFFER_AFTER_LONG_WAIT if long_wait else OFFER_AT_ARRIVAL)
+
+
+def offer_at_arrival(settings: Settings, call_sid: str) -> str:
+    """The callback offer before the line: a key press goes to the choice; no key
+    falls through to the caller's conference (the ``<Dial>`` after the ``<Gather>``)."""
+    response = VoiceResponse()
+    if settings.record_calls:
+        response.say(settings.recording_notice)
+    _choice(response, settings, call_sid, long_wait=False)
+    _join_line(response, settings, call_sid)
     return str(response)
+
+
+def offer_after_long_wait(settings: Settings, call_sid: str) -> str:
+    """The choice for a caller moved out after the longest wait: no key leaves a
+    message (the ``<Redirect>`` reaches the choice with no Digits)."""
+    response = VoiceResponse()
+    _choice(response, settings, call_sid, long_wait=True)
+    response.redirect(choice_url(settings, call_sid, long_wait=True), method="POST")
+    return str(response)
+
+
+def callback_requested(number: str) -> str:
+    """The caller chose a callback: told the number they will be called at, goodbye."""
+    spoken = " ".join(number.lstrip("+"))
+    return hang_up(
+        f"Thank you. We will call you back at {spoken} as soon as an agent is free, "
+        "keeping your place in line. Goodbye."
+    )
 
 
 def agent_conference(settings: Settings, name: str, label: str, end_on_exit: bool) -> str:

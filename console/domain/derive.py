@@ -94,6 +94,7 @@ class ConferenceView:
     participants: dict[str, Participant]
     milestones: Milestones
     transfers: dict[str, tuple[str, str | None]]  # id -> (status, reason)
+    callback: str | None = None  # the callback's id in a callback's conference (SPEC §9)
 
     @property
     def customer_gone(self) -> bool:
@@ -124,6 +125,8 @@ class ConferenceView:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "kind": "callback" if self.callback else "call",
+            "callback": self.callback,
         }
 
 
@@ -141,6 +144,7 @@ def derive(record: ConferenceRecord) -> ConferenceView:
         participants={},
         milestones=Milestones(),
         transfers={},
+        callback=record.callback.id if record.callback else None,
     )
     for callback in sorted(record.callbacks.values(), key=lambda c: c.seq):
         _apply_callback(view, record, callback)
@@ -181,7 +185,8 @@ def _apply_callback(view: ConferenceView, record: ConferenceRecord, cb: Any) -> 
         gone = view.participants.pop(cb.call_sid, None)
         if cb.end_on_exit or (gone and gone.end_on_exit and cb.end_on_exit is None):
             marks.left_ending.add(cb.call_sid)
-        if _is_customer(record, cb.call_sid, cb.label) and marks.customer_gone is None:
+        customer = _is_customer(record, cb.call_sid, cb.label)
+        if customer and marks.customer_gone is None and not _dismissed_machine(record, cb.call_sid):
             marks.customer_gone = cb.seq
     elif cb.call_sid in view.participants:
         _update_flags(view.participants[cb.call_sid], cb)
@@ -211,6 +216,15 @@ def _update_flags(participant: Participant, cb: Any) -> None:
 
 def _is_customer(record: ConferenceRecord, call_sid: str | None, label: str | None) -> bool:
     return label == CUSTOMER_LABEL or call_sid == record.name
+
+
+def _dismissed_machine(record: ConferenceRecord, call_sid: str) -> bool:
+    """A callback's number answered by a machine, which the app hangs up: the callback
+    goes on (the agent may dial again), so its leaving is not the customer's."""
+    if record.callback is None:
+        return False
+    dial = record.dial_for_call(call_sid)
+    return dial is not None and dial.machine
 
 
 def _participant(record: ConferenceRecord, cb: Any) -> Participant:

@@ -41,8 +41,27 @@ class UpdateParticipant:
 
 
 @dataclass(frozen=True)
+class DialNumber:
+    """Dial a callback's number into its conference (Participants API, label
+    ``customer``, machine detection on)."""
+
+    conference: str
+    conference_sid: str
+    dial: str
+    number: str
+
+
+@dataclass(frozen=True)
+class MoveCall:
+    """Move a waiting caller out of their conference to the longest-wait choice
+    (Calls API update, SPEC §9)."""
+
+    call_sid: str
+
+
+@dataclass(frozen=True)
 class Route:
     """Match waiting customers with available agents."""
 
 
-Effect = PlaceCall | HangUp | UpdateParticipant | Route
+Effect = PlaceCall | HangUp | UpdateParticipant | DialNumber | MoveCall | Route

@@ -43,6 +43,29 @@ def estimate(position: int, statuses: list[str], handled: int, handle_ms: int) -
     return round(math.ceil(ahead / signed_in) * handle_ms / handled)
 
 
+def must_wait(position: int, statuses: list[str]) -> bool:
+    """The caller at ``position`` has no available agent to take them now."""
+    return position > sum(status == AgentStatus.AVAILABLE for status in statuses)
+
+
+async def handled_figures(redis: Redis, now: int, zone: tzinfo) -> tuple[int, int]:
+    """Today's handled calls and their total handle time (the day before's while
+    today has none): what ``estimate`` averages."""
+    today, yesterday = local_day(now, zone), local_day(now - DAY_MS, zone)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.figures(today), HANDLED, HANDLE_MS)
+        pipe.hmget(keys.figures(yesterday), HANDLED, HANDLE_MS)
+        now_figures, before = await pipe.execute()
+    return _handled(now_figures, before)
+
+
+def _handled(today: list[str | None], yesterday: list[str | None]) -> tuple[int, int]:
+    handled, handle_ms = (int(v or 0) for v in today)
+    if not handled:
+        handled, handle_ms = (int(v or 0) for v in yesterday)
+    return handled, handle_ms
+
+
 async def read(redis: Redis, call_sid: str | None, now: int, zone: tzinfo) -> Place | None:
     """The place of ``call_sid`` in line (None when it is not there), or with
     ``call_sid`` None the place a caller arriving now would take."""
@@ -59,8 +82,6 @@ async def read(redis: Redis, call_sid: str | None, now: int, zone: tzinfo) -> Pl
     if index is None:
         return None
     position = index + 1
-    handled, handle_ms = (int(v or 0) for v in now_figures)
-    if not handled:
-        handled, handle_ms = (int(v or 0) for v in before)
+    handled, handle_ms = _handled(now_figures, before)
     statuses = [Agent.from_json(raw).status for raw in agents]
     return Place(position, estimate(position, statuses, handled, handle_ms))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from console.domain import hours
+from console.domain import callbacks, dialable, expected_wait, hours
 from console.domain.derive import CUSTOMER_LABEL, derive, dial_active
 from console.domain.effects import HangUp
 from console.domain.events import Event
@@ -22,9 +22,6 @@ from console.domain.records import (
 from console.domain.settle import call_off
 from console.domain.unit import Unit
 
-# The conference-end the app records for a customer who never reached their
-# conference: it folds after any SequenceNumber Twilio sends (derive.py).
-NO_CUSTOMER_SEQ = 2**62
 NO_CUSTOMER = "customer-never-joined"
 
 
@@ -35,6 +32,16 @@ class Arrival(StrEnum):
     ENDED = "ended"  # this CallSid's call is over: a replay, hung up on
     CLOSED = "closed-hours"  # outside BUSINESS_HOURS or on a holiday: a message, voicemail
     NO_AGENTS = "no-agents"  # every agent offline, NOBODY_SIGNED_IN=voicemail: the same
+    OFFERED = "offered"  # in the line, and first offered a callback or a message (§9)
+
+
+class Choice(StrEnum):
+    """What a caller's key press at the callback-or-message choice does (SPEC §9)."""
+
+    CALLBACK = "callback-requested"  # called back, their place kept: they hang up
+    VOICEMAIL = "voicemail"  # they leave a message
+    WAIT = "wait"  # they join (stay in) the line
+    ENDED = "ended"  # their call is no longer in the line: nothing to choose
 
 
 DIVERTED = "call.diverted"  # a caller sent to voicemail at arrival, never in the line
@@ -58,7 +65,102 @@ async def enqueue_call(unit: Unit, call_sid: str, from_number: str | None) -> Ar
         return diverted
     unit.create_conference(call_sid, from_number)
     unit.enqueue(call_sid, from_number)
+    if await _offers_callback(unit, from_number):
+        return Arrival.OFFERED
     return Arrival.QUEUED
+
+
+async def _offers_callback(unit: Unit, from_number: str | None) -> bool:
+    """CALLBACK_OFFER_SECONDS is set, the caller's number may be dialed back, and the
+    wait expected at their place is longer (0: whenever they must wait at all)."""
+    settings = unit.settings
+    if settings.callback_offer_seconds is None:
+        return False
+    if dialable.callback_number(from_number, settings.caller_id) is None:
+        return False
+    position = len(unit.queue)
+    statuses = [agent.status for agent in unit.agents.values()]
+    if not expected_wait.must_wait(position, statuses):
+        return False
+    if settings.callback_offer_seconds == 0:
+        return True
+    handled = await expected_wait.handled_figures(unit.redis, unit.now, settings.center_zone)
+    wait = expected_wait.estimate(position, statuses, *handled)
+    return wait is not None and wait > settings.callback_offer_seconds * 1000
+
+
+async def choose(unit: Unit, call_sid: str, digits: str, long_wait: bool) -> Choice:
+    """The caller pressed ``digits`` at the choice: 1 a callback keeping their place
+    in line, 2 a message; anything else (or nothing) waits in line as before, except
+    after the longest wait, where it leaves a message. Idempotent for a repeated
+    request: a choice made is not made again."""
+    record = await unit.conference(call_sid)
+    await unit.queued.fetch(unit.redis, [call_sid])
+    if record is None or call_sid not in unit.queue:
+        return Choice.ENDED
+    number = dialable.callback_number(record.from_number, unit.settings.caller_id)
+    choice = Choice.VOICEMAIL if long_wait else Choice.WAIT
+    if digits == "1" and number is not None:
+        choice = Choice.CALLBACK
+    elif digits == "2":
+        choice = Choice.VOICEMAIL
+    if choice == Choice.WAIT:
+        return choice
+    if choice == Choice.CALLBACK:
+        callbacks.request(unit, record, number or "", Choice.CALLBACK.value)
+    else:
+        unit.dequeue(call_sid, Choice.VOICEMAIL.value)
+    _leave_conference(unit, record)
+    return choice
+
+
+def _leave_conference(unit: Unit, record: ConferenceRecord) -> None:
+    """The caller will not be back in their conference (a call that left one does not
+    return, SPEC §9): it ends; anyone rung for it or waiting in it is hung up."""
+    record.moved_out = True
+    view = derive(record)
+    if view.status == "ended":
+        return
+    if customer_joined(record) and not view.customer_gone:
+        return  # still in it: Twilio reports the leaving the move causes
+    record.end_here(unit.now, view.sid or "", NO_CUSTOMER)
+    for dial in record.dials.values():
+        if dial_active(view, dial) and not dial.cancel_reason:
+            call_off(unit, record.name, dial, "customer-hung-up")
+
+
+async def move_out(unit: Unit, names: list[str]) -> list[str]:
+    """Callers at ``names`` who waited MAX_WAIT_SECONDS: marked to be moved to the
+    choice (their leaving is not hanging up); returns whom the Calls API moves."""
+    max_wait = unit.settings.max_wait_seconds
+    if max_wait is None:
+        return []
+    await unit.queued.fetch(unit.redis, names)
+    moving = callbacks.long_waiters(unit, names, max_wait * 1000)
+    await unit.preload(moving)
+    for name in moving:
+        record = await unit.conference(name)
+        if record is not None:
+            record.moved_out = True
+    return moving
+
+
+async def not_moved(unit: Unit, call_sid: str, gone: bool) -> None:
+    """The move failed: back to waiting as before, or out of the line when Twilio
+    says the call is over (``gone``)."""
+    record = await unit.conference(call_sid)
+    await unit.queued.fetch(unit.redis, [call_sid])
+    if call_sid not in unit.queue or call_sid not in unit.queued:
+        return
+    if gone:
+        unit.dequeue(call_sid, "hung-up")
+        if record is not None:
+            _leave_conference(unit, record)
+        return
+    entry = unit.queued[call_sid]
+    entry.moved_at, entry.not_before = 0, 0
+    if record is not None:
+        record.moved_out = False
 
 
 def _diverted(unit: Unit) -> Arrival | None:
@@ -97,14 +199,24 @@ async def apply_conference_callback(unit: Unit, name: str, callback: Callback) -
 
 
 async def apply_call_status(
-    unit: Unit, conference: str, dial_id: str, call_sid: str, status: str, seq: int | None
+    unit: Unit,
+    conference: str,
+    dial_id: str,
+    call_sid: str,
+    status: str,
+    seq: int | None,
+    answered_by: str | None = None,
 ) -> bool:
     """Record a call-progress callback of a call the app placed; False if it changed
-    nothing (unknown, duplicate or stale)."""
+    nothing (unknown, duplicate or stale). A number's answer carries ``AnsweredBy``
+    (machine detection, SPEC §9)."""
     record = await unit.conference(conference)
     dial = record.dials.get(dial_id) if record else None
     if dial is None:
         return False
+    if dial.kind == DialKind.CUSTOMER and status == "in-progress":
+        dial.answered = True  # a number's call joins by itself: nothing fetches TwiML
+        dial.answered_by = dial.answered_by or answered_by
     dial.call_sid = dial.call_sid or call_sid
     if seq is not None:
         if seq <= dial.seq:
@@ -156,7 +268,9 @@ async def accept_answer(unit: Unit, conference: str, dial_id: str, call_sid: str
         dial.status = "in-progress"
     unit.set_status(agent, AgentStatus.BUSY)
     if dial.kind == DialKind.AGENT:
-        unit.dequeue(conference, "routed")
+        unit.dequeue(conference, "routed", record.callback)
+        if record.callback is not None:
+            record.callback.agent = dial.agent  # the number is dialed once they joined
     # Alone with the customer, the agent ends the call by hanging up (docs/call-flow.md,
     # endConferenceOnExit);
     # a colleague joining a transfer must not, until the first agent has left.
@@ -219,13 +333,12 @@ async def end_without_customer(unit: Unit, name: str) -> bool:
     conference ends, the calls placed for it are hung up, their agents are free and
     the call leaves the line. False when the customer did arrive, or it is over."""
     record = await unit.conference(name)
-    if record is None or customer_joined(record):
-        return False
+    if record is None or record.callback is not None or customer_joined(record):
+        return False  # a callback's customer is dialed once its agent is there (§11)
     view = derive(record)
     if view.status == "ended":
         return False
-    end = Callback(NO_CUSTOMER_SEQ, "conference-end", unit.now, view.sid or "", reason=NO_CUSTOMER)
-    record.callbacks[callback_key(end)] = end
+    record.end_here(unit.now, view.sid or "", NO_CUSTOMER)
     for dial in record.dials.values():
         # Settling stops the rings; an agent already in the empty conference is hung
         # up here (Twilio will not end a conference for a customer who never came).

@@ -29,6 +29,7 @@ class DialKind(StrEnum):
     AGENT = "agent"  # an agent dialed to take a queued customer
     TRANSFER = "transfer"  # a colleague dialed by a warm transfer
     SUPERVISOR = "supervisor"  # a supervisor added to listen, whisper or barge
+    CUSTOMER = "customer"  # the number a callback dials (SPEC §9), label "customer"
 
 
 class TransferStatus(StrEnum):
@@ -44,6 +45,12 @@ class TransferStatus(StrEnum):
     def terminal(self) -> bool:
         return self in (TransferStatus.COMPLETED, TransferStatus.FAILED, TransferStatus.CANCELED)
 
+
+# AnsweredBy values of a number's call that are not a person (machine detection).
+MACHINE_ANSWERS = ("machine", "fax")
+# The conference-end the app records itself (a customer who never came, a callback's
+# conference closed before it started): it folds after any SequenceNumber Twilio sends.
+APP_END_SEQ = 2**62
 
 # Twilio CallStatus values that end a call, and those meaning it was never answered.
 CALL_ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
@@ -111,10 +118,16 @@ class Dial(_Record):
     cancel_reason: str | None = None  # why the app itself hung this call up
     transfer: str | None = None
     mode: str | None = None  # supervisors: listen | whisper | barge
+    answered_by: str | None = None  # a number's AnsweredBy (machine detection)
 
     @property
     def ended(self) -> bool:
         return self.status in CALL_ENDED or self.status == "api-error"
+
+    @property
+    def machine(self) -> bool:
+        """A number's call answered by a machine, not a person."""
+        return bool(self.answered_by) and self.answered_by.startswith(MACHINE_ANSWERS)
 
 
 @dataclass
@@ -163,6 +176,55 @@ class Recording(_Record):
         return {"sid": self.sid, "status": self.status, "duration": self.duration}
 
 
+class CallbackStatus(StrEnum):
+    WAITING = "waiting"  # in line, or its agent decides what next after a failed dial
+    DIALING = "dialing"  # the number rings
+    CONNECTED = "connected"  # the customer answered and joined
+    FAILED = "failed"  # CALLBACK_ATTEMPTS dials failed
+    DONE = "done"  # the call happened, or the agent closed it
+
+    @property
+    def closed(self) -> bool:
+        return self in (CallbackStatus.FAILED, CallbackStatus.DONE)
+
+
+@dataclass
+class CallbackInfo(_Record):
+    """A callback (SPEC §9): the number to dial for a caller who asked for one (or
+    left a voicemail), carried by the conference it is served in."""
+
+    id: str  # "CB" + hex; its first conference is named by it
+    number: str
+    origin: str  # the CallSid of the call that asked for it (or left the voicemail)
+    requested_at: int
+    attempts: int = 0  # dials of the number so far
+    status: str = CallbackStatus.WAITING
+    agent: str | None = None  # who serves it (set when they answer, or from the start)
+    pinned: bool = False  # a voicemail's callback: its agent alone, never in line
+    result: str | None = None  # why the last dial failed: no-answer, busy, failed, machine
+    retry: bool = False  # the agent asked to dial again
+    disposition: str | None = None
+    dial: str | None = None  # the dial of the number under way (or last made)
+    session: int = 1  # its conference's number: the line gives it a new one after a session
+    # ended unconnected (a conference that ended never starts again under its name)
+    successor: str | None = None  # the conference the callback moved on to
+
+    def public(self, conference: str) -> dict[str, Any]:
+        """The callback shape of events and snapshots (SPEC §9, docs/websocket.md)."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "requested_at": self.requested_at,
+            "attempts": self.attempts,
+            "status": self.status,
+            "agent": self.agent,
+            "origin": self.origin,
+            "result": self.result,
+            "disposition": self.disposition,
+            "conference": conference,
+        }
+
+
 @dataclass
 class ConferenceRecord(_Record):
     """Everything known about one customer's conference (named by the customer's CallSid)."""
@@ -179,6 +241,15 @@ class ConferenceRecord(_Record):
     # through the API, so that the change Twilio reports names who asked for it.
     hold_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     recording: Recording | None = None
+    callback: CallbackInfo | None = None  # set: this conference is a callback's (SPEC §9)
+    # The customer left the conference because the app moved their call out of it
+    # (the longest-wait exit, SPEC §9): they did not hang up.
+    moved_out: bool = False
+
+    def end_here(self, at: int, conference_sid: str, reason: str) -> None:
+        """Record a conference end the app decided (Twilio will report none)."""
+        end = Callback(APP_END_SEQ, "conference-end", at, conference_sid, reason=reason)
+        self.callbacks[f"{end.seq}:{end.event}:"] = end
 
     def dial_for_call(self, call_sid: str | None, label: str | None = None) -> Dial | None:
         """The dial a conference participant belongs to, by label first (set by us)."""
@@ -216,13 +287,20 @@ class Queued(_Record):
     queued_at: int
     not_before: int = 0  # after a failed dial, routing waits until then (no hot loop)
     kind: str = "call"  # or "callback" (SPEC §9), whose call_sid is the call that asked
+    callback: str | None = None  # a callback's id
+    moved_at: int = 0  # moved out to the longest-wait choice then (SPEC §9); 0: not
 
     def public(self, position: int) -> dict[str, Any]:
         """The queued shape of events and snapshots (docs/websocket.md)."""
-        return {
+        shape = {
             "call_sid": self.call_sid,
             "from": self.from_number,
             "queued_at": self.queued_at,
             "position": position,
             "kind": self.kind,
         }
+        if self.callback is not None:
+            shape["callback"] = self.callback
+        if self.moved_at:
+            shape["moved_at"] = self.moved_at
+        return shape

@@ -14,6 +14,7 @@ customer waits and an agent is free, and the unit announces its agents and its l
 
 from __future__ import annotations
 
+from console.domain import callbacks
 from console.domain.derive import (
     ConferenceView,
     Participant,
@@ -24,17 +25,20 @@ from console.domain.derive import (
     heard_changes,
     involved_agents,
 )
-from console.domain.effects import HangUp, Route, UpdateParticipant
+from console.domain.effects import DialNumber, HangUp, Route, UpdateParticipant
 from console.domain.events import Event
 from console.domain.records import (
     CALL_UNANSWERED,
+    CallbackInfo,
+    CallbackStatus,
     ConferenceRecord,
     Dial,
     DialKind,
     TransferStatus,
 )
+from console.domain.routing import new_dial_id
 from console.domain.unit import Unit
-from console.urls import hold_url
+from console.urls import hold_url, recording_notice_url
 
 HOLD_REQUEST_MS = 60_000  # a hold change this long after the request is not its doing
 
@@ -47,6 +51,16 @@ async def settle(unit: Unit) -> None:
     if unit.routable() and await unit.waiting(1):
         unit.effects.append(Route())
     await unit.announce()
+
+
+def _callback_needs_agent(callback: CallbackInfo, view: ConferenceView) -> bool:
+    """Back to the line: a connected customer nobody is with, or a callback whose agent
+    let the phone ring before its conference ever started (a voicemail's never)."""
+    if callback.successor or CallbackStatus(callback.status).closed:
+        return False
+    if callback.status == CallbackStatus.CONNECTED:
+        return True
+    return not callback.pinned and view.started_at is None
 
 
 def call_off(unit: Unit, conference: str, dial: Dial, reason: str) -> None:
@@ -71,6 +85,9 @@ class Settler:
         view = derive(self.record)
         self._customer_gone(view)
         self._release_agents(view)
+        if self.record.callback is not None:
+            self._callback(view)
+            view = derive(self.record)
         self._serve_customer(view)
         self._manage_participants(view)
         view = derive(self.record)  # the reactions above changed the facts
@@ -82,12 +99,14 @@ class Settler:
             self.audience |= involved_agents(self.before.record, self.before.view)
         self._announce_transfers(view)
         self._announce_conference(view)
+        self._announce_callback()
 
     def _customer_gone(self, view: ConferenceView) -> None:
         """The customer hung up: leave the queue, stop every ring meant for them."""
         if not view.customer_gone:
             return
-        self.unit.dequeue(self.record.name, "hung-up")
+        if not self.record.moved_out:  # moved to the longest-wait choice: it dequeues them
+            self.unit.dequeue(self.record.name, "hung-up", self.record.callback)
         for dial in self.record.dials.values():
             if not dial_active(view, dial) or dial.cancel_reason:
                 continue
@@ -103,8 +122,10 @@ class Settler:
                 continue
             if not (dial_finished(view, dial) or dial.cancel_reason):
                 continue
+            pinned = self.record.callback is not None and self.record.callback.pinned
             missed = (
                 dial.kind != DialKind.SUPERVISOR
+                and not pinned  # a voicemail's callback they asked for themselves
                 and not dial.answered
                 and dial.cancel_reason is None
                 and dial.status in CALL_UNANSWERED
@@ -120,11 +141,139 @@ class Settler:
             return
         if view.milestones.left_ending:
             return  # someone with endConferenceOnExit left: Twilio is ending it
+        if self.record.moved_out:
+            return  # moved to the choice (SPEC §9): they will not be back in this conference
         if view.agents_present():
             return
         if dials_under_way(self.record, view):
             return
-        self.unit.enqueue(name, self.record.from_number, front=bool(self.record.dials))
+        callback = self.record.callback
+        if callback is None:
+            self.unit.enqueue(name, self.record.from_number, front=bool(self.record.dials))
+        elif _callback_needs_agent(callback, view):
+            entry = callbacks.queued_entry(callback, callback.requested_at)
+            self.unit.enqueue(name, callback.number, front=True, entry=entry)
+
+    # -- callbacks (SPEC §9; console/domain/callbacks.py) ------------------------------
+
+    def _callback(self, view: ConferenceView) -> None:
+        """A callback's number is dialed once its agent is in the conference (again
+        when they ask); how the dial went is the callback's status; it ends with its
+        conference, or goes back to the line in a new one if it never connected."""
+        callback = self.record.callback
+        assert callback is not None
+        if callback.successor:
+            return
+        dial = self.record.dials.get(callback.dial or "")
+        if dial is not None and callback.status in (
+            CallbackStatus.DIALING,
+            CallbackStatus.CONNECTED,
+        ):
+            self._number_dial(view, callback, dial)
+        if CallbackStatus(callback.status).closed:
+            self._hang_up_all(view, "callback-closed")
+            return
+        if view.status == "ended":
+            self._callback_ended(callback)
+        elif callback.status == CallbackStatus.WAITING:
+            if (
+                callback.pinned
+                and view.started_at is None
+                and not dials_under_way(self.record, view)
+            ):
+                # A voicemail's callback whose agent did not answer: over (the
+                # voicemail stays theirs to call back again).
+                callback.status, callback.result = CallbackStatus.DONE, "agent-missed"
+                self.record.end_here(self.unit.now, view.sid or "", "callback-not-answered")
+            elif self._agent_waits(view, callback) and (callback.attempts == 0 or callback.retry):
+                self._dial_number(view, callback)
+
+    def _agent_waits(self, view: ConferenceView, callback: CallbackInfo) -> bool:
+        if view.status != "in-progress" or view.sid is None or view.milestones.left_ending:
+            return False
+        return any(p.agent == callback.agent for p in view.agents_present())
+
+    def _dial_number(self, view: ConferenceView, callback: CallbackInfo) -> None:
+        assert view.sid is not None and callback.agent is not None
+        dial = Dial(
+            id=new_dial_id(), kind=DialKind.CUSTOMER, agent=callback.agent, created_at=self.unit.now
+        )
+        self.record.dials[dial.id] = dial
+        callback.dial, callback.attempts = dial.id, callback.attempts + 1
+        callback.status, callback.result, callback.retry = CallbackStatus.DIALING, None, False
+        effect = DialNumber(self.record.name, view.sid, dial.id, callback.number)
+        self.unit.effects.append(effect)
+
+    def _number_dial(self, view: ConferenceView, callback: CallbackInfo, dial: Dial) -> None:
+        """The number's call: a machine is hung up; a person who joined is the
+        customer (whose leaving now ends the call, as an inbound caller's does); an
+        attempt that failed is counted, and the last one fails the callback."""
+        joined = bool(dial.call_sid) and dial.call_sid in view.milestones.joined
+        if dial.machine and not dial.cancel_reason and not dial.ended:
+            call_off(self.unit, self.record.name, dial, "machine")
+        if dial.machine or not joined:
+            if callback.status == CallbackStatus.DIALING and (
+                dial.machine or dial_finished(view, dial) or dial.cancel_reason
+            ):
+                self._attempt_failed(callback, dial)
+            return
+        if callback.status == CallbackStatus.DIALING:
+            callback.status = CallbackStatus.CONNECTED
+        customer = view.participants.get(dial.call_sid or "")
+        if customer is not None and dial.call_sid not in self.record.end_on_exit_requested:
+            self.record.end_on_exit_requested[dial.call_sid or ""] = True
+            params: dict[str, object] = {"end_conference_on_exit": True}
+            if self.unit.settings.record_calls:  # a dialed leg hears the notice as it joins
+                params |= {"announce_url": recording_notice_url(self.unit.settings)}
+                params |= {"announce_method": "POST"}
+            self._update(view, customer.call_sid, params)
+
+    def _attempt_failed(self, callback: CallbackInfo, dial: Dial) -> None:
+        if dial.machine:
+            callback.result = "machine"
+        elif dial.status in CALL_UNANSWERED:
+            callback.result = dial.status
+        elif dial.cancel_reason:
+            callback.result = "canceled"
+        else:
+            callback.result = "failed"  # api-error, or answered and gone before joining
+        if callback.attempts >= self.unit.settings.callback_attempts:
+            callback.status = CallbackStatus.FAILED
+        else:
+            callback.status = CallbackStatus.WAITING
+
+    def _callback_ended(self, callback: CallbackInfo) -> None:
+        """Its conference is over: the call happened, or the callback goes back to the
+        line in a new conference (a voicemail's ends: its agent is the one to call)."""
+        if callback.status == CallbackStatus.CONNECTED:
+            callback.status = CallbackStatus.DONE
+            return
+        if callback.pinned:
+            callback.status, callback.result = CallbackStatus.DONE, callback.result or "agent-left"
+            return
+        successor = CallbackInfo.from_json(callback.to_json())
+        successor.session += 1
+        successor.status, successor.agent, successor.dial = CallbackStatus.WAITING, None, None
+        successor.retry = True  # dialed as soon as its next agent is in
+        callback.successor = callbacks.conference_name(successor)
+        record = callbacks.open_session(self.unit, successor)
+        callbacks.announce(self.unit, record)  # created while settling: not settled itself
+
+    def _hang_up_all(self, view: ConferenceView, reason: str) -> None:
+        """A closed callback's calls end: its agent's, and the number's if it rings."""
+        for dial in self.record.dials.values():
+            if dial_active(view, dial) and not dial.cancel_reason:
+                call_off(self.unit, self.record.name, dial, reason)
+        if view.status != "ended" and view.started_at is None and not view.participants:
+            self.record.end_here(self.unit.now, view.sid or "", "callback-closed")
+
+    def _announce_callback(self) -> None:
+        callback = self.record.callback
+        if callback is None or callback.successor:
+            return
+        before = self.before.record.callback if self.before.record else None
+        if before is None or before.public(self.record.name) != callback.public(self.record.name):
+            callbacks.announce(self.unit, self.record)
 
     def _manage_participants(self, view: ConferenceView) -> None:
         if view.status != "in-progress" or view.customer_gone:

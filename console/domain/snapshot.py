@@ -28,8 +28,12 @@ class Snapshot:
 
     def visible_to(self, username: str | None, supervisor: bool) -> dict[str, Any]:
         """The state shape (docs/websocket.md) for one user (``supervisor``: everything)."""
-        conferences, transfers = [], []
+        conferences, transfers, callbacks = [], [], []
         for record in self.conferences:
+            callback = record.callback
+            shown_callback = callback is not None and not callback.successor
+            if shown_callback and (supervisor or callback.agent == username):
+                callbacks.append(callback.public(record.name))
             view = derive(record)
             if not supervisor and username not in involved_agents(record, view):
                 continue
@@ -51,6 +55,7 @@ class Snapshot:
             "voicemails": [
                 v.public() for v in self.voicemails if v.visible_to(username, supervisor)
             ],
+            "callbacks": sorted(callbacks, key=lambda c: (c["requested_at"], c["id"])),
         }
 
 

@@ -23,7 +23,7 @@ from console.domain.derive import ConferenceView, derive
 from console.domain.effects import Effect
 from console.domain.events import Event, append_events, log_cap
 from console.domain.projections import project
-from console.domain.records import Agent, AgentStatus, ConferenceRecord, Queued
+from console.domain.records import Agent, AgentStatus, CallbackInfo, ConferenceRecord, Queued
 from console.domain.unit_state import ENDED, After, Start, StateCopy
 from console.domain.waiting_line import (
     EAGER_QUEUE_UPDATES,
@@ -84,7 +84,7 @@ class Unit:
         self.effects: list[Effect] = []
         self._conferences: dict[str, ConferenceRecord | None] = {}
         self._before: dict[str, Loaded] = {}
-        self._dequeued: dict[str, str] = {}
+        self._dequeued: dict[str, tuple[str, CallbackInfo | None]] = {}
         self._new_transfers: dict[str, str] = {}
         self._status: dict[str, str] = {}  # conference -> status after settling
         self._line: LineChange | None = None  # how announce() found the line changed
@@ -164,20 +164,40 @@ class Unit:
             self.agents[username] = Agent(username=username, since=self.now)
         return self.agents[username]
 
-    def enqueue(self, name: str, from_number: str | None, front: bool = False) -> None:
+    def enqueue(
+        self, name: str, from_number: str | None, front: bool = False, entry: Queued | None = None
+    ) -> None:
+        """Put conference ``name`` in the line (at the back, or the front); ``entry``:
+        its queued record when it is not a plain call (a callback, SPEC §9)."""
         if name in self.queue:
             return
-        self.queued[name] = Queued(call_sid=name, from_number=from_number, queued_at=self.now)
+        self.queued[name] = entry or Queued(
+            call_sid=name, from_number=from_number, queued_at=self.now
+        )
         if front:
             self.queue.insert(0, name)
         else:
             self.queue.append(name)
 
-    def dequeue(self, name: str, reason: str) -> None:
+    def replace_in_line(self, name: str, successor: str, entry: Queued, reason: str) -> bool:
+        """``successor`` takes ``name``'s place in the line (a callback keeps the place
+        of the call that asked for it); ``name`` leaves for ``reason``. False when
+        ``name`` is not in the line."""
+        if name not in self.queue:
+            return False
+        self.queue[self.queue.index(name)] = successor
+        self.queued.discard(name)
+        self.queued[successor] = entry
+        self._dequeued[name] = (reason, None)
+        return True
+
+    def dequeue(self, name: str, reason: str, callback: CallbackInfo | None = None) -> None:
+        """``name`` leaves the line for ``reason``; ``callback``: the callback it was
+        (its call.dequeued names the call that asked for it, as its queued shape does)."""
         if name in self.queue:
             self.queue.remove(name)
             self.queued.discard(name)
-            self._dequeued[name] = reason
+            self._dequeued[name] = (reason, callback)
 
     def register_transfer(self, transfer_id: str, conference: str) -> None:
         self._new_transfers[transfer_id] = conference
@@ -284,11 +304,12 @@ class Unit:
 
     def _announce_line_changes(self, line: LineChange) -> None:
         """call.dequeued for who left the line, call.queued for who joined it."""
-        for name, reason in self._dequeued.items():
+        for name, (reason, callback) in self._dequeued.items():
             if name in line.left:
-                self.events.append(
-                    Event("call.dequeued", {"call_sid": name, "reason": reason}, self.now)
-                )
+                data = {"call_sid": name, "reason": reason}
+                if callback is not None:
+                    data = {"call_sid": callback.origin, "reason": reason, "callback": callback.id}
+                self.events.append(Event("call.dequeued", data, self.now))
         for position, name in line.joined(self.queue):
             self.events.append(Event("call.queued", self.queued[name].public(position), self.now))
 
@@ -317,7 +338,7 @@ class Unit:
             key = keys.conference(name)
             self._written[name] = raw
             pipe.set(key, raw)
-            if self._status[name] == "ended":
+            if self._status.get(name) == "ended":
                 pipe.expire(key, ENDED_RETENTION_SECONDS)
                 pipe.srem(keys.LIVE, name)
                 pipe.set(keys.ended_call(name), self.now, ex=ENDED_CALL_RETENTION_SECONDS)

@@ -190,6 +190,38 @@ class TwilioGateway(Extension):
         )
         return str(participant.call_sid)
 
+    async def add_number(
+        self, conference_sid: str, number: str, label: str, status_callback: str
+    ) -> str:
+        """Dial ``number`` into a live conference from TWILIO_CALLER_ID, with machine
+        detection (a callback, SPEC §9); returns the new CallSid. Its leaving does not
+        end the conference until the app knows a person answered."""
+        assert self.settings is not None
+        participant = await self._call(
+            "dial number",
+            self.client.conferences(conference_sid).participants.create_async(
+                from_=self.settings.caller_id,
+                to=number,
+                label=label,
+                beep="false",
+                early_media=False,
+                start_conference_on_enter=True,
+                end_conference_on_exit=False,
+                timeout=self.settings.ring_timeout_seconds,
+                machine_detection="Enable",
+                status_callback=status_callback,
+                status_callback_method="POST",
+                status_callback_event=CALL_PROGRESS_EVENTS,
+            ),
+        )
+        return str(participant.call_sid)
+
+    async def move_call(self, call_sid: str, url: str) -> None:
+        """Move a call to new TwiML at ``url`` (it leaves any conference it is in)."""
+        await self._call(
+            "call move", self.client.calls(call_sid).update_async(url=url, method="POST")
+        )
+
     async def live_conferences(self, status: str = "in-progress") -> list[Any]:
         """Conferences Twilio reports in ``status`` (for reconcile: ``in-progress``, and
         ``init`` for customers still waiting alone)."""

@@ -22,8 +22,16 @@ from redis.exceptions import RedisError
 
 from console.config import Settings
 from console.domain import keys
-from console.domain.derive import derive
-from console.domain.effects import Effect, HangUp, PlaceCall, Route, UpdateParticipant
+from console.domain.derive import CUSTOMER_LABEL, derive
+from console.domain.effects import (
+    DialNumber,
+    Effect,
+    HangUp,
+    MoveCall,
+    PlaceCall,
+    Route,
+    UpdateParticipant,
+)
 from console.domain.errors import Contended
 from console.domain.events import now_ms
 from console.domain.history_log import trim_log
@@ -33,7 +41,7 @@ from console.domain.unit import Unit
 from console.extension import ServingExtension, cancel, settings_of
 from console.redis_ext import RedisExtension
 from console.telephony.gateway import GatewayError, TwilioGateway
-from console.urls import agent_connect_url, call_status_url
+from console.urls import agent_connect_url, call_status_url, long_wait_url
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ SWEEP_SECONDS = 2.0
 DRAIN_SECONDS = 10.0
 TRIM_EVERY_SWEEPS = 30  # the log's trim (console.domain.history_log) runs about once a minute
 ASK_TWILIO_MIN_MS = 2000  # the least wait before asking Twilio about a customer (again)
+LONG_WAIT_SCAN = 32  # the head of the line searched for MAX_WAIT_SECONDS (oldest first)
 
 
 class Runner(ServingExtension):
@@ -119,6 +128,10 @@ class Runner(ServingExtension):
                     await self.route()
                 case PlaceCall():
                     await self.place_call(effect.conference, effect.dial, effect.agent)
+                case DialNumber():
+                    await self.dial_number(effect)
+                case MoveCall():
+                    await self.move_call(effect.call_sid)
                 case HangUp() | UpdateParticipant():
                     await self._request(effect)
         except (RedisError, Contended) as exc:
@@ -161,6 +174,36 @@ class Runner(ServingExtension):
             call_sid = None
         await self.unit(lambda unit: record_dial_result(unit, conference, dial, call_sid))
 
+    async def dial_number(self, effect: DialNumber) -> None:
+        """Dial a callback's number into its conference and record the CallSid, or
+        that it failed (the agent is told; never retried, as for agents)."""
+        from console.domain.flow import record_dial_result
+
+        settings = self.settings
+        try:
+            call_sid: str | None = await self.gateway.add_number(
+                effect.conference_sid,
+                effect.number,
+                CUSTOMER_LABEL,
+                call_status_url(settings, effect.conference, effect.dial),
+            )
+        except GatewayError:
+            call_sid = None
+        conference, dial = effect.conference, effect.dial
+        await self.unit(lambda unit: record_dial_result(unit, conference, dial, call_sid))
+
+    async def move_call(self, call_sid: str) -> None:
+        """Move a caller who waited MAX_WAIT_SECONDS to the choice; if Twilio refuses,
+        they wait on as before, or leave the line when their call is over."""
+        from console.domain.flow import not_moved
+
+        try:
+            await self.gateway.move_call(call_sid, long_wait_url(self.settings, call_sid))
+        except GatewayError as exc:
+            log.info("move of %s to the longest-wait choice failed: %s", call_sid, exc.detail)
+            gone = exc.status == 404 or await self._customer_call_over(call_sid)
+            await self.unit(lambda unit: not_moved(unit, call_sid, gone), conferences=(call_sid,))
+
     async def _request(self, effect: HangUp | UpdateParticipant) -> None:
         from console.domain.flow import forget_participant_request
 
@@ -191,7 +234,8 @@ class Runner(ServingExtension):
         """Agents whose dashboards are gone go offline, wrap-ups end, then routing
         runs: in one unit, so nobody is dialed into a closed tab. Then, in the
         background, agents dialed for a customer who never came are freed."""
-        from console.domain.flow import engaged_conferences
+        from console.domain.callbacks import unanswered_choices
+        from console.domain.flow import engaged_conferences, move_out, not_moved
         from console.domain.presence import mark_absent_offline
         from console.domain.routing import assign
 
@@ -199,14 +243,27 @@ class Runner(ServingExtension):
         grace = self.settings.agent_grace_seconds
         engaged: set[str] = set()
 
+        head: list[str] = []
+        stale: list[str] = []  # moved to the choice a minute ago, still in line
+
         async def change(unit: Unit) -> int:
             mark_absent_offline(unit, last_seen, grace)
             unit.announce_held_back_queue()
             engaged.clear()
             engaged.update(engaged_conferences(unit))
+            head[:] = unit.queue[:LONG_WAIT_SCAN]
+            for call_sid in await move_out(unit, head):
+                unit.effects.append(MoveCall(call_sid))
+            if self.settings.max_wait_seconds is not None:  # move_out fetched the head
+                stale[:] = unanswered_choices(unit, head)
             return await assign(unit)
 
         await self.unit(change)
+        for call_sid in stale:
+            # Nothing came of their choice: one whose call is over hung up at the prompt.
+            if await self._customer_call_over(call_sid):
+                gone = functools.partial(not_moved, call_sid=call_sid, gone=True)
+                await self.unit(gone, conferences=(call_sid,))
         if self._stranded is None or self._stranded.done():
             # In the background: asking Twilio must not hold up the next routing sweep.
             self._stranded = asyncio.create_task(self._check_stranded(engaged))
@@ -238,11 +295,11 @@ class Runner(ServingExtension):
         raws = await self.redis.mget([keys.conference(name) for name in names])
         for name, raw in zip(names, raws, strict=True):
             record = ConferenceRecord.from_json(raw) if raw else None
-            if record is not None and customer_joined(record):
+            # A callback's conference has no customer until its number answers
+            # (SPEC §9, §11): its agent waiting alone is not stranded.
+            if record is not None and (customer_joined(record) or record.callback is not None):
                 self._arrived.add(name)
                 continue
-            # §9 callbacks (not built yet): the conference of a callback the app places
-            # has no customer until the number answers; leave those out here.
             if record is None or record.created_at > now - wait:
                 continue
             if derive(record).status == "ended":

@@ -86,6 +86,7 @@ class StateOut(BaseModel):
     agents: list[AgentOut]
     transfers: list[TransferOut]
     voicemails: list[dict[str, Any]]
+    callbacks: list[dict[str, Any]]
 
 
 class TokenOut(BaseModel):

@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
 from quart_schema import document_response, validate_request
 
-from console.domain import voicemails
+from console.domain import callbacks, dialable, voicemails
 from console.domain.events import now_ms
 from console.extension import get_settings
 from console.ids import CALL_SID
 from console.redis_ext import get_redis
+from console.telephony.runner import get_runner
 from console.web.auth import current_user, login_required
+from console.web.callbacks import CallbackOut
 from console.web.errors import error_response
 
 blueprint = Blueprint("voicemails", __name__, url_prefix="/api/voicemails")
@@ -93,3 +95,25 @@ async def post_close(voicemail_id: str, data: CloseBody) -> Response:
         now_ms(),
     )
     return jsonify(closed.public())
+
+
+@blueprint.post("/<voicemail_id>/callback")
+@document_response(CallbackOut, 200)
+@login_required
+async def post_callback(voicemail_id: str) -> Response:
+    """Call the caller back: the message becomes the user's (409 when it is someone
+    else's), their phone rings at once, and the number is dialed once they answer."""
+    refused = _known_id(voicemail_id)
+    if refused is not None:
+        return refused
+    settings = get_settings()
+    user = await _user()
+    claimed = await voicemails.claim(get_redis(), settings, voicemail_id, user.username, now_ms())
+    number = dialable.callback_number(claimed.from_number, settings.caller_id)
+    if number is None:
+        return error_response("this caller's number cannot be called back", 409)
+    record = await get_runner().unit(
+        lambda unit: callbacks.for_voicemail(unit, voicemail_id, number, user.username)
+    )
+    assert record.callback is not None
+    return jsonify(record.callback.public(record.name))

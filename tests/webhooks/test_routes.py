@@ -32,7 +32,7 @@ def test_every_webhook_route_checks_the_signature_and_every_api_route_the_sessio
         if rule.rule.startswith("/api/"):
             api_rules.append(rule.rule)
             assert getattr(view, "__warmline_auth__", None) in ("login", "supervisor"), rule.rule
-    assert len(webhook_rules) == 9  # with the recording and voicemail routes
+    assert len(webhook_rules) == 11  # with the recording, voicemail and choice routes
     assert len(api_rules) >= 8
 
 

@@ -87,7 +87,8 @@ def test_fields_added_by_a_newer_version_are_ignored_and_missing_ones_default() 
 def test_compact_json_with_text_as_utf8() -> None:
     queued = Queued(call_sid="CA1", from_number="+33 6 Zoé", queued_at=7)
     assert queued.to_json() == (
-        '{"call_sid":"CA1","from_number":"+33 6 Zoé","queued_at":7,"not_before":0,"kind":"call"}'
+        '{"call_sid":"CA1","from_number":"+33 6 Zoé","queued_at":7,"not_before":0,"kind":"call",'
+        '"callback":null,"moved_at":0}'
     )
     assert Agent(username="ana").to_json() == (
         '{"username":"ana","status":"offline","since":0,"idle_since":0,'

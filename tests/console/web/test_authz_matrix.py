@@ -68,6 +68,8 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("POST", "/voicemail/recording"): Cell("/voicemail/recording?call={voicemail}", WEBHOOK),
     ("POST", "/voicemail/done"): Cell("/voicemail/done", WEBHOOK),
     ("POST", "/conference/recording/notice"): Cell("/conference/recording/notice", WEBHOOK),
+    ("POST", "/voice/choice"): Cell("/voice/choice?call={customer}&long=0", WEBHOOK),
+    ("POST", "/voice/long-wait"): Cell("/voice/long-wait?call={customer}", WEBHOOK),
     # -- JSON API -------------------------------------------------------------------------
     ("GET", "/api/state"): Cell("/api/state", API_ANY_USER),
     ("GET", "/api/me"): Cell("/api/me", API_ANY_USER),
@@ -117,6 +119,21 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("POST", "/api/voicemails/<voicemail_id>/close"): Cell(
         "/api/voicemails/{voicemail}/close",
         {"anonymous": 401, "agent": 200, "other": 404, "supervisor": 200},
+        json={"disposition": "Resolved"},
+    ),
+    # alice's claim; its caller's number is not one a callback may dial (409 for her)
+    ("POST", "/api/voicemails/<voicemail_id>/callback"): Cell(
+        "/api/voicemails/{voicemail}/callback",
+        {"anonymous": 401, "agent": 409, "other": 409, "supervisor": 409},
+    ),
+    # -- callbacks: the world has none (who may act on one: tests/webhooks/test_callbacks.py)
+    ("POST", "/api/callbacks/<callback_id>/retry"): Cell(
+        "/api/callbacks/CB" + "0" * 32 + "/retry",
+        {"anonymous": 401, "agent": 404, "other": 404, "supervisor": 404},
+    ),
+    ("POST", "/api/callbacks/<callback_id>/close"): Cell(
+        "/api/callbacks/CB" + "0" * 32 + "/close",
+        {"anonymous": 401, "agent": 404, "other": 404, "supervisor": 404},
         json={"disposition": "Resolved"},
     ),
     # -- the history (the matrix's app keeps it; the live call is stored) ---------------

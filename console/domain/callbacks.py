@@ -78,15 +78,17 @@ def announce(unit: Unit, record: ConferenceRecord) -> None:
 
 
 def open_session(
-    unit: Unit, callback: CallbackInfo, origin_line: str | None = None, reason: str = ""
+    unit: Unit, callback: CallbackInfo, origin: ConferenceRecord | None = None, reason: str = ""
 ) -> ConferenceRecord:
     """The conference the callback is served in now, created, and its place in line:
-    ``origin_line``'s (the call that asked) when given, else the front."""
+    ``origin``'s (the call that asked) when given, else the front."""
     name = conference_name(callback)
     record = unit.create_conference(name, callback.number)
     record.callback = callback
     entry = queued_entry(callback, callback.requested_at)
-    if origin_line is None or not unit.replace_in_line(origin_line, name, entry, reason):
+    if origin is None or not unit.replace_in_line(
+        origin.name, name, entry, reason, origin.created_at
+    ):
         unit.enqueue(name, callback.number, front=True, entry=entry)
     return record
 
@@ -97,7 +99,7 @@ def request(unit: Unit, origin: ConferenceRecord, number: str, reason: str) -> C
     callback = CallbackInfo(
         id=new_id(), number=number, origin=origin.name, requested_at=_arrival(unit, origin)
     )
-    return open_session(unit, callback, origin_line=origin.name, reason=reason)
+    return open_session(unit, callback, origin=origin, reason=reason)
 
 
 def _arrival(unit: Unit, origin: ConferenceRecord) -> int:

@@ -22,6 +22,7 @@ from console.domain.records import (
 )
 
 CUSTOMER_LABEL = "customer"
+MOVED_OUT = "choosing"  # left_for of a caller moved to the longest-wait choice (SPEC §9)
 HEARD_MODES = ("whisper", "barge")
 # Marks the copies of supervisor-leg events made for agents (see ``heard_changes``):
 # they go to agents only (Event.agents_only), supervisors having the true events.
@@ -95,6 +96,7 @@ class ConferenceView:
     milestones: Milestones
     transfers: dict[str, tuple[str, str | None]]  # id -> (status, reason)
     callback: str | None = None  # the callback's id in a callback's conference (SPEC §9)
+    left_for: str | None = None  # left the line for a callback, a message, or the choice
 
     @property
     def customer_gone(self) -> bool:
@@ -127,6 +129,7 @@ class ConferenceView:
             "ended_at": self.ended_at,
             "kind": "callback" if self.callback else "call",
             "callback": self.callback,
+            "left_for": self.left_for,
         }
 
 
@@ -145,6 +148,7 @@ def derive(record: ConferenceRecord) -> ConferenceView:
         milestones=Milestones(),
         transfers={},
         callback=record.callback.id if record.callback else None,
+        left_for=record.left_for or (MOVED_OUT if record.moved_out else None),
     )
     for callback in sorted(record.callbacks.values(), key=lambda c: c.seq):
         _apply_callback(view, record, callback)

@@ -24,7 +24,10 @@ Fields:
   answered calls whose wait rounded *up* to whole seconds is n, so the service level
   can be computed for any threshold when read (``SERVICE_LEVEL_SECONDS`` is not
   needed when writing, and changing it applies to the stored days too).
-- ``abandoned``: conferences that ended without ever starting.
+- ``abandoned``: conferences that ended without ever starting, except callers who
+  chose to leave the line (SPEC §9): ``callback_requests`` asked for a callback,
+  ``left_messages`` left to leave a message. A callback's own conference is not an
+  inbound call: never answered or abandoned here, only handled.
 - ``handled``, ``handle_ms``: answered conferences that ended, and the sum of their
   lengths from start to end (both Twilio's ``Timestamp``: one clock), for the
   expected wait (console/domain/expected_wait.py).
@@ -51,6 +54,8 @@ RETENTION_SECONDS = 8 * 24 * 3600
 WAIT_BUCKET = "wait_s:"
 HANDLED, HANDLE_MS = "handled", "handle_ms"
 FAILED_REASON = "transfers_failed:"
+# Callers who left the line by choice (SPEC §9), counted apart from abandons.
+LEFT_FOR = {"callback-requested": "callback_requests", "voicemail": "left_messages"}
 
 # KEYS[1]: the day's counters, KEYS[2]: the day's contributions by subject.
 # ARGV[1]: subject, ARGV[2]: its contribution now ("field=amount;..."), ARGV[3]: TTL.
@@ -98,6 +103,19 @@ def project(pipe: Pipeline, events: list[Event], zone: tzinfo) -> None:
 def contributions(event: Event, zone: tzinfo) -> list[tuple[str, str, dict[str, int]]]:
     """(day, subject, counters) for what ``event`` settles; empty for anything else."""
     data = event.data
+    callback = data.get("kind") == "callback"  # not an inbound call: never offered
+    if callback and event.type == "conference.started":
+        return []
+    if event.type == "conference.ended" and data.get("started_at") is None:
+        left_for = data.get("left_for")
+        if callback or left_for:  # not an abandon: a choice (counted by its departure)
+            counts = {LEFT_FOR[left_for]: 1} if left_for in LEFT_FOR else {}
+            return [(local_day(data["created_at"], zone), "call:" + data["name"], counts)]
+    if event.type == "call.dequeued" and data.get("arrived_at") is not None:
+        # A caller at the choice leaving the line: the call's count, whichever of its
+        # departure and its conference's end came first (one subject, counted once).
+        counter = LEFT_FOR.get(data["reason"], "abandoned")
+        return [(local_day(data["arrived_at"], zone), "call:" + data["call_sid"], {counter: 1})]
     if event.type == "conference.started" and data.get("started_at") is not None:
         # started_at is Twilio's Timestamp: the wait is measured on the app's clock
         wait = max(0, event.ts - data["created_at"])
@@ -176,6 +194,8 @@ async def read(redis: Redis, now: int, service_level_seconds: int, zone: tzinfo)
         "longest_wait_ms": max(0, now - min(queued_at)) if queued_at else None,
         "answered": answered,
         "abandoned": counters.get("abandoned", 0),
+        "callbacks_requested": counters.get("callback_requests", 0),
+        "left_messages": counters.get("left_messages", 0),
         "mean_wait_ms": _mean(counters.get("answered_wait_ms", 0), answered),
         "service_level_seconds": service_level_seconds,
         "answered_within_service_level": within,

@@ -109,7 +109,8 @@ async def choose(unit: Unit, call_sid: str, digits: str, long_wait: bool) -> Cho
     if choice == Choice.CALLBACK:
         callbacks.request(unit, record, number or "", Choice.CALLBACK.value)
     else:
-        unit.dequeue(call_sid, Choice.VOICEMAIL.value)
+        unit.dequeue(call_sid, Choice.VOICEMAIL.value, arrived_at=record.created_at)
+    record.left_for = choice.value
     _leave_conference(unit, record)
     return choice
 
@@ -152,8 +153,9 @@ async def not_moved(unit: Unit, call_sid: str, gone: bool) -> None:
     await unit.queued.fetch(unit.redis, [call_sid])
     if call_sid not in unit.queue or call_sid not in unit.queued:
         return
-    if gone:
-        unit.dequeue(call_sid, "hung-up")
+    if gone:  # an abandon after all, counted by its departure (its end was not)
+        arrived_at = record.created_at if record is not None else None
+        unit.dequeue(call_sid, "hung-up", arrived_at=arrived_at)
         if record is not None:
             _leave_conference(unit, record)
         return

@@ -245,6 +245,9 @@ class ConferenceRecord(_Record):
     # The customer left the conference because the app moved their call out of it
     # (the longest-wait exit, SPEC §9): they did not hang up.
     moved_out: bool = False
+    # Why the caller left the line without an agent, when they chose to: a callback
+    # (``callback-requested``) or a message (``voicemail``). Not an abandon.
+    left_for: str | None = None
 
     def end_here(self, at: int, conference_sid: str, reason: str) -> None:
         """Record a conference end the app decided (Twilio will report none)."""

@@ -84,7 +84,7 @@ class Unit:
         self.effects: list[Effect] = []
         self._conferences: dict[str, ConferenceRecord | None] = {}
         self._before: dict[str, Loaded] = {}
-        self._dequeued: dict[str, tuple[str, CallbackInfo | None]] = {}
+        self._dequeued: dict[str, tuple[str, CallbackInfo | None, int | None]] = {}
         self._new_transfers: dict[str, str] = {}
         self._status: dict[str, str] = {}  # conference -> status after settling
         self._line: LineChange | None = None  # how announce() found the line changed
@@ -179,7 +179,9 @@ class Unit:
         else:
             self.queue.append(name)
 
-    def replace_in_line(self, name: str, successor: str, entry: Queued, reason: str) -> bool:
+    def replace_in_line(
+        self, name: str, successor: str, entry: Queued, reason: str, arrived_at: int | None = None
+    ) -> bool:
         """``successor`` takes ``name``'s place in the line (a callback keeps the place
         of the call that asked for it); ``name`` leaves for ``reason``. False when
         ``name`` is not in the line."""
@@ -188,16 +190,24 @@ class Unit:
         self.queue[self.queue.index(name)] = successor
         self.queued.discard(name)
         self.queued[successor] = entry
-        self._dequeued[name] = (reason, None)
+        self._dequeued[name] = (reason, None, arrived_at)
         return True
 
-    def dequeue(self, name: str, reason: str, callback: CallbackInfo | None = None) -> None:
+    def dequeue(
+        self,
+        name: str,
+        reason: str,
+        callback: CallbackInfo | None = None,
+        arrived_at: int | None = None,
+    ) -> None:
         """``name`` leaves the line for ``reason``; ``callback``: the callback it was
-        (its call.dequeued names the call that asked for it, as its queued shape does)."""
+        (its call.dequeued names the call that asked for it, as its queued shape does);
+        ``arrived_at``: the call's arrival, when the departure settles how the call is
+        counted (a caller who chose to leave, console/domain/figures.py)."""
         if name in self.queue:
             self.queue.remove(name)
             self.queued.discard(name)
-            self._dequeued[name] = (reason, callback)
+            self._dequeued[name] = (reason, callback, arrived_at)
 
     def register_transfer(self, transfer_id: str, conference: str) -> None:
         self._new_transfers[transfer_id] = conference
@@ -304,11 +314,13 @@ class Unit:
 
     def _announce_line_changes(self, line: LineChange) -> None:
         """call.dequeued for who left the line, call.queued for who joined it."""
-        for name, (reason, callback) in self._dequeued.items():
+        for name, (reason, callback, arrived_at) in self._dequeued.items():
             if name in line.left:
-                data = {"call_sid": name, "reason": reason}
+                data: dict[str, object] = {"call_sid": name, "reason": reason}
                 if callback is not None:
                     data = {"call_sid": callback.origin, "reason": reason, "callback": callback.id}
+                if arrived_at is not None:
+                    data["arrived_at"] = arrived_at
                 self.events.append(Event("call.dequeued", data, self.now))
         for position, name in line.joined(self.queue):
             self.events.append(Event("call.queued", self.queued[name].public(position), self.now))

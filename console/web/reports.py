@@ -58,6 +58,8 @@ class Figures(BaseModel):
     longest_wait_ms: int | None
     answered: int
     abandoned: int
+    callbacks_requested: int  # callers who left the line for a callback (SPEC §9)
+    left_messages: int  # and for a message
     mean_wait_ms: int | None
     service_level_seconds: int
     answered_within_service_level: int

@@ -5,6 +5,7 @@ voicemail called back, and who sees what."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -101,7 +102,12 @@ async def test_a_callback_keeps_the_callers_place_among_later_calls(offer, redis
             for e in everything
             if e["type"] == "call.dequeued" and e["data"]["call_sid"] == caller
         ]
-        assert left["data"] == {"call_sid": caller, "reason": "callback-requested"}
+        assert left["data"] | {"arrived_at": 0} == {
+            "call_sid": caller,
+            "reason": "callback-requested",
+            "arrived_at": 0,  # the call's arrival: figures count the choice on its day
+        }
+        assert left["data"]["arrived_at"] > 0
         [created] = await callback_events(redis)
         assert created["audience"] == ""  # supervisors only while nobody serves it
         assert created["data"] | {"requested_at": 0} == {
@@ -122,6 +128,9 @@ async def test_a_callback_keeps_the_callers_place_among_later_calls(offer, redis
         assert [q["kind"] for q in seen["queue"]] == ["call", "callback", "call"]
         assert seen["queue"][1]["call_sid"] == caller
         assert [c["id"] for c in seen["callbacks"]] == [callback]
+        # The figures tell why the caller left: a choice, not an abandon.
+        figures = await (await sue.get("/api/figures")).get_json()
+        assert (figures["abandoned"], figures["callbacks_requested"]) == (0, 1)
         mine = await state(alice)
         assert mine["callbacks"] == []  # not hers (yet); the line shows it to her
         assert [q["kind"] for q in mine["queue"]] == ["call", "callback", "call"]
@@ -380,16 +389,7 @@ async def test_the_longest_wait_moves_a_caller_out_to_the_choice(twilio, redis, 
         [queued, _] = (await state(sue))["queue"]
         assert queued["moved_at"] > 0
         # Twilio reports them leaving (moved, not hung up): they stay in line.
-        await voice.event(
-            caller,
-            "participant-leave",
-            caller,
-            ParticipantLabel="customer",
-            EndConferenceOnExit=True,
-            ReasonParticipantLeft="participant_updated_via_api",
-        )
-        await voice.event(caller, "conference-end", ReasonConferenceEnded="participant-left")
-        await voice.settle()
+        await moved_out_of_conference(voice, caller)
         assert await line(redis) == [caller, later]
         offer = await voice.gathered(f"/voice/long-wait?call={caller}", caller, "", CALLER)
         assert tags(offer) == ["Gather", "Redirect"]
@@ -409,10 +409,23 @@ async def test_the_longest_wait_moves_a_caller_out_to_the_choice(twilio, redis, 
         assert reasons == ["callback-requested"]
 
 
+async def moved_out_of_conference(voice: AppVoice, caller: str) -> None:
+    """What Twilio reports of a waiting caller the Calls API moved: their leaving (by
+    the API), which ends their conference (they end it on exit)."""
+    await voice.event(
+        caller,
+        "participant-leave",
+        caller,
+        ParticipantLabel="customer",
+        EndConferenceOnExit=True,
+        ReasonParticipantLeft="participant_updated_via_api",
+    )
+    await voice.event(caller, "conference-end", ReasonConferenceEnded="participant-left")
+    await voice.settle()
+
+
 async def _waited_past(redis: Any, name: str, seconds: int) -> None:
     """Make the caller's place in line older (as if they had waited ``seconds``)."""
-    import json
-
     raw = json.loads(await redis.hget(keys.QUEUE_INFO, name))
     raw["queued_at"] -= seconds * 1000 + 1
     await redis.hset(keys.QUEUE_INFO, name, json.dumps(raw))
@@ -427,6 +440,7 @@ async def test_after_the_longest_wait_no_key_leaves_a_message(twilio, redis, red
         await Runner.of(app).sweep()
         await voice.settle()
         offer = await voice.gathered(f"/voice/long-wait?call={caller}", caller, "", CALLER)
+        await moved_out_of_conference(voice, caller)
         redirect = offer.find("Redirect").text.removeprefix(PUBLIC_BASE_URL)
         answer = await voice.gathered(redirect, caller, "", CALLER)
         assert tags(answer) == ["Say", "Say", "Record"]
@@ -438,6 +452,9 @@ async def test_after_the_longest_wait_no_key_leaves_a_message(twilio, redis, red
             if e["type"] == "call.dequeued" and e["data"]["call_sid"] == caller
         ]
         assert reasons == ["voicemail"]
+        sue = await login(app, redis, "sue", role="supervisor")
+        figures = await (await sue.get("/api/figures")).get_json()
+        assert (figures["abandoned"], figures["left_messages"]) == (0, 1)
         # A caller whose number cannot be called back is not offered one at all.
         anonymous, _ = await voice.call_in("+15557654321")
         offer = await voice.gathered(
@@ -505,3 +522,35 @@ async def test_the_offer_at_arrival_follows_the_expected_wait(twilio, redis, red
         _, twiml = await voice.call_in("+15557654321")  # not dialable: never offered
         assert tags(twiml) == ["Dial"]
         assert (await line(redis))[0] == first
+
+
+async def test_a_caller_who_hangs_up_at_the_longest_wait_choice_leaves_the_line(
+    twilio, redis, redis_server
+):
+    async with served(twilio, redis_server, max_wait_seconds=1) as (app, voice):
+        sue = await login(app, redis, "sue", role="supervisor")
+        caller, _ = await voice.call_in(CALLER)
+        await customer_joins(voice, caller)
+        await voice.settle()
+        await _waited_past(redis, caller, 1)
+        await Runner.of(app).sweep()
+        await voice.settle()
+        await moved_out_of_conference(voice, caller)
+        await Runner.of(app).sweep()
+        assert await line(redis) == [caller]  # choosing, their place kept
+        # A minute on, nothing came of it and Twilio says their call is over.
+        voice.double.set_call_status(caller, "completed")
+        raw = json.loads(await redis.hget(keys.QUEUE_INFO, caller))
+        raw["moved_at"] -= 60_001
+        await redis.hset(keys.QUEUE_INFO, caller, json.dumps(raw))
+        await Runner.of(app).sweep()
+        await voice.settle()
+        assert await line(redis) == []
+        reasons = [
+            e["data"]["reason"]
+            for e in await events(redis)
+            if e["type"] == "call.dequeued" and e["data"]["call_sid"] == caller
+        ]
+        assert reasons == ["hung-up"]
+        figures = await (await sue.get("/api/figures")).get_json()
+        assert (figures["abandoned"], figures["left_messages"]) == (1, 0)

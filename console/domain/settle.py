@@ -219,6 +219,9 @@ class Settler:
             return
         if callback.status == CallbackStatus.DIALING:
             callback.status = CallbackStatus.CONNECTED
+        present = [p.agent for p in view.agents_present() if p.agent]
+        if callback.agent not in present and len(present) == 1:
+            callback.agent = present[0]  # handed over (a transfer): theirs to see now
         customer = view.participants.get(dial.call_sid or "")
         if customer is not None and dial.call_sid not in self.record.end_on_exit_requested:
             self.record.end_on_exit_requested[dial.call_sid or ""] = True

@@ -554,3 +554,55 @@ async def test_a_caller_who_hangs_up_at_the_longest_wait_choice_leaves_the_line(
         assert reasons == ["hung-up"]
         figures = await (await sue.get("/api/figures")).get_json()
         assert (figures["abandoned"], figures["left_messages"]) == (1, 0)
+
+
+async def test_hold_monitoring_and_a_warm_transfer_work_for_a_callback(offer, redis):
+    async with offer as (app, voice):
+        call = await connected_callback(app, redis, voice)
+        name, customer = call["name"], call["customer"]
+        sue = await login(app, redis, "sue", role="supervisor")
+        bob = await login(app, redis, "bob")
+        await set_available(bob)
+        # alice holds the customer: the hold music is the app's own.
+        response = await call["alice"].post(
+            f"/api/conferences/{name}/hold", json={"call_sid": customer, "hold": True}
+        )
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        held = [
+            r for r in voice.double.participant_updates() if r.path.endswith(f"/{customer}.json")
+        ]
+        assert held[-1].param("Hold") == "true"
+        assert "/conference/wait" in held[-1].param("HoldUrl")
+        # sue listens in: dialed into the callback's conference like any call's.
+        response = await sue.post(f"/api/conferences/{name}/monitor", json={"mode": "listen"})
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        [monitor] = [
+            r for r in voice.double.participants_created() if r.param("To") == "client:sue"
+        ]
+        assert f"/Conferences/{voice.track(name).sid}/" in monitor.path
+        # alice hands the customer to bob, who joins; alice leaves: completed.
+        response = await call["alice"].post(
+            "/api/transfers", json={"conference": name, "to": "bob", "note": "called back"}
+        )
+        assert response.status_code == 201, await response.get_data(as_text=True)
+        transfer = await response.get_json()
+        bob_leg = await agent_answers(voice, name, "bob", start=False)
+        leg = call["leg"]
+        await voice.event(
+            name,
+            "participant-leave",
+            leg.call_sid,
+            ParticipantLabel=leg.label,
+            EndConferenceOnExit=False,
+        )
+        await voice.settle()
+        [done] = [t for t in (await state(sue))["transfers"] if t["id"] == transfer["id"]]
+        assert done["status"] == "completed"
+        [callback] = (await state(sue))["callbacks"]
+        assert (callback["status"], callback["agent"]) == ("connected", "bob")  # handed over
+        assert [c["id"] for c in (await state(bob))["callbacks"]] == [callback["id"]]
+        assert (await state(call["alice"]))["callbacks"] == []
+        conference = next(c for c in (await state(bob))["conferences"] if c["name"] == name)
+        roles = sorted(p["role"] for p in conference["participants"])
+        assert roles == ["agent", "customer"]
+        assert bob_leg.label

@@ -228,4 +228,13 @@ async def find(redis: Redis, callback_id: str) -> str | None:
     ]
     if live:
         return max(live, key=lambda name: (len(name), name))
-    return callback_id if await redis.exists(keys.conference(callback_id)) else None
+    # Over: its last conference still kept, found from the first by its successors.
+    name: str | None = callback_id
+    found = None
+    while name is not None:
+        raw = await redis.get(keys.conference(name))
+        record = ConferenceRecord.from_json(raw) if raw else None
+        if record is None or record.callback is None:
+            break
+        found, name = name, record.callback.successor
+    return found

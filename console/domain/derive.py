@@ -190,7 +190,7 @@ def _apply_callback(view: ConferenceView, record: ConferenceRecord, cb: Any) -> 
         if cb.end_on_exit or (gone and gone.end_on_exit and cb.end_on_exit is None):
             marks.left_ending.add(cb.call_sid)
         customer = _is_customer(record, cb.call_sid, cb.label)
-        if customer and marks.customer_gone is None and not _dismissed_machine(record, cb.call_sid):
+        if customer and marks.customer_gone is None and _customer_left(record, marks, cb.call_sid):
             marks.customer_gone = cb.seq
     elif cb.call_sid in view.participants:
         _update_flags(view.participants[cb.call_sid], cb)
@@ -222,13 +222,15 @@ def _is_customer(record: ConferenceRecord, call_sid: str | None, label: str | No
     return label == CUSTOMER_LABEL or call_sid == record.name
 
 
-def _dismissed_machine(record: ConferenceRecord, call_sid: str) -> bool:
-    """A callback's number answered by a machine, which the app hangs up: the callback
-    goes on (the agent may dial again), so its leaving is not the customer's."""
+def _customer_left(record: ConferenceRecord, marks: Milestones, call_sid: str) -> bool:
+    """A customer leg's leaving is the customer's: always for a caller; for a
+    callback's number (SPEC §9) only once a person was on the line. A dial that never
+    joined (no answer) or a machine the app hung up leaves the callback going on: the
+    agent may dial again."""
     if record.callback is None:
-        return False
+        return True
     dial = record.dial_for_call(call_sid)
-    return dial is not None and dial.machine
+    return call_sid in marks.joined and not (dial is not None and dial.machine)
 
 
 def _participant(record: ConferenceRecord, cb: Any) -> Participant:

@@ -60,7 +60,8 @@ def _callback_needs_agent(callback: CallbackInfo, view: ConferenceView) -> bool:
         return False
     if callback.status == CallbackStatus.CONNECTED:
         return True
-    return not callback.pinned and view.started_at is None
+    # Nobody ever joined its conference: it still exists under its name.
+    return not callback.pinned and not view.milestones.joined
 
 
 def call_off(unit: Unit, conference: str, dial: Dial, reason: str) -> None:
@@ -131,7 +132,10 @@ class Settler:
                 and dial.status in CALL_UNANSWERED
                 and dial.call_sid not in view.milestones.joined
             )
-            self.unit.release(agent, missed, back_of_line=dial.status == "api-error")
+            took_call = dial.answered and dial.kind in (DialKind.AGENT, DialKind.TRANSFER)
+            self.unit.release(
+                agent, missed, back_of_line=dial.status == "api-error", took_call=took_call
+            )
 
     def _serve_customer(self, view: ConferenceView) -> None:
         """Nobody is with (or coming to) a customer still on the line: queue them again,
@@ -173,12 +177,24 @@ class Settler:
         if CallbackStatus(callback.status).closed:
             self._hang_up_all(view, "callback-closed")
             return
+        if view.status != "ended" and self._left_alone(view, callback):
+            # The conference had people and has none now: it is over at Twilio (which
+            # may not say so of one that never started), and the number's ring stops:
+            # nobody is there to take it.
+            for dial in self.record.dials.values():
+                if dial_active(view, dial) and not dial.cancel_reason:
+                    call_off(self.unit, self.record.name, dial, "agent-left")
+            number = self.record.dials.get(callback.dial or "")
+            if number is not None and callback.status == CallbackStatus.DIALING:
+                self._attempt_failed(callback, number)
+            self.record.end_here(self.unit.now, view.sid or "", "callback-agent-left")
+            view = derive(self.record)
         if view.status == "ended":
             self._callback_ended(callback)
         elif callback.status == CallbackStatus.WAITING:
             if (
                 callback.pinned
-                and view.started_at is None
+                and not view.milestones.joined
                 and not dials_under_way(self.record, view)
             ):
                 # A voicemail's callback whose agent did not answer: over (the
@@ -189,9 +205,23 @@ class Settler:
                 self._dial_number(view, callback)
 
     def _agent_waits(self, view: ConferenceView, callback: CallbackInfo) -> bool:
-        if view.status != "in-progress" or view.sid is None or view.milestones.left_ending:
+        """Its agent is in the conference (alone: Twilio starts a conference with two
+        people), whose sid the Participants API needs."""
+        if view.status == "ended" or view.sid is None or view.milestones.left_ending:
             return False
         return any(p.agent == callback.agent for p in view.agents_present())
+
+    def _left_alone(self, view: ConferenceView, callback: CallbackInfo) -> bool:
+        """Someone was in the callback's conference, nobody is now, and no agent is on
+        the way: before the number connected, its agent left."""
+        if callback.status == CallbackStatus.CONNECTED or not view.milestones.joined:
+            return False
+        if view.participants:
+            return False
+        return not any(
+            d.kind != DialKind.CUSTOMER and d.call_sid not in view.milestones.joined
+            for d in dials_under_way(self.record, view)
+        )
 
     def _dial_number(self, view: ConferenceView, callback: CallbackInfo) -> None:
         assert view.sid is not None and callback.agent is not None
@@ -212,9 +242,9 @@ class Settler:
         if dial.machine and not dial.cancel_reason and not dial.ended:
             call_off(self.unit, self.record.name, dial, "machine")
         if dial.machine or not joined:
-            if callback.status == CallbackStatus.DIALING and (
-                dial.machine or dial_finished(view, dial) or dial.cancel_reason
-            ):
+            # Over once Twilio says how it ended (a leave may come first) or we ended it.
+            over = dial.machine or dial.ended or dial.cancel_reason
+            if callback.status == CallbackStatus.DIALING and over:
                 self._attempt_failed(callback, dial)
             return
         if callback.status == CallbackStatus.DIALING:

@@ -14,7 +14,9 @@ An entry is ``{"at", "type", "actor", "call_sid", "detail"}``:
   ``conference.started``, ``conference.ended``, ``participant.joined``,
   ``participant.left``, ``participant.updated``, ``transfer.updated``,
   ``supervisor.action``, ``recording.updated``: started, paused, resumed, ended;
-  a deletion is not part of the call's story and has no entry).
+  a deletion is not part of the call's story and has no entry; ``call.diverted``,
+  ``voicemail.created``, ``voicemail.updated``, ``callback.updated``,
+  ``call.disposition``).
 - ``actor``: the username of the agent or supervisor who did it, ``"customer"``, or
   ``"system"`` for what the app or Twilio did on its own.
 - ``call_sid``: the call concerned, or null (transfers, supervisor actions, start/end).
@@ -26,6 +28,10 @@ read the timeline without loading anything else; it is not part of the response.
 An entry about a supervisor's leg or action carries ``for``: ``supervisors`` (agents
 never learn of a supervisor listening in) or ``agents`` (the copies made for agents of
 a supervisor they hear, which supervisors skip); ``readable_by`` applies it.
+
+A callback (SPEC §9) has one timeline under its id, whichever of its conferences
+(``<id>``, ``<id>-2``…) an event comes from; its line events (which name the call
+that asked, as its queued shape does) are filed there too, by their ``callback``.
 
 Retention: 24 hours after the conference ends (set by the batch holding
 ``conference.ended``). While the conference is live the list carries a safety TTL
@@ -39,6 +45,8 @@ after the end never stretches the 24 hours.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -83,6 +91,28 @@ _MONITOR_WORDS = {
 }
 
 
+LINE_EVENTS = ("call.queued", "call.dequeued")
+# A callback's later sessions: its id (console/domain/callbacks.py new_id) and a number.
+_CALLBACK_SESSION = re.compile(r"(CB[0-9a-f]{32})-[0-9]+")
+
+
+def call_name(name: str) -> str:
+    """The call a conference is part of: itself, or for a callback's later session
+    (``<id>-<n>``; a CallSid never holds ``-``) the callback's id."""
+    session = _CALLBACK_SESSION.fullmatch(name)
+    return session.group(1) if session else name
+
+
+def filed_under(kind: str, data: Mapping[str, Any], conference: str | None) -> str | None:
+    """The call (timeline, history row) an event belongs to: a caller's line events by
+    their CallSid, a callback's by its id, the rest by their conference."""
+    if kind in LINE_EVENTS:
+        name = data.get("callback") or data.get("call_sid")
+    else:
+        name = conference or data.get("conference") or data.get("name")
+    return call_name(name) if name else None
+
+
 def project(pipe: Pipeline, events: list[Event]) -> None:
     """Queue the timeline appends for ``events``, one script call per conference."""
     batches: dict[str, list[dict[str, Any]]] = {}
@@ -109,10 +139,7 @@ def entry_for(event: Event) -> tuple[str, dict[str, Any]] | None:
     timeline shows (presence, the whole-queue picture)."""
     data = event.data
     kind = event.type
-    if kind in ("call.queued", "call.dequeued"):
-        name = data["call_sid"]  # a customer's conference is named after their call
-    else:
-        name = event.conference or data.get("conference") or data.get("name")
+    name = filed_under(kind, data, event.conference)
     if not name:
         return None
     described = _describe(kind, data)
@@ -146,13 +173,20 @@ Described = tuple[str, str | None, str, list[str]]
 
 
 def _describe(kind: str, data: dict[str, Any]) -> Described | None:
+    if kind in LINE_EVENTS and data.get("callback"):
+        return _callback_line(kind, data)
     if kind == "call.queued":
         detail = f"waiting in the queue at position {data['position']}"
         return CUSTOMER, data["call_sid"], detail, []
     if kind == "call.dequeued":
-        if data["reason"] == "hung-up":
-            return CUSTOMER, data["call_sid"], "hung up while waiting in the queue", []
+        reason = data["reason"]
+        if reason in _LEFT_LINE_WORDS:
+            return CUSTOMER, data["call_sid"], _LEFT_LINE_WORDS[reason], []
         return SYSTEM, data["call_sid"], "taken from the queue: an agent answered", []
+    if kind == "call.disposition":  # an agent's wrap-up (SPEC §10)
+        agent, notes = data["agent"], data.get("notes")
+        detail = f"{agent} gave it the disposition {data['disposition']}"
+        return agent, None, detail + (f": {notes}" if notes else ""), [agent]
     if kind == "conference.started":
         return SYSTEM, None, "conference started", []
     if kind == "conference.ended":
@@ -173,7 +207,78 @@ def _describe(kind: str, data: dict[str, Any]) -> Described | None:
         return CUSTOMER, data["call_sid"], f"called {why}: offered voicemail", []
     if kind in ("voicemail.created", "voicemail.updated"):
         return _voicemail(kind, data)
+    if kind == "callback.updated":
+        return _callback(data)
     return None
+
+
+# Why a caller left the line other than to an agent (their own doing).
+_LEFT_LINE_WORDS = {
+    "hung-up": "hung up while waiting in the queue",
+    "callback-requested": "asked to be called back",
+    "voicemail": "left the queue to leave a message",
+}
+_DIAL_RESULT_WORDS = {
+    "no-answer": "no answer",
+    "busy": "busy",
+    "machine": "an answering machine answered",
+    "failed": "the call failed",
+    "canceled": "the dial was stopped",
+}
+_CALLBACK_DONE_WORDS = {
+    "agent-missed": "callback over: its agent did not answer",
+    "agent-left": "callback over: its agent left before the number answered",
+}
+
+
+def _callback_line(kind: str, data: dict[str, Any]) -> Described:
+    """A callback's place in line (its events name the call that asked: no call_sid)."""
+    if kind == "call.queued":
+        return SYSTEM, None, f"callback waiting in the queue at position {data['position']}", []
+    reason = data["reason"]
+    if reason == "routed":
+        return SYSTEM, None, "callback taken from the queue: an agent answered", []
+    if reason == "hung-up":
+        return CUSTOMER, None, "hung up while waiting in the queue", []
+    return SYSTEM, None, f"callback left the queue ({reason})", []
+
+
+def _callback(data: dict[str, Any]) -> Described:
+    """One ``callback.updated``, told from its state alone (the event carries no
+    previous one): requested, taken, dialing attempt n, how a dial failed, connected,
+    failed after its attempts, closed with a disposition."""
+    status, agent, number = data["status"], data.get("agent"), data.get("number")
+    attempts, result = data.get("attempts") or 0, data.get("result")
+    agents = [agent] if agent else []
+    if data.get("disposition") is not None:
+        failed = " as failed" if status == "failed" else ""
+        return agent or SYSTEM, None, f"callback closed{failed} ({data['disposition']})", agents
+    if status == "failed":
+        last = _DIAL_RESULT_WORDS.get(result or "", result or "failed")
+        detail = f"callback failed after {_attempts(attempts)} (last: {last})"
+        return SYSTEM, None, detail, agents
+    if status == "done":
+        detail = _CALLBACK_DONE_WORDS.get(result or "", "callback done: the call ended")
+        return SYSTEM, None, detail, agents
+    if status == "connected":
+        return CUSTOMER, None, f"{number} answered: connected to {agent}", agents
+    if status == "dialing":
+        return SYSTEM, None, f"dialing {number} (attempt {attempts})", agents  # the app dials
+    if agent is None:
+        if data.get("conference") not in (None, data.get("id")):
+            detail = "callback back in the queue: its agent left before the number answered"
+            return SYSTEM, None, detail, agents
+        return CUSTOMER, None, f"asked to be called back at {number}", agents
+    if result:
+        words = _DIAL_RESULT_WORDS.get(result, result)
+        detail = f"attempt {attempts}: {words}; {agent} may dial again or close it"
+        return SYSTEM, None, detail, agents
+    so_far = f" ({_attempts(attempts)} so far)" if attempts else ""
+    return agent, None, f"{agent} takes the callback to {number}{so_far}", agents
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("" if n == 1 else "s")
 
 
 _DIVERTED_WORDS = {"closed-hours": "outside business hours", "no-agents": "with nobody signed in"}
@@ -260,8 +365,9 @@ def _transfer(data: dict[str, Any]) -> Described:
 
 
 async def read(redis: Redis, name: str) -> list[dict[str, Any]]:
-    """The stored entries of a conference in time order (``agents`` still included)."""
-    raw = await redis.lrange(keys.timeline(name), 0, -1)
+    """The stored entries of a conference in time order (``agents`` still included):
+    for a callback's later session, the whole callback's."""
+    raw = await redis.lrange(keys.timeline(call_name(name)), 0, -1)
     entries = [json.loads(r) for r in raw]
     entries.sort(key=lambda e: e["at"])  # stable: commit order breaks ties
     return entries

@@ -10,13 +10,28 @@ the customer, ``call.dequeued`` with reason ``hung-up``). A caller sent to leave
 message at arrival (``call.diverted``: closed hours, nobody signed in) was never
 offered; a call that left a message (``voicemail.created``) ends as ``voicemail``,
 whatever sent the caller there. A call without an end has no outcome.
+
+A caller who asked to be called back (``call.dequeued`` with reason
+``callback-requested``) leaves the line then: their call ends as
+``callback-requested``. The callback (SPEC §9) is a call of its own, named by its id,
+whatever conferences it was served in (``<id>-2``… are filed under ``<id>``):
+``kind = "callback"``, ``origin`` the call that asked (or left the voicemail), ``from``
+its number, arrived when requested, answered when the number was connected (its
+customer joined with the agent there), ``completed`` once that call ended. A callback
+that ended without ever being connected (its dial attempts used up, or closed before
+the number answered) has none of SPEC §8's end reasons: it is not an abandon (nobody
+hung up on a wait), so its outcome is ``failed``. Callbacks are never ``offered``: the
+reports count inbound calls only (their requests are counted as ``callbacks``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from console.domain.timeline import filed_under
 
 LINE_EVENTS = ("call.queued", "call.dequeued")  # about a caller, named by their CallSid
 NOT_STORED = frozenset({"queue.updated"})  # the whole line: call.* events already tell it
@@ -27,12 +42,17 @@ TERMINAL_TRANSFER = frozenset({"completed", "failed", "canceled"})
 KEPT_RECORDING = frozenset({"in-progress", "paused", "completed"})
 
 
+CALLBACK_UPDATED = "callback.updated"
+CLOSED_CALLBACK = frozenset({"done", "failed"})
+FAILED_CALLBACK = "failed"  # the outcome of a callback never connected (module docstring)
+CALLBACK_ID = re.compile(r"CB[0-9a-f]{32}")  # console/domain/callbacks.py new_id
+
+
 def conference_of(kind: str, data: Mapping[str, Any], conference: str | None) -> str | None:
-    """The conference (= call) an event belongs to, as timelines file them
-    (console.domain.timeline.entry_for): a caller's line events by their CallSid."""
-    if kind in LINE_EVENTS:
-        return data.get("call_sid") or None
-    return conference or data.get("conference") or data.get("name") or None
+    """The call an event belongs to, as timelines file them
+    (console.domain.timeline.filed_under): a caller's line events by their CallSid, a
+    callback's (line events and every session's conference) by the callback's id."""
+    return filed_under(kind, data, conference)
 
 
 def id_key(event_id: str) -> tuple[int, int]:
@@ -87,14 +107,28 @@ def derive_call(name: str, events: Iterable[Mapping[str, Any]]) -> CallRows | No
     ordered = [unique[i] for i in sorted(unique, key=id_key)]
     if not ordered:
         return None
-    return _Fold(name).run(ordered)
+    return _Fold(name, is_callback(name, ordered)).run(ordered)
+
+
+def is_callback(name: str, events: Iterable[Mapping[str, Any]]) -> bool:
+    """Is call ``name`` a callback: named by a callback's id, or told by its events."""
+    return CALLBACK_ID.fullmatch(name) is not None or any(
+        e["type"] == CALLBACK_UPDATED
+        or (e["type"] in LINE_EVENTS and e["data"].get("callback") == name)
+        for e in events
+    )
 
 
 class _Fold:
     """One pass over a call's events in log order."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, callback: bool = False) -> None:
         self.name = name
+        self.callback: dict[str, Any] | None = {} if callback else None  # its last state
+        self.connected_at: int | None = None  # a callback's number on the line with an agent
+        self.connected_by: str | None = None
+        self.customers: dict[str, int] = {}  # customer call_sid -> joined (present only)
+        self.left_for: str | None = None  # why the caller left the line (not hung up)
         self.from_number: str | None = None
         self.queued_at: int | None = None
         self.answered: _Leg | None = None
@@ -107,6 +141,7 @@ class _Fold:
         self.diverted: str | None = None  # why the caller never reached the line
         self.voicemail: dict[str, Any] | None = None
         self.disposition: str | None = None
+        self.notes: str | None = None
         self.handlers: set[str] = set()  # who claimed or closed its voicemail
 
     def run(self, events: list[Mapping[str, Any]]) -> CallRows:
@@ -114,21 +149,35 @@ class _Fold:
             self._apply(event["type"], int(event["ts"]), event["data"])
         first = min(int(e["ts"]) for e in events)
         last = max(int(e["ts"]) for e in events)
-        return self._rows(self.queued_at if self.queued_at is not None else first, last)
+        arrived = self.queued_at if self.queued_at is not None else first
+        if self.callback is not None and self.callback.get("requested_at") is not None:
+            arrived = int(self.callback["requested_at"])  # its place counts from the ask
+        return self._rows(arrived, last)
 
     def _apply(self, kind: str, ts: int, data: Mapping[str, Any]) -> None:
         if kind == "call.queued":
             self.queued_at = ts if self.queued_at is None else self.queued_at
             self._number(data.get("from"))
         elif kind == "call.dequeued":
-            if data.get("reason") == "hung-up":
+            reason = data.get("reason")
+            if reason == "hung-up" and self._customer_counts():
                 self._end(ts)
+            elif reason in ("callback-requested", "voicemail") and self.callback is None:
+                self.left_for = reason
+                if reason == "callback-requested":  # they hang up after the goodbye
+                    self._end(ts)
         elif kind in ("conference.started", "conference.ended"):
             self._number(data.get("from"))
             if kind == "conference.ended":
-                self._end(ts)
+                # A callback's session that ended before its number answered is not
+                # its end: it goes on in the next one (or ends when it closes).
+                if self._customer_counts():
+                    self._end(ts)
                 for leg in self.legs.values():
                     self._leave(leg, ts)
+                self.customers.clear()
+        elif kind == CALLBACK_UPDATED:
+            self._callback(ts, data)
         elif kind.startswith("participant.") and data.get("view") != AGENTS_VIEW:
             self._participant(kind, ts, data)
         elif kind == "transfer.updated":
@@ -142,9 +191,42 @@ class _Fold:
             self._end(ts)
         elif kind in ("voicemail.created", "voicemail.updated"):
             self._voicemail(ts, data)
+        elif kind == "call.disposition":  # the agent's wrap-up: the latest given wins
+            self.disposition = data.get("disposition") or self.disposition
+            self.notes = data.get("notes") or None
 
     def _number(self, number: str | None) -> None:
         self.from_number = self.from_number or number
+
+    def _customer_counts(self) -> bool:
+        """Does the customer's leaving end the call: always for a caller, for a
+        callback once its number was connected (a machine that answered does not)."""
+        return self.callback is None or self.connected_at is not None
+
+    def _callback(self, ts: int, data: Mapping[str, Any]) -> None:
+        """A callback's state: its number, request time and origin; connected (by the
+        agent there when the number joined); over once closed (done or failed)."""
+        assert self.callback is not None
+        self.callback = {**self.callback, **{k: v for k, v in data.items() if v is not None}}
+        if data.get("number"):
+            self.from_number = data["number"]
+        if data.get("agent"):
+            self.handlers.add(data["agent"])
+        if data.get("status") == "connected" and self.connected_at is None:
+            # The number's participant joined in this unit (the join is logged first).
+            self.connected_at = max(self.customers.values(), default=ts)
+            present = [
+                leg.agent
+                for leg in self.legs.values()
+                if leg.left_at is None and leg.role == "agent" and leg.agent
+            ]
+            # The callback's agent when there; else the agent who is (a transfer's).
+            agent = data.get("agent")
+            self.connected_by = agent if agent in present or not present else present[0]
+        if data.get("status") in CLOSED_CALLBACK:
+            self._end(ts)
+        if data.get("disposition"):
+            self.disposition = data["disposition"]
 
     def _end(self, ts: int) -> None:
         """The caller is gone: the first sign of it is the call's end."""
@@ -162,8 +244,13 @@ class _Fold:
         if role == "customer":
             self._number(data.get("from"))
             if kind == "participant.left":
-                self._end(ts)
-            elif self.ended_at is None:
+                self.customers.pop(call_sid, None)
+                if self._customer_counts():
+                    self._end(ts)
+                return
+            if kind == "participant.joined":
+                self.customers.setdefault(call_sid, ts)
+            if self.ended_at is None and self._customer_counts():
                 self.customer.flag(bool(data.get("hold")), ts)
             return
         leg = self.legs.get(call_sid)
@@ -172,8 +259,9 @@ class _Fold:
                 return
             leg = _Leg(call_sid, data.get("agent") or "", role or "agent", ts)
             self.legs[call_sid] = leg
-            # The first agent to join answers; one joining after the caller left does not.
-            first = self.answered is None and self.ended_at is None
+            # The first agent to join answers; one joining after the caller left does not
+            # (a callback is answered when its number is connected).
+            first = self.answered is None and self.ended_at is None and self.callback is None
             if first and leg.role == "agent" and leg.agent:
                 self.answered = leg
         if kind == "participant.left":
@@ -219,37 +307,56 @@ class _Fold:
         if data.get("status") == "closed":
             self.disposition = data.get("disposition") or self.disposition
 
+    def _answer(self) -> tuple[int, str] | None:
+        """When the call was answered and by whom: a caller's by the first agent who
+        joined, a callback's when its number was connected."""
+        if self.callback is not None:
+            if self.connected_at is None:
+                return None
+            return self.connected_at, self.connected_by or ""
+        if self.answered is None:
+            return None
+        return self.answered.joined_at, self.answered.agent
+
+    def _outcome(self, answered: bool) -> str | None:
+        if self.ended_at is None:
+            return None
+        if self.callback is not None:
+            return "completed" if answered else FAILED_CALLBACK
+        if self.voicemail is not None and not answered:
+            return "voicemail"
+        if self.diverted is not None:
+            return self.diverted
+        if self.left_for == "callback-requested":
+            return "callback-requested"
+        return "completed" if answered else "abandoned"
+
     def _rows(self, arrived_at: int, last: int) -> CallRows:
         end = self.ended_at if self.ended_at is not None else last
-        answered = self.answered
-        hold_ms = self.customer.until(end) if answered else 0
+        answer = self._answer()
+        hold_ms = self.customer.until(end) if answer else 0
         wait_ms: int | None = None
         talk_ms = 0
-        if answered is not None:
-            wait_ms = max(0, answered.joined_at - arrived_at)
-            talk_ms = max(0, end - answered.joined_at - hold_ms)
-        elif self.ended_at is not None and self.diverted is None:
+        if answer is not None:
+            wait_ms = max(0, answer[0] - arrived_at)
+            talk_ms = max(0, end - answer[0] - hold_ms)
+        elif self.ended_at is not None and self.diverted is None and self.callback is None:
             wait_ms = max(0, self.ended_at - arrived_at)
-        outcome = None
-        if self.voicemail is not None and answered is None:
-            outcome = "voicemail"
-        elif self.diverted is not None:
-            outcome = self.diverted
-        elif self.ended_at is not None:
-            outcome = "completed" if answered is not None else "abandoned"
+        outcome = self._outcome(answer is not None)
+        callback = self.callback or {}
         legs = list(self.legs.values())  # in the order they joined (the log's)
         agents = {leg.agent for leg in legs if leg.role == "agent" and leg.agent} | self.handlers
         for transfer in self.transfers.values():
             agents |= {transfer["data"].get("from_agent"), transfer["data"].get("to_agent")}
         call = {
             "id": self.name,
-            "kind": "inbound",
-            "origin": None,
+            "kind": "inbound" if self.callback is None else "callback",
+            "origin": callback.get("origin"),
             "from_number": self.from_number,
             "arrived_at": arrived_at,
-            "offered": self.diverted is None,
-            "answered_at": answered.joined_at if answered else None,
-            "answered_by": answered.agent if answered else None,
+            "offered": self.diverted is None and self.callback is None,
+            "answered_at": answer[0] if answer else None,
+            "answered_by": (answer[1] or None) if answer else None,
             "ended_at": self.ended_at,
             "outcome": outcome,
             "wait_ms": wait_ms,
@@ -261,6 +368,7 @@ class _Fold:
             if self.voicemail is not None and self.voicemail["sid"] not in self.deleted
             else None,
             "disposition": self.disposition,
+            "notes": self.notes,
             "updated_at": last,
         }
         return CallRows(

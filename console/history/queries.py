@@ -31,6 +31,7 @@ OUTCOMES = (
     "callback-requested",
     "closed-hours",
     "no-agents",
+    "failed",  # a callback whose number never connected (SPEC §9; not in §8's list)
 )
 # The playback route of the app (console/web), never Twilio's URL.
 RECORDING_URL = "/api/recordings/{sid}"
@@ -209,6 +210,7 @@ def _by_rank(run: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def _stored_entries(conn: AsyncConnection[Any], name: str) -> list[dict[str, Any]]:
+    name = timeline.call_name(name)  # a callback's later conference: the callback's call
     rows = await _fetch(
         conn,
         sql.SQL("SELECT type, ts, conference, data FROM events WHERE conference = %(name)s")

@@ -65,10 +65,11 @@ _CALL_COLUMNS = {
     "recording": "jsonb",
     "voicemail": "jsonb",
     "disposition": "text",
+    "notes": "text",
     "updated_at": "bigint",
 }
-# Only the columns the events give are written: the others (notes, wrap-up) are left
-# to the features that fill them.
+# Only the columns the events give are written: the others (wrap-up) are left to the
+# features that fill them.
 _LEG_COLUMNS = {
     "call_id": "text",
     "position": "int",

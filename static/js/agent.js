@@ -1,5 +1,5 @@
 // The agent view: presence, softphone, the live call with its participants, warm
-// transfer, the queue, voicemails and the team. Everything is rendered from the Model (fed by
+// transfer, callbacks (SPEC §9), the queue, voicemails and the team. Everything is rendered from the Model (fed by
 // /ws) and the softphone's state; actions go to the JSON API or the softphone.
 
 import { api } from "./api.js";
@@ -26,6 +26,17 @@ const view = new View(false, renderAll);
 const { me, model, controls } = view;
 const voicemails = new VoicemailsCard(view);
 const seenTransferStates = new Map();
+const seenCallbackStates = new Set();
+let callbackChoice = ""; // the disposition picked for the callback, kept across re-renders
+
+// Why a callback's last dial did not reach anyone (the callback's `result`).
+const CALLBACK_RESULTS = {
+  "no-answer": "No answer",
+  busy: "Busy",
+  machine: "Answering machine",
+  failed: "Call failed",
+  canceled: "Call canceled",
+};
 
 // --- actions ------------------------------------------------------------------------------
 
@@ -62,6 +73,7 @@ $("transfer-form").addEventListener("submit", (event) => {
 function renderAll() {
   renderPresence();
   renderCall();
+  announceCallback();
   renderParticipants();
   renderTransfer();
   renderQueue(model.queue);
@@ -115,6 +127,8 @@ function renderCall() {
     const conference = context?.conference;
     const transfer = context?.transfer;
     const caller = conference?.from || (conference && model.customerOf(conference)?.from) || null;
+    // A callback's conference: the agent rings first, then the app dials the number.
+    const callback = !transfer && conference?.kind === "callback";
     const waitingSince = conference?.created_at || ring.startedAt;
     const note = transfer?.note || ring.params?.note || "";
     card.dataset.state = "ringing";
@@ -122,9 +136,9 @@ function renderCall() {
     badge.dataset.status = "ringing";
     badge.textContent = "Ringing";
     render(body,
-      h("div.incoming", { "data-testid": "incoming" },
-        h("p.eyebrow", {}, transfer ? `Transfer from ${transfer.from_agent}` : "Incoming customer call"),
-        h("p.caller", { "data-testid": "caller" }, phone(caller)),
+      h("div.incoming", { "data-testid": "incoming", "data-kind": callback ? "callback" : undefined },
+        h("p.eyebrow", {}, transfer ? `Transfer from ${transfer.from_agent}` : callback ? "Callback" : "Incoming customer call"),
+        h("p.caller", { "data-testid": "caller" }, callback ? h("span.caller-lead", {}, "Callback to ") : null, phone(caller)),
         h("p.meta", {}, transfer ? "On the line " : "Waiting ", timer(waitingSince, { "data-testid": "wait" })),
         note ? h("figure.note", {},
           h("figcaption", {}, `Note from ${transfer?.from_agent || "your colleague"}`),
@@ -143,6 +157,10 @@ function renderCall() {
     const { conference, me: mine } = call;
     const customer = model.customerOf(conference);
     const leg = softphone?.calls.get(mine.call_sid);
+    if (conference.kind === "callback" && !customer) {
+      renderCallbackDialing(body, conference, mine, leg);
+      return;
+    }
     const muted = Boolean(leg?.muted);
     card.dataset.state = "live";
     badge.hidden = false;
@@ -155,7 +173,7 @@ function renderCall() {
     const recordingLive = recordingPaused || recording?.status === "in-progress";
     render(body,
       h("div.live-call", { "data-testid": "live-call" },
-        h("p.eyebrow", {}, "Customer"),
+        h("p.eyebrow", {}, conference.kind === "callback" ? "Callback · customer" : "Customer"),
         h("p.caller", { "data-testid": "caller" }, phone(conference.from || customer?.from)),
         h("p.meta", {}, "Talking ", timer(mine.joined_at || conference.started_at)),
         held ? h("p.callout", { role: "status" }, "The customer is on hold and hears music.") : null,
@@ -207,7 +225,129 @@ function renderCall() {
     busy: ["Wrapping up", "You will be available again in a moment."],
     ringing: ["Your phone is ringing", "Connecting the call to this browser…"],
   }[status] || ["", ""];
-  render(body, h("div.idle", {}, h("p.idle-title", {}, words[0]), h("p.hint", {}, words[1]), controls.errorLine("call")));
+  const ended = model.lastEndedCallback();
+  render(body, h("div.idle", {},
+    h("p.idle-title", {}, words[0]),
+    h("p.hint", {}, words[1]),
+    ended ? h("p.callout", { role: "status", "data-testid": "callback-ended" }, callbackEndedText(ended)) : null,
+    controls.errorLine("call")));
+}
+
+/** How many dials a callback gets, or null until known. */
+function callbackAttempts() {
+  return view.callbackAttempts; // CALLBACK_ATTEMPTS (GET /api/me), null until known
+}
+
+function attemptText(callback) {
+  const n = callbackAttempts();
+  return n ? `attempt ${callback.attempts} of ${n}` : `attempt ${callback.attempts}`;
+}
+
+function callbackEndedText(callback) {
+  const number = phone(callback.number);
+  if (callback.status === "failed") {
+    const why = CALLBACK_RESULTS[callback.result] || "not reached";
+    return `Callback to ${number} failed: ${why.toLowerCase()} after ${callback.attempts} attempts.`;
+  }
+  return callback.disposition
+    ? `Callback to ${number} closed: ${callback.disposition}.`
+    : `Callback to ${number} ended.`;
+}
+
+/** The agent waits alone in a callback's conference: the number rings, or the last
+ * dial failed and the agent decides (Try again, or Close with a disposition). */
+function renderCallbackDialing(body, conference, mine, leg) {
+  const { softphone } = view;
+  const callback = model.callbackOf(conference);
+  const card = $("call-card");
+  const badge = $("call-badge");
+  const number = phone(callback?.number || conference.from);
+  const status = callback?.status || "waiting";
+  const failed = status === "waiting" && callback?.attempts > 0 && callback?.result;
+  const left = callbackAttempts();
+  const canRetry = failed && (left === null || callback.attempts < left);
+  card.dataset.state = "live";
+  badge.hidden = false;
+  badge.dataset.status = failed ? "missed" : "ringing";
+  badge.textContent = failed ? "Not reached" : "Calling";
+  let line;
+  if (status === "dialing") line = [`Calling ${number}…`, ` (${attemptText(callback)})`];
+  else if (failed) line = [`${CALLBACK_RESULTS[callback.result] || "Not reached"}`, ` · ${attemptText(callback)}`];
+  else line = [`About to call ${number}…`];
+  render(body,
+    h("div.callback-call", { "data-testid": "callback-call", "data-status": status, "data-result": callback?.result || undefined },
+      h("p.eyebrow", {}, "Callback"),
+      h("p.caller", { "data-testid": "caller" }, h("span.caller-lead", {}, "Callback to "), number),
+      h("p.callback-state", { role: "status", "data-testid": "callback-state" }, ...line),
+      failed && !canRetry ? h("p.hint", {}, "No dial attempts are left: close the callback with a disposition.") : null,
+      h("div.actions", {},
+        canRetry ? controls.button("callback-retry", "Try again", {
+          "aria-label": `Try again: call ${number}`,
+          onclick: () => controls.act("callback-retry", async () => {
+            model.putCallback(await api.retryCallback(callback.id));
+            announce(`Calling ${number} again.`);
+          }),
+        }, ".button-primary") : null,
+        controls.button("mute", leg?.muted ? "Unmute" : "Mute", {
+          "aria-pressed": String(Boolean(leg?.muted)),
+          disabled: !leg || undefined,
+          onclick: () => controls.act("mute", () => softphone.mute(mine.call_sid, !leg.muted)),
+        })),
+      callback ? callbackCloseForm(callback, number) : null,
+      controls.errorLine("call"),
+    ));
+}
+
+function callbackCloseForm(callback, number) {
+  const { dispositions } = view;
+  const select = h("select", {
+    id: "callback-disposition",
+    name: "disposition",
+    "data-key": "callback-disposition",
+    onchange: (event) => {
+      callbackChoice = event.target.value;
+    },
+  },
+  h("option", { value: "" }, "Choose…"),
+  dispositions.map((d) => h("option", { value: d, selected: d === callbackChoice || undefined }, d)));
+  return h("form.callback-close", {
+    "aria-label": `Close the callback to ${number}`,
+    onsubmit: (event) => {
+      event.preventDefault();
+      const disposition = select.value;
+      if (!disposition) {
+        controls.fail("call", "Choose a disposition before closing the callback.");
+        select.focus();
+        return;
+      }
+      controls.act("callback-close", async () => {
+        model.putCallback(await api.closeCallback(callback.id, disposition));
+        callbackChoice = "";
+        announce(`Callback to ${number} closed: ${disposition}.`);
+      });
+    },
+  },
+  h("label", { for: "callback-disposition" }, "Disposition"),
+  h("div.callback-close-row", {},
+    select,
+    controls.button("callback-close", "Close", { type: "submit" })));
+}
+
+/** Tell screen readers how the callback being served moves along (once per state). */
+function announceCallback() {
+  const callback = model.myCallback();
+  if (!callback || !model.myCall()) return;
+  const key = `${callback.id}:${callback.status}:${callback.attempts}:${callback.result}`;
+  if (seenCallbackStates.has(key)) return;
+  seenCallbackStates.add(key);
+  const number = phone(callback.number);
+  if (callback.status === "dialing") announce(`Calling ${number}, ${attemptText(callback)}.`);
+  else if (callback.status === "connected") announce(`${number} answered. You are connected.`);
+  else if (callback.status === "failed") announce(callbackEndedText(callback), true);
+  else if (callback.status === "waiting" && callback.result) {
+    const why = CALLBACK_RESULTS[callback.result] || "Not reached";
+    announce(`${why} at ${number}, ${attemptText(callback)}. Try again or close the callback.`, true);
+  }
 }
 
 function renderParticipants() {
@@ -227,8 +367,10 @@ const STEPS = ["requested", "ringing", "answered", "joined"];
 function renderTransfer() {
   const call = model.myCall();
   const card = $("transfer-card");
-  card.hidden = !call;
-  if (!call) return;
+  // A callback's number not answered yet: there is nobody to hand over.
+  const nobody = call?.conference.kind === "callback" && !model.customerOf(call.conference);
+  card.hidden = !call || nobody;
+  if (!call || nobody) return;
   const { conference } = call;
   const transfer = model.transferFrom(conference.name);
   const colleagues = [...conference.participants.values()].filter((p) => p.role === "agent" && p.agent !== me);
@@ -332,22 +474,40 @@ function refreshRecent(delay = 0) {
 
 // --- start ------------------------------------------------------------------------------------
 
+let ringUnknown = null; // a ring the model could not place yet: announced once it can
+
+function announceRing(context) {
+  const from = context?.conference?.from;
+  let words = `Incoming call${from ? ` from ${phone(from)}` : ""}. Press Answer.`;
+  if (context?.transfer) words = `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`;
+  else if (context?.conference?.kind === "callback") words = `Callback to ${phone(from)}. Press Answer to place it.`;
+  announce(words, true);
+}
+
 refreshRecent();
 setInterval(() => refreshRecent(), 60_000);
 view.start({
   onChange(kind) {
     if (kind === "conference.ended" || kind === "participant.left") refreshRecent(3000);
+    if (ringUnknown && model.ringingFor()) {
+      clearTimeout(ringUnknown);
+      ringUnknown = null;
+      announceRing(model.ringingFor());
+    }
   },
   onIncoming() {
     const context = model.ringingFor();
-    const from = context?.conference?.from;
-    announce(
-      context?.transfer
-        ? `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`
-        : `Incoming call${from ? ` from ${phone(from)}` : ""}. Press Answer.`,
-      true,
-    );
-    // Ringing for a call the board does not show yet: start over from a snapshot.
-    if (!context) view.socket.resnapshot();
+    if (context) {
+      announceRing(context);
+      return;
+    }
+    // Ringing for a call the board does not show yet: start over from a snapshot, and
+    // say what rings once it is known (or, failing that, that something rings).
+    view.socket.resnapshot();
+    clearTimeout(ringUnknown);
+    ringUnknown = setTimeout(() => {
+      ringUnknown = null;
+      announceRing(null);
+    }, 1500);
   },
 });

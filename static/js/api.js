@@ -55,6 +55,10 @@ export const api = {
   claimVoicemail: (id) => request("POST", `/api/voicemails/${encodeURIComponent(id)}/claim`),
   closeVoicemail: (id, disposition) =>
     request("POST", `/api/voicemails/${encodeURIComponent(id)}/close`, { disposition }),
+  callBackVoicemail: (id) => request("POST", `/api/voicemails/${encodeURIComponent(id)}/callback`),
+  retryCallback: (id) => request("POST", `/api/callbacks/${encodeURIComponent(id)}/retry`),
+  closeCallback: (id, disposition) =>
+    request("POST", `/api/callbacks/${encodeURIComponent(id)}/close`, { disposition }),
   figures: () => request("GET", "/api/figures"),
   timeline: (conference) => request("GET", `/api/conferences/${encodeURIComponent(conference)}/timeline`),
   webhooks: () => request("GET", "/api/webhooks"),

@@ -22,6 +22,7 @@ export class View {
     this.socket = new LiveSocket(this.model, showConnection);
     this.softphone = null;
     this.dispositions = []; // what a voicemail may be closed with (GET /api/me)
+    this.callbackAttempts = null; // CALLBACK_ATTEMPTS: a callback's "attempt n of N"
     this.controls = new Controls(() => {
       if (this.softphone) setSoftphoneState($("softphone-state"), this.softphone.state, this.softphone.detail);
       render();
@@ -44,6 +45,7 @@ export class View {
     try {
       const me = await api.me();
       this.dispositions = me.dispositions || [];
+      this.callbackAttempts = me.callback_attempts || null;
       this.controls.schedule();
       this.softphone = createSoftphone(me);
       this.softphone.addEventListener("change", () => this.controls.schedule());

@@ -12,6 +12,7 @@ export const OUTCOME_WORDS = {
   "callback-requested": "Callback requested",
   "closed-hours": "Closed hours",
   "no-agents": "No agents",
+  failed: "Callback failed",
 };
 
 export function outcomePill(outcome) {

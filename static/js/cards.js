@@ -6,7 +6,8 @@ import { STATUS_WORDS, h, phone, pill, render, timer } from "./ui.js";
 
 const ROLE_WORDS = { customer: "Customer", agent: "Agent", supervisor: "Supervisor" };
 
-/** The queue card: who waits, in line order, the longest wait marked. */
+/** The queue card: who waits, in line order, the longest wait marked; a callback
+ * (kind "callback", SPEC §9) is marked as such: its number is dialed, not waiting. */
 export function renderQueue(queue) {
   $("queue-count").textContent = String(queue.length);
   $("queue-count").setAttribute("aria-label", `${queue.length} customers waiting`);
@@ -16,9 +17,14 @@ export function renderQueue(queue) {
   }
   const oldest = Math.min(...queue.map((q) => q.queued_at));
   render($("queue"), queue.map((q) =>
-    h("li.queue-item", { "data-longest": q.queued_at === oldest ? "true" : undefined },
+    h("li.queue-item", {
+      "data-longest": q.queued_at === oldest ? "true" : undefined,
+      "data-kind": q.kind || "call",
+      "data-testid": "queue-item",
+    },
       h("span.queue-pos", { "aria-label": `position ${q.position}` }, String(q.position)),
-      h("span.queue-from", {}, phone(q.from)),
+      h("span.queue-from", {}, phone(q.from),
+        q.kind === "callback" ? [" ", pill("callback", "Callback", { "data-testid": "queue-kind" })] : null),
       q.queued_at === oldest ? h("span.visually-hidden", {}, "longest wait") : null,
       h("span.queue-wait", {}, timer(q.queued_at)))));
 }

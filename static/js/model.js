@@ -24,6 +24,8 @@ export class Model extends EventTarget {
     this.transfers = new Map(); // id -> transfer (live ones, plus recent results)
     this.monitors = new Map(); // conference -> Map(supervisor -> mode)
     this.voicemails = new Map(); // id -> open voicemail this user may see
+    this.callbacks = new Map(); // id -> open callback this user may see (SPEC §9)
+    this.endedCallbacks = new Map(); // id -> callback closed moments ago (a short note)
     this.lastId = null;
     this.needsSnapshot = false;
     this.ready = false;
@@ -45,6 +47,8 @@ export class Model extends EventTarget {
     for (const [id, t] of previous) if (isTerminal(t) && !this.transfers.has(id)) this.transfers.set(id, t);
     this.#trimTransfers();
     this.voicemails = new Map((state.voicemails || []).map((v) => [v.id, v]));
+    this.callbacks = new Map();
+    for (const callback of state.callbacks || []) this.putCallback(callback, false);
     for (const name of this.monitors.keys()) if (!this.conferences.has(name)) this.monitors.delete(name);
     this.lastId = message.id;
     this.needsSnapshot = false;
@@ -114,6 +118,9 @@ export class Model extends EventTarget {
       case "voicemail.updated":
         this.putVoicemail(data);
         break;
+      case "callback.updated":
+        this.putCallback(data);
+        break;
       case "supervisor.action": {
         const modes = this.monitors.get(data.conference) || new Map();
         if (data.mode === "left") modes.delete(data.supervisor);
@@ -167,6 +174,8 @@ export class Model extends EventTarget {
         started_at: null,
         participants: [],
       });
+      const callback = [...this.callbacks.values()].find((c) => c.conference === name);
+      if (callback) this.#markCallbackConference(callback);
     }
     if (type === "participant.left") {
       conference.participants.delete(data.call_sid);
@@ -190,6 +199,36 @@ export class Model extends EventTarget {
     const others = voicemail.status === "claimed" && voicemail.claimed_by !== this.username;
     if (voicemail.status === "closed" || (others && !this.supervisor)) this.voicemails.delete(voicemail.id);
     else this.voicemails.set(voicemail.id, voicemail);
+  }
+
+  /** Keep a callback while it is open; a closed one (done or failed) leaves the live
+   * lists and, when it just ended (`fresh`, not from a snapshot), is kept a few seconds
+   * as a note of how it ended. */
+  putCallback(callback, fresh = true) {
+    this.#markCallbackConference(callback);
+    if (callback.status !== "done" && callback.status !== "failed") {
+      this.callbacks.set(callback.id, callback);
+      return;
+    }
+    this.callbacks.delete(callback.id);
+    if (!fresh) return;
+    this.endedCallbacks.set(callback.id, callback);
+    setTimeout(() => {
+      if (this.endedCallbacks.get(callback.id) === callback) {
+        this.endedCallbacks.delete(callback.id);
+        this.changed("callback.removed");
+      }
+    }, ENDED_KEPT_MS);
+  }
+
+  /** A conference first heard of through its participants does not say it serves a
+   * callback (nor the number dialed): the callback does. */
+  #markCallbackConference(callback) {
+    const conference = this.conferences.get(callback.conference);
+    if (!conference || conference.kind) return;
+    conference.kind = "callback";
+    conference.callback = callback.id;
+    conference.from = conference.from || callback.number;
   }
 
   #trimTransfers() {
@@ -254,6 +293,29 @@ export class Model extends EventTarget {
   /** The open voicemails, oldest first (the order they should be called back in). */
   openVoicemails() {
     return [...this.voicemails.values()].sort((a, b) => a.at - b.at);
+  }
+
+  /** The callback a conference serves (kind "callback"), open or just ended. */
+  callbackOf(conference) {
+    if (!conference?.callback) return null;
+    return this.callbacks.get(conference.callback) || this.endedCallbacks.get(conference.callback) || null;
+  }
+
+  /** The callback of the call this user is in, or the one their phone rings for. */
+  myCallback() {
+    const conference = this.myCall()?.conference || this.ringingFor()?.conference;
+    return this.callbackOf(conference);
+  }
+
+  /** Open callbacks, in line order (when they were asked for). */
+  openCallbacks() {
+    return [...this.callbacks.values()].sort((a, b) => a.requested_at - b.requested_at);
+  }
+
+  /** The callback this user served that ended last, while its note is kept. */
+  lastEndedCallback() {
+    const mine = [...this.endedCallbacks.values()].filter((c) => c.agent === this.username);
+    return mine.sort((a, b) => b.requested_at - a.requested_at)[0] || null;
   }
 
   recentResults() {

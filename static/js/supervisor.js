@@ -81,9 +81,10 @@ function myPresence(conference) {
 }
 
 function visibleConferences() {
-  const queued = new Set(model.queue.map((q) => q.call_sid));
+  // A caller still in line (or a callback waiting for its agent) shows in the queue.
+  const queued = new Set(model.queue.map((q) => q.callback || q.call_sid));
   return [...model.conferences.values()]
-    .filter((c) => !(c.status === "waiting" && queued.has(c.name)))
+    .filter((c) => !(c.status === "waiting" && queued.has(c.callback || c.name)))
     .sort((a, b) => (a.created_at || 0) - (b.created_at || 0));
 }
 
@@ -108,6 +109,7 @@ function conferenceCard(c) {
   const statusWords = { "in-progress": "In progress", waiting: "Connecting", ended: "Ended" };
   const canMonitor = c.status === "in-progress";
   const title = `call-${c.name}`;
+  const callback = model.callbackOf(c);
   return h("article.card.conference", {
     "aria-labelledby": title,
     "data-status": c.status,
@@ -115,12 +117,13 @@ function conferenceCard(c) {
     "data-testid": "conference",
   },
   h("div.card-head", {},
-    h("h3", { id: title }, phone(c.from)),
+    h("h3", { id: title }, c.kind === "callback" ? `Callback to ${phone(c.from)}` : phone(c.from)),
     pill(c.status === "in-progress" ? "live" : c.status, statusWords[c.status] || c.status),
     c.started_at && c.status !== "ended"
       ? h("span.talk-time", {}, "Talk ", timer(c.started_at))
       : null),
   h("ul.people", { "aria-label": "Participants" }, people.map((p) => personRow(p, me))),
+  callback ? h("p.callback-inline", { "data-testid": "callback-status" }, callbackLine(callback)) : null,
   transfer ? h("p.transfer-inline", { "data-status": transfer.status },
     pill(transfer.status, TRANSFER_WORDS[transfer.status]),
     ` ${transfer.from_agent} → ${transfer.to_agent || "any agent"} `,
@@ -138,6 +141,22 @@ function conferenceCard(c) {
     mine || pending ? controls.button(`${c.name}:leave`, "Leave", { onclick: () => leave(c) }, ".button-small") : null,
     controls.button(`${c.name}:timeline`, "Timeline", { onclick: () => openTimeline(c) }, ".button-quiet.button-small")),
   controls.errorLine(c.name));
+}
+
+const CALLBACK_WORDS = {
+  waiting: "Waiting",
+  dialing: "Dialing the number",
+  connected: "Connected",
+  failed: "Failed",
+  done: "Done",
+};
+
+/** A callback's progress on its conference card: status, attempts, the last dial's result. */
+function callbackLine(callback) {
+  const parts = [CALLBACK_WORDS[callback.status] || callback.status];
+  if (callback.attempts) parts.push(`${callback.attempts} ${callback.attempts === 1 ? "attempt" : "attempts"}`);
+  if (callback.result && callback.status !== "connected") parts.push(`last: ${callback.result}`);
+  return `Callback · ${parts.join(" · ")}`;
 }
 
 function renderMonitor() {
@@ -205,6 +224,8 @@ function renderFigures() {
     tile("Expected wait", f && f.expected_wait_ms !== null && f.expected_wait_ms !== undefined ? seconds(f.expected_wait_ms) : "—", f && f.expected_wait_ms !== null ? "for a caller arriving now" : "not known yet", { id: "expected-wait" }),
     tile("Answered today", f ? String(f.answered) : "—", f ? `mean wait ${seconds(f.mean_wait_ms)}` : ""),
     tile("Abandoned", f ? String(f.abandoned) : "—", "hung up while waiting", { "data-tone": f && f.abandoned ? "bad" : undefined }),
+    tile("Chose not to wait", f ? String(f.callbacks_requested + f.left_messages) : "—",
+      f ? `${f.callbacks_requested} callback${f.callbacks_requested === 1 ? "" : "s"} · ${f.left_messages} message${f.left_messages === 1 ? "" : "s"}` : "", { id: "left-line" }),
     tile("Service level", f ? percent(f.service_level) : "—", f ? `answered within ${f.service_level_seconds} s` : ""),
     tile("Transfers", f ? `${f.transfers.succeeded} ✓ · ${f.transfers.failed} ✗` : "—", reasons || (f ? `${f.transfers.canceled} canceled` : "")),
     tile("Transfer answer", f ? seconds(f.transfer_answer.mean_ms) : "—", f ? `mean of ${f.transfer_answer.count}` : ""),

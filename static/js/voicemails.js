@@ -1,6 +1,7 @@
 // The voicemails card of both views (templates/_voicemails_card.html): the open
 // messages callers left (SPEC §9), each with its player; Claim on a new one, and on
 // a claimed one (the viewer's own, or any for a supervisor) a disposition and Close.
+// An agent may Call back a new message or their own (it claims it and rings them).
 // Items are kept by id and rebuilt only when they change, so a message playing goes
 // on playing while the rest of the board moves.
 
@@ -64,7 +65,7 @@ export class VoicemailsCard {
   #item(v) {
     const { controls, dispositions } = this.view;
     const busy = controls.busy?.startsWith(`vm:${v.id}:`) ? controls.busy : "";
-    const signature = JSON.stringify([v.id, v.status, v.claimed_by, busy, dispositions]);
+    const signature = JSON.stringify([v.id, v.status, v.claimed_by, busy, dispositions, this.#canCall()]);
     const kept = this.items.get(v.id);
     if (kept && kept.signature === signature) return kept.el;
     // The player moves to the new item, so a message being listened to keeps playing.
@@ -109,6 +110,30 @@ export class VoicemailsCard {
       : mine || model.supervisor ? this.#closeForm(v) : null);
   }
 
+  /** Calling back rings the viewer's own phone into the call: an agent with no call. */
+  #canCall() {
+    const { model } = this.view;
+    if (model.supervisor || !model.ready) return false;
+    const status = model.agents.get(this.view.me)?.status;
+    return !model.myCall() && status !== "ringing" && status !== "busy";
+  }
+
+  #callBackButton(v) {
+    const { controls, model } = this.view;
+    const key = `vm:${v.id}:callback`;
+    return controls.button(key, "Call back", {
+      "aria-label": `Call back ${phone(v.from)}`,
+      disabled: !this.#canCall() || undefined,
+      onclick: () => controls.act(key, async () => {
+        await plainly(api.callBackVoicemail(v.id), {
+          404: "This voicemail is no longer open: someone else has taken it.",
+        });
+        if (v.status === "new") model.putVoicemail({ ...v, status: "claimed", claimed_by: this.view.me });
+        announce(`Calling back ${phone(v.from)}: answer your phone, then the number is dialed.`);
+      }, WHERE),
+    }, ".button-small");
+  }
+
   #claimButton(v) {
     const { controls, model } = this.view;
     const key = `vm:${v.id}:claim`;
@@ -124,7 +149,8 @@ export class VoicemailsCard {
           this.focusKey = `vm:${v.id}:disposition`;
           announce(`You claimed the voicemail from ${phone(v.from)}. Choose a disposition to close it.`);
         }, WHERE),
-      }, ".button-primary.button-small"));
+      }, ".button-primary.button-small"),
+      model.supervisor ? null : this.#callBackButton(v));
   }
 
   #closeForm(v) {
@@ -163,7 +189,8 @@ export class VoicemailsCard {
     h("label", { for: id }, "Disposition"),
     h("div.voicemail-close-row", {},
       select,
-      controls.button(key, "Close", { type: "submit" }, ".button-small")));
+      controls.button(key, "Close", { type: "submit" }, ".button-small"),
+      v.claimed_by === this.view.me && !model.supervisor ? this.#callBackButton(v) : null));
   }
 }
 

@@ -74,6 +74,11 @@ async def asks_callback(voice: AppVoice, redis: Any, number: str = CALLER) -> tu
     return sid, queued["data"]["callback"]
 
 
+# An agent alone in a callback's conference does not start it (Twilio starts a
+# conference with two people): the tests' agents join with start=False, and the
+# conference starts when the number's person joins.
+
+
 def number_dials(voice: AppVoice) -> list[RecordedRequest]:
     return voice.double.numbers_dialed()
 
@@ -142,7 +147,7 @@ async def test_the_agent_is_rung_first_then_the_number_no_answer_retry_connect(o
         _, callback = await asks_callback(voice, redis)
         await set_available(alice)
         assert number_dials(voice) == []  # the agent first
-        leg = await agent_answers(voice, callback, "alice")
+        leg = await agent_answers(voice, callback, "alice", start=False)
         await voice.settle()
         [dial] = number_dials(voice)
         assert dial.param("To") == CALLER
@@ -173,6 +178,7 @@ async def test_the_agent_is_rung_first_then_the_number_no_answer_retry_connect(o
         assert len(number_dials(voice)) == 2
         sid = await voice.person_answers(second, "human")
         await voice.event(callback, "participant-join", sid, ParticipantLabel="customer")
+        await voice.event(callback, "conference-start")  # two people: Twilio starts it
         await voice.settle()
         [connected] = (await state(alice))["callbacks"]
         assert (connected["status"], connected["attempts"]) == ("connected", 2)
@@ -206,7 +212,7 @@ async def test_after_the_last_failed_attempt_the_callback_fails_and_the_agent_is
         alice = await login(app, redis, "alice")
         _, callback = await asks_callback(voice, redis)
         await set_available(alice)
-        leg = await agent_answers(voice, callback, "alice")
+        leg = await agent_answers(voice, callback, "alice", start=False)
         await voice.settle()
         await voice.person_misses(number_dials(voice)[-1], "busy")
         await voice.settle()
@@ -241,10 +247,11 @@ async def connected_callback(app: Any, redis: Any, voice: AppVoice) -> dict[str,
     alice = await login(app, redis, "alice")
     caller, callback = await asks_callback(voice, redis)
     await set_available(alice)
-    leg = await agent_answers(voice, callback, "alice")
+    leg = await agent_answers(voice, callback, "alice", start=False)
     await voice.settle()
     sid = await voice.person_answers(number_dials(voice)[-1], "human")
     await voice.event(callback, "participant-join", sid, ParticipantLabel="customer")
+    await voice.event(callback, "conference-start")  # two people: Twilio starts it
     await voice.settle()
     return {"alice": alice, "caller": caller, "name": callback, "leg": leg, "customer": sid}
 
@@ -334,7 +341,7 @@ async def test_a_callback_whose_agent_leaves_before_the_number_answers_keeps_its
         later, _ = await voice.call_in(OTHERS[1])
         await voice.gathered(f"/voice/choice?call={later}&long=0", later, "", OTHERS[1])
         await set_available(alice)
-        leg = await agent_answers(voice, callback, "alice")
+        leg = await agent_answers(voice, callback, "alice", start=False)
         await voice.settle()
         dial = number_dials(voice)[-1]
         await voice.ring(dial)
@@ -487,7 +494,7 @@ async def test_a_voicemail_is_called_back_for_its_agent_at_once(twilio, redis, r
         assert (await state(bob))["callbacks"] == []
         [mine] = (await state(alice))["callbacks"]
         assert mine["id"] == callback["id"]
-        await agent_answers(voice, callback["conference"], "alice")
+        await agent_answers(voice, callback["conference"], "alice", start=False)
         await voice.settle()
         [dial] = number_dials(voice)
         assert dial.param("To") == CALLER
@@ -606,3 +613,31 @@ async def test_hold_monitoring_and_a_warm_transfer_work_for_a_callback(offer, re
         roles = sorted(p["role"] for p in conference["participants"])
         assert roles == ["agent", "customer"]
         assert bob_leg.label
+
+
+async def test_a_number_that_leaves_before_its_last_status_is_not_a_customer_hanging_up(
+    offer, redis
+):
+    """Twilio may report a dialed number leaving (never having joined) before its
+    call's final status: the attempt ends with that status, and the callback goes on."""
+    async with offer as (app, voice):
+        alice = await login(app, redis, "alice")
+        _, callback = await asks_callback(voice, redis)
+        await set_available(alice)
+        await agent_answers(voice, callback, "alice", start=False)
+        await voice.settle()
+        dial = number_dials(voice)[-1]
+        sid = await voice.ring(dial)
+        await voice.event(callback, "participant-leave", sid, ParticipantLabel="customer")
+        await voice.settle()
+        [still] = (await state(alice))["callbacks"]
+        assert still["status"] == "dialing"  # its status decides, not the leave
+        await voice.decline(dial, sid, "no-answer")
+        await voice.settle()
+        [shown] = (await state(alice))["callbacks"]
+        assert (shown["status"], shown["result"]) == ("waiting", "no-answer")
+        assert (await alice.post(f"/api/callbacks/{callback}/retry")).status_code == 200
+        await voice.settle()
+        assert len(number_dials(voice)) == 2
+        [dialing] = (await state(alice))["callbacks"]
+        assert (dialing["status"], dialing["attempts"]) == ("dialing", 2)

@@ -158,6 +158,11 @@ class Settings:
     nobody_signed_in: str = "queue"  # or "voicemail"
     break_reasons: tuple[str, ...] = DEFAULT_BREAK_REASONS
     dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS
+    # Supervisor alerts (SPEC §10): the longest wait in seconds, the line's length,
+    # today's service level in percent (alerts carry values in these units).
+    alert_longest_wait_seconds: int = 120
+    alert_queue_size: int = 10
+    alert_service_level: int = 80
     demo: bool = False
     simulator_url: str | None = None  # demo mode: browsers' softphones talk to the simulator
 
@@ -424,7 +429,15 @@ class _Reader:
             nobody_signed_in=self.choice("NOBODY_SIGNED_IN", ("queue", "voicemail")),
             break_reasons=self.names("BREAK_REASONS", DEFAULT_BREAK_REASONS),
             dispositions=self.names("DISPOSITIONS", DEFAULT_DISPOSITIONS),
+            alert_longest_wait_seconds=self.integer("ALERT_LONGEST_WAIT_SECONDS", 120, minimum=1),
+            alert_queue_size=self.integer("ALERT_QUEUE_SIZE", 10, minimum=1),
+            alert_service_level=self.integer("ALERT_SERVICE_LEVEL", 80),
         )
+        if not 0 <= settings.alert_service_level <= 100:
+            self.problems.append(
+                f"ALERT_SERVICE_LEVEL must be a percent from 0 to 100, got "
+                f"{settings.alert_service_level}"
+            )
         if settings.port > 65535:
             self.problems.append(f"PORT must be at most 65535, got {settings.port}")
         if self.problems:

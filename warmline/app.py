@@ -147,6 +147,7 @@ def _register_blueprints(app: Quart) -> None:
     from console.web.reports import blueprint as reports
     from console.web.views import blueprint as views
     from console.web.voicemails import blueprint as voicemails
+    from console.web.wrap_up import blueprint as wrap_up
     from console.web.ws import blueprint as ws
     from webhooks.routes import blueprint as webhooks
 
@@ -159,6 +160,7 @@ def _register_blueprints(app: Quart) -> None:
         recordings,
         voicemails,
         callbacks,
+        wrap_up,
         auth,
         views,
         health,

@@ -13,7 +13,7 @@ from typing import Any
 
 from console.domain.derive import ConferenceView, Participant, derive, dial_active
 from console.domain.effects import HangUp
-from console.domain.errors import Conflict, DomainError, NotFound
+from console.domain.errors import BadRequest, Conflict, DomainError, NotFound
 from console.domain.events import Event
 from console.domain.records import (
     AgentStatus,
@@ -27,12 +27,21 @@ from console.domain.routing import new_dial_id
 from console.domain.unit import Unit
 
 
-async def set_presence(unit: Unit, username: str, status: str) -> dict[str, Any]:
-    """An agent sets themself available or offline (not in the middle of a call)."""
+async def set_presence(
+    unit: Unit, username: str, status: str, reason: str | None = None
+) -> dict[str, Any]:
+    """An agent sets themself available, offline or on break with a reason (not in
+    the middle of a call); available or a break also ends their wrap-up (SPEC §10)."""
+    if status == AgentStatus.BREAK:
+        if reason not in unit.settings.break_reasons:
+            choices = ", ".join(unit.settings.break_reasons)
+            raise BadRequest(f"a break needs a reason, one of: {choices}")
+    elif reason is not None:
+        raise BadRequest("a reason is given for a break only")
     agent = unit.agent(username)
     if agent.status in (AgentStatus.RINGING, AgentStatus.BUSY) and status != agent.status:
         raise Conflict(f"you are {agent.status}; finish the call first")
-    unit.set_status(agent, AgentStatus(status))
+    unit.set_status(agent, AgentStatus(status), reason)
     return agent.public()
 
 

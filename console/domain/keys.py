@@ -54,6 +54,9 @@ SIGNATURE_FAILURES = PREFIX + "signature-failures"
 VOICEMAILS = PREFIX + "voicemails"
 """Hash: voicemail id (the CallSid that left it) -> open voicemail (JSON; SPEC §9)."""
 
+ALERTS = PREFIX + "alerts"
+"""Hash: alert kind -> the supervisor alert up now (JSON; SPEC §10)."""
+
 
 def conference(name: str) -> str:
     """String: one conference aggregate (JSON), with its participants, dials and transfers."""

@@ -23,12 +23,18 @@ async def stamp_agents(redis: Redis, agents: set[str]) -> None:
         await redis.hset(keys.SOCKETS, mapping=dict.fromkeys(agents, now_ms()))
 
 
+# Signed-in statuses kept only while the agent's dashboard is there: on break or in
+# wrap-up an agent who closed the tab must not count as signed in (SPEC §10).
+PRESENT = frozenset({AgentStatus.AVAILABLE, AgentStatus.BREAK, AgentStatus.WRAP_UP})
+
+
 def mark_absent_offline(unit: Unit, last_seen: dict[str, str], grace_seconds: float) -> list[str]:
-    """Available agents whose socket has been gone past the grace period go offline."""
+    """Agents signed in without a call (available, on break, in wrap-up) whose socket
+    has been gone past the grace period go offline."""
     cutoff = unit.now - int(grace_seconds * 1000)
     gone = []
     for agent in unit.agents.values():
-        if agent.status != AgentStatus.AVAILABLE or agent.dial is not None:
+        if agent.status not in PRESENT or agent.dial is not None:
             continue
         seen = max(int(last_seen.get(agent.username, 0)), agent.since)
         if seen < cutoff:

@@ -23,6 +23,8 @@ class AgentStatus(StrEnum):
     RINGING = "ringing"
     BUSY = "busy"
     MISSED = "missed"
+    WRAP_UP = "wrap-up"  # after a call, for at most WRAP_UP_SECONDS (SPEC §10)
+    BREAK = "break"  # with a reason from BREAK_REASONS
 
 
 class DialKind(StrEnum):
@@ -275,10 +277,17 @@ class Agent(_Record):
     idle_since: int = 0  # "longest idle" counts from here; may lie ahead during wrap-up
     conference: str | None = None  # the conference the agent is dialed into or in
     dial: str | None = None  # the dial (ringing or answered) engaging the agent
+    reason: str | None = None  # why they are on break (BREAK_REASONS)
+    last_call: str | None = None  # the call they last took: what wrap-up is about
 
     def public(self) -> dict[str, Any]:
         """The agent shape of events and snapshots (docs/websocket.md)."""
-        return {"username": self.username, "status": self.status, "since": self.since}
+        return {
+            "username": self.username,
+            "status": self.status,
+            "since": self.since,
+            "reason": self.reason,
+        }
 
 
 @dataclass

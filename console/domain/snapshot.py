@@ -4,13 +4,15 @@ it reflects, and filtered to what one user may see."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from console.domain import keys
+from console.domain.alerts import Alert
 from console.domain.derive import derive, involved_agents
 from console.domain.records import Agent, ConferenceRecord, Queued
 from console.domain.voicemails import Voicemail
@@ -25,6 +27,7 @@ class Snapshot:
     queue: list[Queued]
     agents: list[Agent]
     voicemails: list[Voicemail] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
     def visible_to(self, username: str | None, supervisor: bool) -> dict[str, Any]:
         """The state shape (docs/websocket.md) for one user (``supervisor``: everything)."""
@@ -56,6 +59,7 @@ class Snapshot:
                 v.public() for v in self.voicemails if v.visible_to(username, supervisor)
             ],
             "callbacks": sorted(callbacks, key=lambda c: (c["requested_at"], c["id"])),
+            "alerts": [asdict(a) for a in self.alerts] if supervisor else [],
         }
 
 
@@ -71,6 +75,7 @@ async def read_snapshot(redis: Redis) -> Snapshot:
                     keys.QUEUE,
                     keys.QUEUE_INFO,
                     keys.VOICEMAILS,
+                    keys.ALERTS,
                     keys.EVENTS,
                 )
                 names = sorted(await pipe.smembers(keys.LIVE))
@@ -83,6 +88,7 @@ async def read_snapshot(redis: Redis) -> Snapshot:
                 pipe.lrange(keys.QUEUE, 0, -1)
                 pipe.hgetall(keys.QUEUE_INFO)
                 pipe.hgetall(keys.VOICEMAILS)
+                pipe.hgetall(keys.ALERTS)
                 if conference_keys:
                     pipe.mget(conference_keys)
                 results = await pipe.execute()
@@ -93,8 +99,8 @@ async def read_snapshot(redis: Redis) -> Snapshot:
 
 
 def _build(results: list[Any]) -> Snapshot:
-    last, agents, queue, info, messages = results[:5]
-    raw_conferences = results[5] if len(results) > 5 else []
+    last, agents, queue, info, messages, up = results[:6]
+    raw_conferences = results[6] if len(results) > 6 else []
     return Snapshot(
         last_id=last[0][0] if last else "0-0",
         conferences=[ConferenceRecord.from_json(r) for r in raw_conferences if r],
@@ -102,5 +108,8 @@ def _build(results: list[Any]) -> Snapshot:
         agents=[Agent.from_json(raw) for raw in agents.values()],
         voicemails=sorted(
             (Voicemail.from_json(raw) for raw in messages.values()), key=lambda v: (v.at, v.id)
+        ),
+        alerts=sorted(
+            (Alert(**json.loads(raw)) for raw in up.values()), key=lambda a: (a.since, a.kind)
         ),
     )

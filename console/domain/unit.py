@@ -236,32 +236,40 @@ class Unit:
         ]
         return sorted(ready, key=lambda a: (a.idle_since, a.username))
 
-    def release(self, agent: Agent, missed: bool, back_of_line: bool = False) -> None:
-        """End an agent's engagement: available again (after wrap-up) or missed."""
+    def release(
+        self, agent: Agent, missed: bool, back_of_line: bool = False, took_call: bool = False
+    ) -> None:
+        """End an agent's engagement: available again (after wrap-up), or missed.
+        ``took_call``: they were on the call, so wrap-up (WRAP_UP_SECONDS) is about it."""
+        if took_call:
+            agent.last_call = agent.conference
         agent.dial = None
         agent.conference = None
         agent.since = self.now
         if missed:
             agent.status = AgentStatus.MISSED
             return
-        wrap_up = 0 if back_of_line else self.settings.wrap_up_seconds * 1000
-        # During wrap-up the agent stays busy; the sweeper makes them available.
-        agent.status = AgentStatus.BUSY if wrap_up else AgentStatus.AVAILABLE
+        wrap_up = self.settings.wrap_up_seconds * 1000 if took_call and not back_of_line else 0
+        # In wrap-up for at most that long: the sweeper (or their Ready) ends it.
+        agent.status = AgentStatus.WRAP_UP if wrap_up else AgentStatus.AVAILABLE
         agent.idle_since = self.now + wrap_up
 
     def end_wrap_ups(self) -> None:
         """Agents whose wrap-up time is over become available (and routable)."""
         for agent in self.agents.values():
-            wrapping = agent.status == AgentStatus.BUSY and agent.dial is None
+            wrapping = agent.status == AgentStatus.WRAP_UP and agent.dial is None
             if wrapping and agent.idle_since <= self.now:
-                agent.status, agent.since = AgentStatus.AVAILABLE, self.now
+                self.set_status(agent, AgentStatus.AVAILABLE)
 
-    def set_status(self, agent: Agent, status: AgentStatus) -> None:
-        if agent.status != status:
+    def set_status(self, agent: Agent, status: AgentStatus, reason: str | None = None) -> None:
+        """Move ``agent`` to ``status`` (``reason``: a break's); available also ends a
+        wrap-up early."""
+        if agent.status != status or agent.reason != reason:
             agent.status = status
             agent.since = self.now
+        agent.reason = reason
         if status == AgentStatus.AVAILABLE:
-            agent.idle_since = max(agent.idle_since, self.now) if agent.idle_since else self.now
+            agent.idle_since = self.now
 
     # -- announcing (after settling) -------------------------------------------
 

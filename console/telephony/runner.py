@@ -21,7 +21,7 @@ from quart import Quart
 from redis.exceptions import RedisError
 
 from console.config import Settings
-from console.domain import keys
+from console.domain import alerts, keys
 from console.domain.derive import CUSTOMER_LABEL, derive
 from console.domain.effects import (
     DialNumber,
@@ -259,6 +259,7 @@ class Runner(ServingExtension):
             return await assign(unit)
 
         await self.unit(change)
+        await alerts.check(self.redis, self.settings, now_ms())
         for call_sid in stale:
             # Nothing came of their choice: one whose call is over hung up at the prompt.
             if await self._customer_call_over(call_sid):

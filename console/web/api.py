@@ -42,7 +42,8 @@ class Body(BaseModel):
 
 
 class StatusBody(Body):
-    status: Literal["available", "offline"]
+    status: Literal["available", "offline", "break"]
+    reason: str | None = Field(default=None, max_length=100)  # a break's (BREAK_REASONS)
 
 
 class TransferBody(Body):
@@ -62,8 +63,9 @@ class MonitorBody(Body):
 
 class AgentOut(BaseModel):
     username: str
-    status: Literal["offline", "available", "ringing", "busy", "missed"]
+    status: Literal["offline", "available", "ringing", "busy", "missed", "wrap-up", "break"]
     since: int
+    reason: str | None  # the break's reason (BREAK_REASONS), else null
 
 
 class TransferOut(BaseModel):
@@ -105,6 +107,9 @@ class MeOut(BaseModel):
     role: Literal["agent", "supervisor"]
     softphone: SoftphoneOut
     dispositions: list[str]
+    break_reasons: list[str]
+    wrap_up_seconds: int
+    callback_attempts: int
 
 
 class LeftOut(BaseModel):
@@ -161,6 +166,9 @@ async def get_me() -> Response:
             "role": str(user.role),
             "softphone": softphone,
             "dispositions": list(settings.dispositions),
+            "break_reasons": list(settings.break_reasons),
+            "wrap_up_seconds": settings.wrap_up_seconds,
+            "callback_attempts": settings.callback_attempts,
         }
     )
 
@@ -196,7 +204,7 @@ async def post_my_status(data: StatusBody) -> Response:
     if user.is_supervisor:
         return error_response("supervisors are not routed queue calls", 403)
     agent = await get_runner().unit(
-        lambda unit: actions.set_presence(unit, user.username, data.status)
+        lambda unit: actions.set_presence(unit, user.username, data.status, data.reason)
     )
     return jsonify(agent)
 

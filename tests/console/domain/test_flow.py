@@ -151,7 +151,11 @@ async def test_wrap_up_delays_the_next_call(app, redis, twilio, redis_server):
         await customer_waits(voice)
         await voice.settle()
         assert len(dials_to(voice, "alice")) == 1  # still wrapping up
-        assert agent_status(await state(alice), "alice") == "busy"
+        assert agent_status(await state(alice), "alice") == "wrap-up"
+        # Ready ends it early: she is routed the waiting customer at once.
+        await set_available(alice)
+        await voice.settle()
+        assert len(dials_to(voice, "alice")) == 2
 
 
 async def test_a_removed_agent_is_never_dialed_and_goes_offline(app, redis, voice):

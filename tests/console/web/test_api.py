@@ -7,7 +7,7 @@ import json
 import jwt
 import pytest
 
-from console.config import DEFAULT_DISPOSITIONS
+from console.config import DEFAULT_BREAK_REASONS, DEFAULT_DISPOSITIONS
 from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, PUBLIC_BASE_URL
 from tests.support.flow_helpers import (
     agent_answers,
@@ -62,7 +62,15 @@ async def test_token_and_me_answers_are_not_cached_or_secret(call):
     assert token.headers["Cache-Control"] == "no-store"
     me = await call["alice"].get("/api/me")
     body = await me.get_json()
-    assert set(body) == {"username", "role", "softphone", "dispositions"}
+    assert set(body) == {
+        "username",
+        "role",
+        "softphone",
+        "dispositions",
+        "break_reasons",
+        "wrap_up_seconds",
+        "callback_attempts",
+    }
     assert API_SECRET not in json.dumps(body) and "token" not in body
 
 
@@ -199,6 +207,9 @@ async def test_me_names_the_user_and_their_softphone(app, redis):
         "role": "agent",
         "softphone": {"kind": "twilio"},
         "dispositions": list(DEFAULT_DISPOSITIONS),
+        "break_reasons": list(DEFAULT_BREAK_REASONS),
+        "wrap_up_seconds": 0,
+        "callback_attempts": 3,
     }
     assert (await app.test_client().get("/api/me")).status_code == 401
     csp = (await alice.get("/agent")).headers["Content-Security-Policy"]

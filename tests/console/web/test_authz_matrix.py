@@ -126,6 +126,12 @@ MATRIX: dict[tuple[str, str], Cell] = {
         "/api/voicemails/{voicemail}/callback",
         {"anonymous": 401, "agent": 409, "other": 409, "supervisor": 409},
     ),
+    # the disposition of a call one took: alice's; nobody else took it (404 as unknown)
+    ("POST", "/api/calls/<call_id>/wrap-up"): Cell(
+        "/api/calls/{name}/wrap-up",
+        {"anonymous": 401, "agent": 200, "other": 404, "supervisor": 404},
+        json={"disposition": "Resolved", "notes": "asked about billing"},
+    ),
     # -- callbacks: the world has none (who may act on one: tests/webhooks/test_callbacks.py)
     ("POST", "/api/callbacks/<callback_id>/retry"): Cell(
         "/api/callbacks/CB" + "0" * 32 + "/retry",

@@ -32,6 +32,9 @@ CONFERENCE_SID = re.compile(r"CF[0-9a-f]{32}")
 CALLBACK_ID = re.compile(r"CB[0-9a-f]{32}")
 """A callback's id (SPEC §9): also the name of its first conference, never a CallSid."""
 
+HELP_ID = re.compile(r"HP[0-9a-f]{32}")
+"""A help request's id (SPEC §10)."""
+
 RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
 """A Twilio RecordingSid (a recording's playback and delete routes take one)."""
 

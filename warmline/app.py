@@ -143,6 +143,7 @@ def _register_blueprints(app: Quart) -> None:
     from console.web.callbacks import blueprint as callbacks
     from console.web.calls import blueprint as calls
     from console.web.health import blueprint as health
+    from console.web.help import blueprint as help_requests
     from console.web.recordings import blueprint as recordings
     from console.web.reports import blueprint as reports
     from console.web.views import blueprint as views
@@ -161,6 +162,7 @@ def _register_blueprints(app: Quart) -> None:
         voicemails,
         callbacks,
         wrap_up,
+        help_requests,
         auth,
         views,
         health,

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from console.domain import help_requests
 from console.domain.derive import ConferenceView, Participant, derive, dial_active
 from console.domain.effects import HangUp
 from console.domain.errors import BadRequest, Conflict, DomainError, NotFound
@@ -20,6 +21,7 @@ from console.domain.records import (
     ConferenceRecord,
     Dial,
     DialKind,
+    HelpRequest,
     Transfer,
     TransferStatus,
 )
@@ -231,6 +233,7 @@ async def prepare_monitor(unit: Unit, username: str, name: str, mode: str) -> Mo
         ),
         None,
     )
+    help_requests.take_all(unit, record)  # monitoring the call takes its help requests
     if existing is not None:
         if existing.call_sid is None:
             raise Conflict("still connecting you; try again in a moment")
@@ -274,3 +277,35 @@ async def record_monitor_call(unit: Unit, name: str, dial_id: str, call_sid: str
         dial.call_sid = dial.call_sid or call_sid
         if dial.status == "dialing":
             dial.status = "queued"
+
+
+# -- asking for help (SPEC §10; console/domain/help_requests.py) -----------------------
+
+
+async def ask_for_help(unit: Unit, username: str, conference: str, text: str) -> HelpRequest:
+    """``username``, on the call, asks for help; one open request per agent and call."""
+    record, view = await live_conference(unit, conference)
+    if present_as(view, username, "agent") is None:
+        raise Conflict("you are not on this call")
+    if any(r.agent == username and r.status == help_requests.OPEN for r in record.help.values()):
+        raise Conflict("you have already asked for help on this call")
+    request = HelpRequest("HP" + secrets.token_hex(16), username, text.strip(), unit.now)
+    record.help[request.id] = request
+    unit.register_help(request.id, conference)
+    help_requests.announce(unit, record, request, help_requests.REQUESTED)
+    return request
+
+
+async def withdraw_help(
+    unit: Unit, conference: str, help_id: str, username: str, supervisor: bool
+) -> HelpRequest:
+    """The agent cancels their request, or a supervisor dismisses it (taken)."""
+    record = await unit.conference(conference)
+    request = record.help.get(help_id) if record is not None else None
+    if record is None or request is None or not (supervisor or request.agent == username):
+        raise NotFound(f"no help request {help_id}")
+    if request.status != help_requests.OPEN:
+        raise Conflict(f"the request is already {request.status}")
+    status = help_requests.TAKEN if supervisor else help_requests.CANCELED
+    help_requests.close(unit, record, request, status)
+    return request

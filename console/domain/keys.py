@@ -54,6 +54,9 @@ SIGNATURE_FAILURES = PREFIX + "signature-failures"
 VOICEMAILS = PREFIX + "voicemails"
 """Hash: voicemail id (the CallSid that left it) -> open voicemail (JSON; SPEC §9)."""
 
+HELP = PREFIX + "help"
+"""Hash: help request id -> the conference it is about (SPEC §10), for DELETE by id."""
+
 ALERTS = PREFIX + "alerts"
 """Hash: alert kind -> the supervisor alert up now (JSON; SPEC §10)."""
 

@@ -178,6 +178,28 @@ class Recording(_Record):
         return {"sid": self.sid, "status": self.status, "duration": self.duration}
 
 
+@dataclass
+class HelpRequest(_Record):
+    """An agent on a call asking supervisors for help (SPEC §10)."""
+
+    id: str  # "HP" + hex
+    agent: str
+    text: str
+    at: int
+    status: str = "open"  # or taken | canceled | ended
+
+    def public(self, conference: str) -> dict[str, Any]:
+        """The help shape of ``help.requested`` / ``help.updated`` and the snapshot."""
+        return {
+            "id": self.id,
+            "agent": self.agent,
+            "conference": conference,
+            "text": self.text,
+            "at": self.at,
+            "status": self.status,
+        }
+
+
 class CallbackStatus(StrEnum):
     WAITING = "waiting"  # in line, or its agent decides what next after a failed dial
     DIALING = "dialing"  # the number rings
@@ -250,6 +272,7 @@ class ConferenceRecord(_Record):
     # Why the caller left the line without an agent, when they chose to: a callback
     # (``callback-requested``) or a message (``voicemail``). Not an abandon.
     left_for: str | None = None
+    help: dict[str, HelpRequest] = field(default_factory=dict)  # by id (SPEC §10)
 
     def end_here(self, at: int, conference_sid: str, reason: str) -> None:
         """Record a conference end the app decided (Twilio will report none)."""

@@ -14,7 +14,7 @@ customer waits and an agent is free, and the unit announces its agents and its l
 
 from __future__ import annotations
 
-from console.domain import callbacks
+from console.domain import callbacks, help_requests
 from console.domain.derive import (
     ConferenceView,
     Participant,
@@ -101,6 +101,8 @@ class Settler:
         self._announce_transfers(view)
         self._announce_conference(view)
         self._announce_callback()
+        if self.record.help:
+            help_requests.end_with_call(self.unit, self.record, view)
 
     def _customer_gone(self, view: ConferenceView) -> None:
         """The customer hung up: leave the queue, stop every ring meant for them."""

@@ -31,8 +31,13 @@ class Snapshot:
 
     def visible_to(self, username: str | None, supervisor: bool) -> dict[str, Any]:
         """The state shape (docs/websocket.md) for one user (``supervisor``: everything)."""
-        conferences, transfers, callbacks = [], [], []
+        conferences, transfers, callbacks, help = [], [], [], []
         for record in self.conferences:
+            help += [
+                r.public(record.name)
+                for r in record.help.values()
+                if r.status == "open" and (supervisor or r.agent == username)
+            ]
             callback = record.callback
             shown_callback = callback is not None and not callback.successor
             if shown_callback and (supervisor or callback.agent == username):
@@ -60,6 +65,7 @@ class Snapshot:
             ],
             "callbacks": sorted(callbacks, key=lambda c: (c["requested_at"], c["id"])),
             "alerts": [asdict(a) for a in self.alerts] if supervisor else [],
+            "help": sorted(help, key=lambda r: (r["at"], r["id"])),
         }
 
 

@@ -86,6 +86,7 @@ class Unit:
         self._before: dict[str, Loaded] = {}
         self._dequeued: dict[str, tuple[str, CallbackInfo | None, int | None]] = {}
         self._new_transfers: dict[str, str] = {}
+        self._new_help: dict[str, str] = {}  # help request id -> conference
         self._status: dict[str, str] = {}  # conference -> status after settling
         self._line: LineChange | None = None  # how announce() found the line changed
         self._line_known = False
@@ -211,6 +212,9 @@ class Unit:
 
     def register_transfer(self, transfer_id: str, conference: str) -> None:
         self._new_transfers[transfer_id] = conference
+
+    def register_help(self, help_id: str, conference: str) -> None:
+        self._new_help[help_id] = conference
 
     async def waiting(self, count: int) -> list[str]:
         """Up to ``count`` queued customers nobody is being dialed for, in queue order.
@@ -371,6 +375,9 @@ class Unit:
         changed = bool(self.wrote) or changed
         if self._new_transfers:
             pipe.hset(keys.TRANSFERS, mapping=self._new_transfers)
+            changed = True
+        if self._new_help:
+            pipe.hset(keys.HELP, mapping=self._new_help)
             changed = True
         if self.events:
             append_events(pipe, self.events, log_cap(self.settings))

@@ -132,6 +132,16 @@ MATRIX: dict[tuple[str, str], Cell] = {
         {"anonymous": 401, "agent": 200, "other": 404, "supervisor": 404},
         json={"disposition": "Resolved", "notes": "asked about billing"},
     ),
+    # -- help requests: alice, on the call, may ask; nobody else is on it ---------------
+    ("POST", "/api/help"): Cell(
+        "/api/help",
+        {"anonymous": 401, "agent": 201, "other": 409, "supervisor": 403},
+        json={"conference": "{name}", "text": "angry customer"},
+    ),
+    ("DELETE", "/api/help/<help_id>"): Cell(
+        "/api/help/HP" + "0" * 32,
+        {"anonymous": 401, "agent": 404, "other": 404, "supervisor": 404},
+    ),
     # -- callbacks: the world has none (who may act on one: tests/webhooks/test_callbacks.py)
     ("POST", "/api/callbacks/<callback_id>/retry"): Cell(
         "/api/callbacks/CB" + "0" * 32 + "/retry",

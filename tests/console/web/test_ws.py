@@ -75,7 +75,16 @@ async def test_snapshot_first_then_live_events_in_id_order(app, redis):
         snapshot = await receive(socket)
         assert snapshot["type"] == "snapshot"
         assert snapshot["id"] == await last_event_id(redis)
-        shown = {"conferences", "queue", "agents", "transfers", "voicemails", "callbacks", "alerts"}
+        shown = {
+            "conferences",
+            "queue",
+            "agents",
+            "transfers",
+            "voicemails",
+            "callbacks",
+            "alerts",
+            "help",
+        }
         assert set(snapshot["data"]) == shown
         assert [a["username"] for a in snapshot["data"]["agents"]] == ["bob"]
         await set_available(alice)

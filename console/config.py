@@ -163,6 +163,8 @@ class Settings:
     alert_longest_wait_seconds: int = 120
     alert_queue_size: int = 10
     alert_service_level: int = 80
+    transfer_wait_seconds: int = 60  # a transfer to "any available agent" waits this long
+    external_transfer_allow: tuple[str, ...] = ()  # E.164 prefixes besides the directory
     demo: bool = False
     simulator_url: str | None = None  # demo mode: browsers' softphones talk to the simulator
 
@@ -305,6 +307,20 @@ class _Reader:
             return default
         return chosen
 
+    def prefixes(self, name: str) -> tuple[str, ...]:
+        """Comma-separated E.164 prefixes (``+`` and 1 to 15 digits); empty when unset."""
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        chosen = tuple(dict.fromkeys(filter(None, (part.strip() for part in raw.split(",")))))
+        bad = [p for p in chosen if not re.fullmatch(r"\+[0-9]{1,15}", p)]
+        if bad:
+            self.problems.append(
+                f"{name} must be comma-separated E.164 prefixes such as +1555, got {bad[0]!r}"
+            )
+            return ()
+        return chosen
+
     def dates(self, name: str) -> frozenset[datetime.date]:
         raw = self.text(name)
         if raw is None:
@@ -432,6 +448,8 @@ class _Reader:
             alert_longest_wait_seconds=self.integer("ALERT_LONGEST_WAIT_SECONDS", 120, minimum=1),
             alert_queue_size=self.integer("ALERT_QUEUE_SIZE", 10, minimum=1),
             alert_service_level=self.integer("ALERT_SERVICE_LEVEL", 80),
+            transfer_wait_seconds=self.integer("TRANSFER_WAIT_SECONDS", 60),
+            external_transfer_allow=self.prefixes("EXTERNAL_TRANSFER_ALLOW"),
         )
         if not 0 <= settings.alert_service_level <= 100:
             self.problems.append(

@@ -35,6 +35,9 @@ CALLBACK_ID = re.compile(r"CB[0-9a-f]{32}")
 HELP_ID = re.compile(r"HP[0-9a-f]{32}")
 """A help request's id (SPEC §10)."""
 
+DIRECTORY_ID = re.compile(r"DE[0-9a-f]{16}")
+"""An entry of the supervisors' directory of external numbers (SPEC §10)."""
+
 RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
 """A Twilio RecordingSid (a recording's playback and delete routes take one)."""
 

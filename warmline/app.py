@@ -142,6 +142,7 @@ def _register_blueprints(app: Quart) -> None:
     from console.web.call_reports import blueprint as call_reports
     from console.web.callbacks import blueprint as callbacks
     from console.web.calls import blueprint as calls
+    from console.web.directory import blueprint as directory
     from console.web.health import blueprint as health
     from console.web.help import blueprint as help_requests
     from console.web.recordings import blueprint as recordings
@@ -163,6 +164,7 @@ def _register_blueprints(app: Quart) -> None:
         callbacks,
         wrap_up,
         help_requests,
+        directory,
         auth,
         views,
         health,

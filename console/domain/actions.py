@@ -7,6 +7,7 @@ Twilio REST steps in the order the call flow needs them.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -67,24 +68,40 @@ def present_as(view: ConferenceView, username: str, role: str | None = None) -> 
 
 @dataclass(frozen=True)
 class TransferStart:
+    """What the API does once the transfer is recorded: ring ``to_agent`` or dial
+    ``number`` (the dial ``dial``), and have the first agent leave when ``leave``."""
+
     transfer: str
     conference_sid: str
     from_call_sid: str
-    dial: str
-    to_agent: str
+    dial: str | None  # None: waiting for any agent to free up, or back to the line
+    to_agent: str | None
+    mode: str = "warm"
+    number: str | None = None
+    leave: bool = False
 
 
 async def start_transfer(
-    unit: Unit, username: str, name: str, to: str | None, note: str
+    unit: Unit,
+    username: str,
+    name: str,
+    to: str | None,
+    note: str,
+    mode: str = "warm",
+    to_number: str | None = None,
+    leave_after_dial: bool = False,
 ) -> TransferStart:
-    """Create a transfer and ring its colleague, atomically with the choice of colleague."""
+    """Create a transfer (SPEC §10) and, for an agent, ring them atomically with their
+    choice; ``to_number`` was checked against the directory and the allowed prefixes."""
     record, view = await live_conference(unit, name)
     me = present_as(view, username, "agent")
     if me is None or me.dial is None:
         raise Conflict("you are not in this conference")
     if any(not TransferStatus(s).terminal for s, _ in view.transfers.values()):
         raise Conflict("a transfer is already under way in this conference")
-    target = _transfer_target(unit, username, to)
+    target = None if mode in ("queue", "external") else _transfer_target(unit, username, to)
+    if mode == "blind" and target is None:
+        mode = "queue"  # nobody free to ring: the customer waits at the front of the line
     transfer = Transfer(
         id="TR" + secrets.token_hex(12),
         from_agent=username,
@@ -93,32 +110,55 @@ async def start_transfer(
         note=note,
         created_at=unit.now,
         updated_at=unit.now,
+        mode=mode,
+        to_number=to_number if mode == "external" else None,
     )
-    dial = Dial(
-        id=new_dial_id(),
-        kind=DialKind.TRANSFER,
-        agent=target,
-        created_at=unit.now,
-        transfer=transfer.id,
-    )
-    transfer.dial = dial.id
     record.transfers[transfer.id] = transfer
-    record.dials[dial.id] = dial
     unit.register_transfer(transfer.id, name)
+    # Until someone else has taken over, leaving must not end the customer's call.
+    record.end_on_exit_requested[me.call_sid] = False
+    start = functools.partial(TransferStart, transfer.id, view.sid or name, me.call_sid)
+    if mode == "queue":
+        return start(None, None, mode, leave=True)
+    if mode == "external":
+        dial = _dial(record, transfer, DialKind.EXTERNAL, username, unit.now)
+        dial.number = to_number
+        return start(dial.id, None, mode, number=to_number, leave=leave_after_dial)
+    if target is None:  # every other signed-in agent is busy: wait ahead of the line
+        first = unit.agents[username]
+        first.transfer_waiting, first.transfer_waiting_since = transfer.id, unit.now
+        return start(None, None, mode)
+    dial = _dial(record, transfer, DialKind.TRANSFER, target, unit.now)
     agent = unit.agents[target]
     unit.set_status(agent, AgentStatus.RINGING)
     agent.conference, agent.dial = name, dial.id
-    # Until the colleague has taken over, leaving must not end the customer's call.
-    record.end_on_exit_requested[me.call_sid] = False
-    return TransferStart(transfer.id, view.sid or name, me.call_sid, dial.id, target)
+    return start(dial.id, target, mode, leave=mode == "blind")
 
 
-def _transfer_target(unit: Unit, username: str, to: str | None) -> str:
+def _dial(
+    record: ConferenceRecord, transfer: Transfer, kind: DialKind, agent: str, now: int
+) -> Dial:
+    dial = Dial(id=new_dial_id(), kind=kind, agent=agent, created_at=now, transfer=transfer.id)
+    transfer.dial = dial.id
+    record.dials[dial.id] = dial
+    return dial
+
+
+def _transfer_target(unit: Unit, username: str, to: str | None) -> str | None:
+    """The colleague to ring; None for "any available agent" when none is free but
+    another is signed in (the transfer then waits for one)."""
     if to is None:
         candidates = [a for a in unit.routable() if a.username != username]
-        if not candidates:
+        if candidates:
+            return candidates[0].username
+        signed_in = [
+            a
+            for a in unit.agents.values()
+            if a.username != username and a.status != AgentStatus.OFFLINE
+        ]
+        if not signed_in:
             raise Conflict("no agent is available")
-        return candidates[0].username
+        return None
     if to == username:
         raise Conflict("you cannot transfer to yourself")
     agent = unit.agents.get(to)

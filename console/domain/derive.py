@@ -105,6 +105,11 @@ class ConferenceView:
     def agents_present(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.role == "agent"]
 
+    def with_customer(self) -> list[Participant]:
+        """Who is with the customer for them: agents, and an external party an agent
+        transferred them to (SPEC §10)."""
+        return [p for p in self.participants.values() if p.role in ("agent", "external")]
+
     def public(self) -> dict[str, Any]:
         """The conference shape of events and snapshots (docs/websocket.md)."""
         return {
@@ -237,6 +242,8 @@ def _participant(record: ConferenceRecord, cb: Any) -> Participant:
     dial = record.dial_for_call(cb.call_sid, cb.label)
     if _is_customer(record, cb.call_sid, cb.label):
         role, agent, number = "customer", None, record.from_number
+    elif dial is not None and dial.kind == DialKind.EXTERNAL:
+        role, agent, number = "external", None, dial.number
     elif dial is not None:
         role = "supervisor" if dial.kind == DialKind.SUPERVISOR else "agent"
         agent, number = dial.agent, None
@@ -325,6 +332,8 @@ def transfer_outcome(
     dial = record.dials.get(transfer.dial) if transfer.dial else None
     if transfer.error:
         return TransferStatus.FAILED, "api-error"
+    if transfer.mode == "queue":
+        return _queue_outcome(record, view, transfer)
     colleague = dial.call_sid if dial else None
     first = dial_call_sid(record, transfer.from_dial)
     joined = marks.joined.get(colleague) if colleague else None
@@ -344,6 +353,8 @@ def transfer_outcome(
         if marks.customer_gone is not None:
             return TransferStatus.FAILED, "customer-hung-up"
         return TransferStatus.JOINED, None
+    if dial is None and first is not None and first in marks.left and not view.customer_gone:
+        return TransferStatus.CANCELED, None  # left before any agent freed up for it
     return _unjoined_outcome(view, transfer, dial)
 
 
@@ -366,10 +377,28 @@ def _unjoined_outcome(
         return TransferStatus.FAILED, "customer-hung-up"
     if transfer.canceled:
         return TransferStatus.CANCELED, None
+    if transfer.expired:
+        return TransferStatus.FAILED, "no-agent-available"
     if dial is None:
-        return TransferStatus.REQUESTED, None
+        return TransferStatus.REQUESTED, None  # waiting for any agent to free up
     if dial.answered or dial.status == "in-progress":
         return TransferStatus.ANSWERED, None
     if dial.call_sid:
         return TransferStatus.RINGING, None
+    return TransferStatus.REQUESTED, None
+
+
+def _queue_outcome(
+    record: ConferenceRecord, view: ConferenceView, transfer: Transfer
+) -> tuple[str, str | None]:
+    """A transfer back to the line (SPEC §10): done once the first agent left the
+    customer there; failed if the customer hung up first."""
+    marks = view.milestones
+    first = dial_call_sid(record, transfer.from_dial)
+    first_left = marks.left.get(first) if first else None
+    gone = marks.customer_gone
+    if gone is not None and (first_left is None or gone < first_left):
+        return TransferStatus.FAILED, "customer-hung-up"
+    if first_left is not None:
+        return TransferStatus.COMPLETED, None
     return TransferStatus.REQUESTED, None

@@ -216,7 +216,7 @@ async def apply_call_status(
     dial = record.dials.get(dial_id) if record else None
     if dial is None:
         return False
-    if dial.kind == DialKind.CUSTOMER and status == "in-progress":
+    if dial.kind in (DialKind.CUSTOMER, DialKind.EXTERNAL) and status == "in-progress":
         dial.answered = True  # a number's call joins by itself: nothing fetches TwiML
         dial.answered_by = dial.answered_by or answered_by
     dial.call_sid = dial.call_sid or call_sid

@@ -54,6 +54,9 @@ SIGNATURE_FAILURES = PREFIX + "signature-failures"
 VOICEMAILS = PREFIX + "voicemails"
 """Hash: voicemail id (the CallSid that left it) -> open voicemail (JSON; SPEC §9)."""
 
+DIRECTORY = PREFIX + "directory"
+"""Hash: directory entry id -> {id, name, number} (JSON): external transfer targets."""
+
 HELP = PREFIX + "help"
 """Hash: help request id -> the conference it is about (SPEC §10), for DELETE by id."""
 

@@ -32,6 +32,7 @@ class DialKind(StrEnum):
     TRANSFER = "transfer"  # a colleague dialed by a warm transfer
     SUPERVISOR = "supervisor"  # a supervisor added to listen, whisper or barge
     CUSTOMER = "customer"  # the number a callback dials (SPEC §9), label "customer"
+    EXTERNAL = "external"  # a number outside the center an external transfer dials (§10)
 
 
 class TransferStatus(StrEnum):
@@ -121,6 +122,7 @@ class Dial(_Record):
     transfer: str | None = None
     mode: str | None = None  # supervisors: listen | whisper | barge
     answered_by: str | None = None  # a number's AnsweredBy (machine detection)
+    number: str | None = None  # the number dialed (an external party's)
 
     @property
     def ended(self) -> bool:
@@ -148,6 +150,9 @@ class Transfer(_Record):
     error: bool = False
     status: str = TransferStatus.REQUESTED
     reason: str | None = None
+    mode: str = "warm"  # warm | blind | queue | external (SPEC §10)
+    to_number: str | None = None  # an external transfer's number
+    expired: bool = False  # waited TRANSFER_WAIT_SECONDS for any agent: none freed up
 
     def public(self, conference: str) -> dict[str, Any]:
         """The transfer shape of events and snapshots (docs/websocket.md)."""
@@ -161,6 +166,8 @@ class Transfer(_Record):
             "note": self.note,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "mode": self.mode,
+            "to_number": self.to_number,
         }
 
 
@@ -302,6 +309,10 @@ class Agent(_Record):
     dial: str | None = None  # the dial (ringing or answered) engaging the agent
     reason: str | None = None  # why they are on break (BREAK_REASONS)
     last_call: str | None = None  # the call they last took: what wrap-up is about
+    # Their transfer to "any available agent" waits, ahead of the line, since then
+    # (SPEC §10): routing offers it the next free agent first.
+    transfer_waiting: str | None = None
+    transfer_waiting_since: int = 0
 
     def public(self) -> dict[str, Any]:
         """The agent shape of events and snapshots (docs/websocket.md)."""

@@ -48,7 +48,8 @@ async def settle(unit: Unit) -> None:
     can offer someone a call, and have the unit announce its agents and its line."""
     for record in unit.loaded():
         Settler(unit, record).run()
-    if unit.routable() and await unit.waiting(1):
+    waiting_transfer = any(a.transfer_waiting for a in unit.agents.values())
+    if unit.routable() and (waiting_transfer or await unit.waiting(1)):
         unit.effects.append(Route())
     await unit.announce()
 
@@ -149,7 +150,7 @@ class Settler:
             return  # someone with endConferenceOnExit left: Twilio is ending it
         if self.record.moved_out:
             return  # moved to the choice (SPEC §9): they will not be back in this conference
-        if view.agents_present():
+        if view.with_customer():
             return
         if dials_under_way(self.record, view):
             return
@@ -321,7 +322,7 @@ class Settler:
     def _hold_music(self, view: ConferenceView, customer: Participant) -> None:
         """A customer left alone in a started conference hears the wait music."""
         record = self.record
-        alone = not view.agents_present()
+        alone = not view.with_customer()
         if alone and not record.customer_auto_held and not view.milestones.left_ending:
             record.customer_auto_held = True
             params = {
@@ -363,6 +364,10 @@ class Settler:
             if (status, reason) != (transfer.status, transfer.reason):
                 transfer.status, transfer.reason = status, reason
                 transfer.updated_at = self.unit.now
+            first = self.unit.agents.get(transfer.from_agent)
+            waiting = first is not None and first.transfer_waiting == transfer.id
+            if waiting and (transfer.dial or TransferStatus(status).terminal):
+                first.transfer_waiting, first.transfer_waiting_since = None, 0
             if before != transfer:
                 audience = {transfer.from_agent} | ({transfer.to_agent} - {None})
                 self._emit("transfer.updated", transfer.public(self.record.name), audience)

@@ -191,12 +191,19 @@ class TwilioGateway(Extension):
         return str(participant.call_sid)
 
     async def add_number(
-        self, conference_sid: str, number: str, label: str, status_callback: str
+        self,
+        conference_sid: str,
+        number: str,
+        label: str,
+        status_callback: str,
+        detect_machine: bool = True,
     ) -> str:
-        """Dial ``number`` into a live conference from TWILIO_CALLER_ID, with machine
-        detection (a callback, SPEC §9); returns the new CallSid. Its leaving does not
-        end the conference until the app knows a person answered."""
+        """Dial ``number`` into a live conference from TWILIO_CALLER_ID: a callback's
+        customer (SPEC §9), with machine detection, or an external transfer's party
+        (§10); returns the new CallSid. Its leaving never ends the conference (the app
+        sets that once it knows a person is the customer)."""
         assert self.settings is not None
+        detection = {"machine_detection": "Enable"} if detect_machine else {}
         participant = await self._call(
             "dial number",
             self.client.conferences(conference_sid).participants.create_async(
@@ -208,10 +215,10 @@ class TwilioGateway(Extension):
                 start_conference_on_enter=True,
                 end_conference_on_exit=False,
                 timeout=self.settings.ring_timeout_seconds,
-                machine_detection="Enable",
                 status_callback=status_callback,
                 status_callback_method="POST",
                 status_callback_event=CALL_PROGRESS_EVENTS,
+                **detection,
             ),
         )
         return str(participant.call_sid)

@@ -192,6 +192,25 @@ class Runner(ServingExtension):
         conference, dial = effect.conference, effect.dial
         await self.unit(lambda unit: record_dial_result(unit, conference, dial, call_sid))
 
+    async def dial_external(
+        self, conference: str, conference_sid: str, dial: str, number: str
+    ) -> None:
+        """Dial an external transfer's number into the conference (labelled by its
+        dial) and record the CallSid, or that it failed (the transfer fails)."""
+        from console.domain.flow import record_dial_result
+
+        try:
+            call_sid: str | None = await self.gateway.add_number(
+                conference_sid,
+                number,
+                dial,
+                call_status_url(self.settings, conference, dial),
+                detect_machine=False,
+            )
+        except GatewayError:
+            call_sid = None
+        await self.unit(lambda unit: record_dial_result(unit, conference, dial, call_sid))
+
     async def move_call(self, call_sid: str) -> None:
         """Move a caller who waited MAX_WAIT_SECONDS to the choice; if Twilio refuses,
         they wait on as before, or leave the line when their call is over."""

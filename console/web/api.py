@@ -6,6 +6,7 @@ session cookie; errors are ``{"error": message}``.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 
@@ -15,8 +16,8 @@ from quart_schema import document_response, validate_request
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
 
-from console.domain import actions, audit, keys
-from console.domain.errors import NotFound
+from console.domain import actions, audit, directory, keys
+from console.domain.errors import BadRequest, DomainError, NotFound
 from console.domain.records import ConferenceRecord
 from console.domain.snapshot import read_snapshot
 from console.domain.users import Role, get_user
@@ -29,6 +30,7 @@ from console.urls import call_status_url, hold_url
 from console.web.auth import current_user, login_required, role_required
 from console.web.errors import error_response
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
 TOKEN_TTL_SECONDS = 3600
@@ -48,7 +50,10 @@ class StatusBody(Body):
 
 class TransferBody(Body):
     conference: str = Field(pattern=anchored(NAME))
-    to: str | None = Field(default=None, pattern=anchored(USERNAME))
+    mode: Literal["warm", "blind", "queue", "external"] = "warm"
+    to: str | None = Field(default=None, pattern=anchored(USERNAME))  # None: any agent
+    to_number: str | None = Field(default=None, max_length=16)  # external: E.164
+    leave_after_dial: bool = False  # external: leave once the number is dialed (blind)
     note: str = Field(default="", max_length=500)
 
 
@@ -214,31 +219,74 @@ async def post_my_status(data: StatusBody) -> Response:
 @login_required
 @validate_request(TransferBody)
 async def post_transfer(data: TransferBody) -> tuple[Response, int]:
+    """A transfer by ``mode`` (SPEC §10): warm (the colleague joins, then the agent
+    leaves), blind (the agent leaves once the colleague is rung), queue (the customer
+    goes to the front of the line), external (a number from the directory or under
+    EXTERNAL_TRANSFER_ALLOW; anything else 403)."""
     user = await _user()
+    await _check_transfer_target(data)
+    runner = get_runner()
+    start = await runner.unit(
+        lambda unit: actions.start_transfer(
+            unit,
+            user.username,
+            data.conference,
+            data.to,
+            data.note.strip(),
+            data.mode,
+            data.to_number,
+            data.leave_after_dial,
+        )
+    )
+    gateway = get_gateway()
+    try:
+        await gateway.update_participant(
+            start.conference_sid, start.from_call_sid, end_conference_on_exit=False
+        )
+    except GatewayError:
+        await runner.unit(lambda unit: actions.fail_transfer(unit, data.conference, start.transfer))
+    else:
+        if start.dial is not None and start.to_agent is not None:
+            await runner.place_call(data.conference, start.dial, start.to_agent)
+        elif start.dial is not None and start.number is not None:
+            await runner.dial_external(
+                data.conference, start.conference_sid, start.dial, start.number
+            )
+    transfer = await _transfer_now(data.conference, start.transfer)
+    if start.leave and transfer["status"] not in ("failed", "canceled"):
+        try:  # blind, queue, or an external transfer that leaves after dialing
+            await gateway.end_call(start.from_call_sid, "completed")
+        except GatewayError as error:
+            log.warning("transfer %s: the agent's leg did not hang up: %s", start.transfer, error)
+    return jsonify(transfer), 201
+
+
+async def _check_transfer_target(data: TransferBody) -> None:
+    """The body fits its mode, and its target may be transferred to."""
+    if data.mode == "external":
+        if data.to is not None or not data.to_number:
+            raise BadRequest("an external transfer takes to_number (E.164), not to")
+        if not await directory.allowed(get_redis(), get_settings(), data.to_number):
+            raise DomainError(
+                "to_number is neither in the directory nor under EXTERNAL_TRANSFER_ALLOW", 403
+            )
+        return
+    if data.to_number is not None or data.leave_after_dial:
+        raise BadRequest("to_number and leave_after_dial are for external transfers")
+    if data.mode == "queue" and data.to is not None:
+        raise BadRequest("a transfer to the line takes no colleague")
     if data.to is not None:
         # A supervisor is never a transfer target, and is answered exactly like a name
         # nobody has: this call must not tell an agent who the supervisors are.
         target = await get_user(get_redis(), data.to)
         if target is None or target.role is Role.SUPERVISOR:
             raise NotFound(NO_SUCH_AGENT)
-    runner = get_runner()
-    start = await runner.unit(
-        lambda unit: actions.start_transfer(
-            unit, user.username, data.conference, data.to, data.note.strip()
-        )
-    )
-    try:
-        await get_gateway().update_participant(
-            start.conference_sid, start.from_call_sid, end_conference_on_exit=False
-        )
-    except GatewayError:
-        await runner.unit(lambda unit: actions.fail_transfer(unit, data.conference, start.transfer))
-    else:
-        await runner.place_call(data.conference, start.dial, start.to_agent)
-    # A plain read: the transfer as the steps above left it, no unit of work needed.
-    raw = await get_redis().get(keys.conference(data.conference))
-    transfer = ConferenceRecord.from_json(raw).transfers[start.transfer].public(data.conference)
-    return jsonify(transfer), 201
+
+
+async def _transfer_now(conference: str, transfer_id: str) -> dict[str, Any]:
+    """A plain read: the transfer as the steps so far left it, no unit of work needed."""
+    raw = await get_redis().get(keys.conference(conference))
+    return ConferenceRecord.from_json(raw).transfers[transfer_id].public(conference)
 
 
 async def _transfer_conference(transfer_id: str) -> str:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from console.ids import CALL_SID, CALLBACK_ID, HELP_ID, NAME, RECORDING_SID, anchored
+from console.ids import CALL_SID, CALLBACK_ID, DIRECTORY_ID, HELP_ID, NAME, RECORDING_SID, anchored
 
 ERROR_STATUSES = {
     400: "bad body or parameter",
@@ -38,6 +38,7 @@ PATH_PATTERNS = {
     "voicemail_id": anchored(CALL_SID),
     "callback_id": anchored(CALLBACK_ID),
     "help_id": anchored(HELP_ID),
+    "entry_id": anchored(DIRECTORY_ID),
 }
 # A CSV export (a route ending in .csv) answers text, not JSON.
 CSV_RESPONSE = {

@@ -92,7 +92,8 @@ def test_compact_json_with_text_as_utf8() -> None:
     )
     assert Agent(username="ana").to_json() == (
         '{"username":"ana","status":"offline","since":0,"idle_since":0,'
-        '"conference":null,"dial":null,"reason":null,"last_call":null}'
+        '"conference":null,"dial":null,"reason":null,"last_call":null,'
+        '"transfer_waiting":null,"transfer_waiting_since":0}'
     )
 
 

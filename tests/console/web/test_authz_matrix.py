@@ -132,6 +132,17 @@ MATRIX: dict[tuple[str, str], Cell] = {
         {"anonymous": 401, "agent": 200, "other": 404, "supervisor": 404},
         json={"disposition": "Resolved", "notes": "asked about billing"},
     ),
+    # -- the directory: everyone reads it, supervisors change it --------------------------
+    ("GET", "/api/directory"): Cell("/api/directory", API_ANY_USER),
+    ("POST", "/api/directory"): Cell(
+        "/api/directory",
+        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 201},
+        json={"name": "Partner desk", "number": "+14155550100"},
+    ),
+    ("DELETE", "/api/directory/<entry_id>"): Cell(
+        "/api/directory/DE" + "0" * 16,
+        {"anonymous": 401, "agent": 403, "other": 403, "supervisor": 404},
+    ),
     # -- help requests: alice, on the call, may ask; nobody else is on it ---------------
     ("POST", "/api/help"): Cell(
         "/api/help",

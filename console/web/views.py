@@ -21,6 +21,9 @@ UPLOT = {
     "uplot.esm.js": (Path("node_modules", "uplot", "dist", "uPlot.esm.js"), "text/javascript"),
     "uplot.min.css": (Path("node_modules", "uplot", "dist", "uPlot.min.css"), "text/css"),
 }
+# libphonenumber-js's browser bundle (sets globalThis.libphonenumber): static/js/ui.js
+# formats every country's numbers with it.
+LIBPHONENUMBER = Path("node_modules", "libphonenumber-js", "bundle", "libphonenumber-min.js")
 # An editable install (and `warmline demo` from a clone) finds the repo's
 # node_modules; a deployment that installs the package runs from the app's root.
 VENDOR_ROOTS = (Path(__file__).resolve().parents[2], Path.cwd())
@@ -103,6 +106,15 @@ async def get_uplot() -> Response:
 @blueprint.get("/vendor/uplot.min.css")
 async def get_uplot_css() -> Response:
     return await _uplot_file("uplot.min.css")
+
+
+@blueprint.get("/vendor/libphonenumber.js")
+async def get_libphonenumber() -> Response:
+    path = vendor_path(LIBPHONENUMBER)
+    if path is None:
+        message = "// libphonenumber-js is not installed: run `npm install`.\n"
+        return Response(message, 404, content_type="text/javascript; charset=utf-8")
+    return await _vendor_file(path, "text/javascript")
 
 
 async def _uplot_file(name: str) -> Response:

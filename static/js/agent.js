@@ -1,23 +1,27 @@
-// The agent view: presence, softphone, the live call with its participants, warm
-// transfer, callbacks (SPEC §9), the queue, voicemails and the team. Everything is rendered from the Model (fed by
-// /ws) and the softphone's state; actions go to the JSON API or the softphone.
+// The agent view: presence with breaks, softphone, the live call with its participants,
+// warm transfer, callbacks (SPEC §9), wrap-up after a call, a ring that is noticed
+// (sound, title, notification, keyboard shortcuts: SPEC §10), the queue, voicemails and
+// the team. Everything is rendered from the Model (fed by /ws) and the softphone's
+// state; actions go to the JSON API or the softphone.
 
 import { api } from "./api.js";
 import { $, View } from "./boot.js";
 import { personRow, renderMembers, renderQueue } from "./cards.js";
 import { renderRecentCalls } from "./calllog.js";
 import { isTerminal } from "./model.js";
+import { Ringer, notificationsSupported } from "./ring.js";
 import {
-  STATUS_WORDS,
   TRANSFER_WORDS,
   announce,
   byRoleThenJoin,
+  countdown,
   h,
   now,
   phone,
   pill,
   reasonText,
   render,
+  statusText,
   timer,
 } from "./ui.js";
 import { VoicemailsCard } from "./voicemails.js";
@@ -28,6 +32,9 @@ const voicemails = new VoicemailsCard(view);
 const seenTransferStates = new Map();
 const seenCallbackStates = new Set();
 let callbackChoice = ""; // the disposition picked for the callback, kept across re-renders
+const ringer = new Ringer();
+let currentCall = null; // {name, number, kind} of the call the agent is in now
+let wrapCall = null; // the call the wrap-up panel is for (the last one ended), until dismissed
 
 // Why a callback's last dial did not reach anyone (the callback's `result`).
 const CALLBACK_RESULTS = {
@@ -44,15 +51,72 @@ function myStatus() {
   return model.agents.get(me)?.status || "offline";
 }
 
-$("presence-toggle").addEventListener("click", () => {
-  const status = myStatus();
-  const next = status === "available" ? "offline" : "available";
-  controls.act("presence", async () => {
-    const agent = await api.setStatus(next);
+// The switch is on while calls may ring here; wrap-up and break are off (switching on
+// ends them: Ready, or back from the break).
+const ON_STATUSES = new Set(["available", "ringing", "busy"]);
+
+function setStatus(next, reason) {
+  if (next === "available") askNotifications();
+  return controls.act("presence", async () => {
+    const agent = await api.setStatus(next, reason);
     model.agents.set(agent.username, agent);
-    announce(next === "available" ? "You are available for calls." : "You are offline.");
+    if (next === "available") {
+      wrapCall = null;
+      announce("You are available for calls.");
+    } else if (next === "break") announce(`You are on a break: ${reason}.`);
+    else announce("You are offline.");
   }, "presence");
+}
+
+$("presence-toggle").addEventListener("click", () => {
+  setStatus(ON_STATUSES.has(myStatus()) ? "offline" : "available");
 });
+
+$("break-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (myStatus() === "break") {
+    setStatus("available");
+    return;
+  }
+  const reason = $("break-reason").value;
+  if (!reason) {
+    controls.fail("presence", "Choose a reason for the break.");
+    $("break-reason").focus();
+    return;
+  }
+  setStatus("break", reason);
+});
+
+// --- notifications: asked for when the agent first goes available ---------------------
+
+let notifyAsking = false;
+
+function askNotifications() {
+  if (!notificationsSupported() || Notification.permission !== "default" || notifyAsking) return;
+  notifyAsking = true;
+  renderNotifyHelp();
+  Promise.resolve(Notification.requestPermission())
+    .catch(() => "denied")
+    .finally(() => {
+      notifyAsking = false;
+      renderNotifyHelp();
+    });
+}
+
+function renderNotifyHelp() {
+  const help = $("notify-help");
+  let text = "";
+  if (!notificationsSupported()) text = "";
+  else if (notifyAsking) {
+    text = "Allow notifications so a ringing call reaches you even when this tab is in the background.";
+  } else if (Notification.permission === "denied") {
+    text = "Notifications are blocked for this site, so a ringing call shows only in this tab (its ring and title).";
+  }
+  help.hidden = !text;
+  if (help.textContent !== text) help.textContent = text;
+  if (text && !notifyAsking) help.dataset.tone = "warn";
+  else delete help.dataset.tone;
+}
 
 $("transfer-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -71,7 +135,10 @@ $("transfer-form").addEventListener("submit", (event) => {
 // --- rendering ------------------------------------------------------------------------------
 
 function renderAll() {
+  trackCall();
+  ringer.update(Boolean(view.softphone?.ringing().length));
   renderPresence();
+  renderWrapUp();
   renderCall();
   announceCallback();
   renderParticipants();
@@ -86,15 +153,23 @@ function renderPresence() {
   const status = agent?.status || "offline";
   const pillEl = $("presence-pill");
   pillEl.dataset.status = status;
-  pillEl.textContent = STATUS_WORDS[status] || status;
+  pillEl.textContent = statusText(agent);
   const since = $("presence-since");
   since.dataset.since = String(agent?.since || now());
   const toggle = $("presence-toggle");
-  const on = status !== "offline" && status !== "missed";
-  toggle.setAttribute("aria-checked", String(on));
-  toggle.disabled = status === "ringing" || status === "busy" || controls.busy === "presence" || !model.ready;
+  toggle.setAttribute("aria-checked", String(ON_STATUSES.has(status)));
+  const onCall = status === "ringing" || status === "busy";
+  toggle.disabled = onCall || controls.busy === "presence" || !model.ready;
+  renderBreakForm(status, onCall);
+  renderNotifyHelp();
   const help = $("presence-help");
-  if (status === "missed") {
+  if (status === "break") {
+    help.textContent = `On a break${agent?.reason ? ` (${agent.reason})` : ""}: calls do not ring here. Switch on when you are back.`;
+    delete help.dataset.tone;
+  } else if (status === "wrap-up") {
+    help.textContent = "Wrapping up the last call: calls do not ring here until you press Ready.";
+    delete help.dataset.tone;
+  } else if (status === "missed") {
     help.textContent = "You missed a call, so calls stopped ringing here. Switch on to take calls again.";
     help.dataset.tone = "warn";
   } else if (status === "busy" || status === "ringing") {
@@ -112,6 +187,154 @@ function renderPresence() {
     help.dataset.tone = "error";
   }
 }
+
+function renderBreakForm(status, onCall) {
+  const select = $("break-reason");
+  const reasons = view.breakReasons;
+  const signature = reasons.join("|");
+  if (select.dataset.signature !== signature) {
+    const chosen = select.value;
+    select.dataset.signature = signature;
+    select.replaceChildren(h("option", { value: "" }, "Choose a reason…"), ...reasons.map((r) => h("option", { value: r }, r)));
+    select.value = reasons.includes(chosen) ? chosen : "";
+  }
+  const onBreak = status === "break";
+  select.hidden = onBreak;
+  $("break-form").querySelector("label").hidden = onBreak;
+  const button = $("break-start");
+  button.textContent = onBreak ? "End break" : "Take a break";
+  button.disabled = onCall || controls.busy === "presence" || !model.ready || (!onBreak && !reasons.length);
+  select.disabled = onCall || !reasons.length;
+}
+
+// --- wrap-up (SPEC §10): a disposition and notes for the call just ended ---------------
+
+/** Remember the call the agent is in; when it ends, it is the one to wrap up. */
+function trackCall() {
+  const call = model.myCall();
+  if (call) {
+    const { conference } = call;
+    const number = conference.from || model.customerOf(conference)?.from || currentCall?.number || null;
+    if (currentCall?.name !== conference.name) resetWrapForm();
+    currentCall = { name: conference.name, number, kind: conference.kind || "call" };
+    return;
+  }
+  if (!currentCall) return;
+  const ended = currentCall;
+  currentCall = null;
+  // A callback closed with its disposition has one already.
+  const closed = model.lastEndedCallback();
+  if (closed && closed.conference === ended.name && closed.disposition) return;
+  wrapCall = ended;
+}
+
+function resetWrapForm() {
+  $("wrapup-form").reset();
+  $("wrapup-status").textContent = "";
+  $("wrapup-form").dataset.saved = "";
+}
+
+function renderWrapUp() {
+  const card = $("wrapup-card");
+  const agent = model.agents.get(me);
+  const status = agent?.status || "offline";
+  const inWrapUp = status === "wrap-up";
+  const show = !model.myCall() && !view.softphone?.ringing().length && (inWrapUp || Boolean(wrapCall));
+  card.hidden = !show;
+  if (!show) return;
+
+  const select = $("wrapup-disposition");
+  const signature = view.dispositions.join("|");
+  if (select.dataset.signature !== signature) {
+    const chosen = select.value;
+    select.dataset.signature = signature;
+    select.replaceChildren(h("option", { value: "" }, "Choose…"), ...view.dispositions.map((d) => h("option", { value: d }, d)));
+    select.value = view.dispositions.includes(chosen) ? chosen : "";
+  }
+
+  const what = wrapCall
+    ? `${wrapCall.kind === "callback" ? "Callback to" : "Call with"} ${phone(wrapCall.number)}`
+    : "The call you just ended";
+  const line = $("wrapup-call");
+  if (line.textContent !== what) line.textContent = what;
+  $("wrapup-form").hidden = !wrapCall;
+
+  const left = $("wrapup-left");
+  const timed = inWrapUp && view.wrapUpSeconds > 0 && agent?.since;
+  left.hidden = !timed;
+  if (timed) {
+    const until = String(agent.since + view.wrapUpSeconds * 1000);
+    const holder = $("wrapup-timer");
+    if (holder.firstChild?.dataset?.until !== until) holder.replaceChildren(countdown(Number(until), { "data-testid": "wrapup-left" }));
+  }
+
+  const busy = controls.busy === "wrapup-save" || controls.busy === "presence";
+  $("wrapup-save").disabled = busy || !wrapCall;
+  const ready = $("wrapup-ready");
+  ready.hidden = !inWrapUp;
+  ready.disabled = busy;
+  $("wrapup-dismiss").hidden = inWrapUp;
+  const error = $("wrapup-error");
+  const text = controls.error?.where === "wrapup" ? controls.error.text : "";
+  error.hidden = !text;
+  if (error.textContent !== text) error.textContent = text;
+}
+
+/** Save the disposition and notes; resolves true when saved. */
+async function saveWrapUp() {
+  const disposition = $("wrapup-disposition").value;
+  const notes = $("wrapup-notes").value.trim();
+  const given = await api.wrapUp(wrapCall.name, disposition, notes);
+  $("wrapup-form").dataset.saved = `${disposition}\n${notes}`;
+  const words = `Saved: ${given.disposition}.`;
+  $("wrapup-status").textContent = words;
+  announce(words);
+}
+
+$("wrapup-disposition").addEventListener("change", () => {
+  if (controls.error?.where === "wrapup") controls.error = null;
+  controls.schedule();
+});
+
+$("wrapup-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!wrapCall) return;
+  if (!$("wrapup-disposition").value) {
+    controls.fail("wrapup", "Choose a disposition before saving.");
+    $("wrapup-disposition").focus();
+    return;
+  }
+  controls.act("wrapup-save", async () => {
+    await saveWrapUp();
+    // Without a wrap-up period the agent is available already: the panel has done its job.
+    if (myStatus() !== "wrap-up") {
+      wrapCall = null;
+      resetWrapForm();
+    }
+  }, "wrapup");
+});
+
+$("wrapup-ready").addEventListener("click", () => {
+  const disposition = $("wrapup-disposition").value;
+  const notes = $("wrapup-notes").value.trim();
+  const unsaved = wrapCall && disposition && $("wrapup-form").dataset.saved !== `${disposition}\n${notes}`;
+  askNotifications();
+  controls.act("presence", async () => {
+    if (unsaved) await saveWrapUp();
+    const agent = await api.setStatus("available");
+    model.agents.set(agent.username, agent);
+    wrapCall = null;
+    resetWrapForm();
+    announce("You are available for calls.");
+  }, "wrapup");
+});
+
+$("wrapup-dismiss").addEventListener("click", () => {
+  wrapCall = null;
+  resetWrapForm();
+  controls.schedule();
+  $("presence-toggle").focus();
+});
 
 function renderCall() {
   const { softphone } = view;
@@ -145,8 +368,8 @@ function renderCall() {
           h("blockquote", { "data-testid": "note" }, note)) : null,
         h("div.actions",
           {},
-          controls.button("answer", "Answer", { onclick: () => controls.act("answer", () => softphone.answer(ring.sid)) }, ".button-answer"),
-          controls.button("decline", "Decline", { onclick: () => controls.act("decline", () => softphone.decline(ring.sid)) }, ".button-danger-quiet"),
+          controls.button("answer", "Answer", { "aria-keyshortcuts": "A", onclick: () => controls.act("answer", () => softphone.answer(ring.sid)) }, ".button-answer"),
+          controls.button("decline", "Decline", { "aria-keyshortcuts": "D", onclick: () => controls.act("decline", () => softphone.decline(ring.sid)) }, ".button-danger-quiet"),
         ),
         controls.errorLine("call"),
       ));
@@ -179,11 +402,13 @@ function renderCall() {
         held ? h("p.callout", { role: "status" }, "The customer is on hold and hears music.") : null,
         h("div.actions", {},
           controls.button("mute", muted ? "Unmute" : "Mute", {
+            "aria-keyshortcuts": "M",
             "aria-pressed": String(muted),
             disabled: !leg || undefined,
             onclick: () => controls.act("mute", () => softphone.mute(mine.call_sid, !muted)),
           }),
           customer ? controls.button("hold", held ? "Resume customer" : "Hold customer", {
+            "aria-keyshortcuts": "H",
             "aria-pressed": String(held),
             onclick: () => controls.act("hold", () => api.hold(conference.name, customer.call_sid, !held)),
           }) : null,
@@ -192,6 +417,7 @@ function renderCall() {
             onclick: () => controls.act("recording", () => api.recording(conference.name, !recordingPaused)),
           }) : null,
           controls.button("hangup", "Hang up", {
+            "aria-keyshortcuts": "X",
             onclick: () => controls.act("hangup", () => (leg ? softphone.hangup(mine.call_sid) : api.leave(conference.name))),
           }, ".button-danger"),
         ),
@@ -223,6 +449,8 @@ function renderCall() {
     offline: ["You are offline", "Switch on “Available for calls” to start taking calls."],
     missed: ["You missed a call", "Switch on “Available for calls” when you are ready again."],
     busy: ["Wrapping up", "You will be available again in a moment."],
+    "wrap-up": ["Wrapping up", "Give the call its disposition, then press Ready for the next one."],
+    break: ["You are on a break", "Switch on “Available for calls” when you are back."],
     ringing: ["Your phone is ringing", "Connecting the call to this browser…"],
   }[status] || ["", ""];
   const ended = model.lastEndedCallback();
@@ -449,7 +677,7 @@ function updateTargets() {
   for (const agent of colleagues) {
     const free = agent.status === "available";
     options.push(h("option", { value: agent.username, disabled: !free || undefined },
-      free ? agent.username : `${agent.username} — ${STATUS_WORDS[agent.status] || agent.status}`));
+      free ? agent.username : `${agent.username} — ${statusText(agent)}`));
   }
   const signature = options.map((o) => `${o.value}|${o.textContent}|${o.disabled}`).join(";");
   if (select.dataset.signature === signature) return;
@@ -479,10 +707,54 @@ let ringUnknown = null; // a ring the model could not place yet: announced once 
 function announceRing(context) {
   const from = context?.conference?.from;
   let words = `Incoming call${from ? ` from ${phone(from)}` : ""}. Press Answer.`;
-  if (context?.transfer) words = `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`;
-  else if (context?.conference?.kind === "callback") words = `Callback to ${phone(from)}. Press Answer to place it.`;
+  let title = `Incoming call${from ? ` from ${phone(from)}` : ""}`;
+  if (context?.transfer) {
+    words = `Incoming transfer from ${context.transfer.from_agent}. Press Answer.`;
+    title = `Transfer from ${context.transfer.from_agent}`;
+  } else if (context?.conference?.kind === "callback") {
+    words = `Callback to ${phone(from)}. Press Answer to place it.`;
+    title = `Callback to ${phone(from)}`;
+  }
   announce(words, true);
+  ringer.update(Boolean(view.softphone?.ringing().length));
+  ringer.notify(title);
 }
+
+// --- keyboard shortcuts (listed in the dialog that "?" opens) --------------------------
+
+// key -> the data-key of the button it presses (the same handler as a click).
+const SHORTCUTS = { a: "answer", d: "decline", m: "mute", h: "hold", x: "hangup" };
+
+function typing(target) {
+  return target instanceof HTMLElement
+    && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+function openShortcuts() {
+  const dialog = $("shortcuts-dialog");
+  if (!dialog.open) dialog.showModal();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (typing(event.target) || $("shortcuts-dialog").open) return;
+  if (event.key === "?") {
+    event.preventDefault();
+    openShortcuts();
+    return;
+  }
+  if (event.shiftKey) return;
+  const key = event.key.toLowerCase();
+  let button = null;
+  if (key === "v") button = $("presence-toggle");
+  else if (SHORTCUTS[key]) button = $("call-body").querySelector(`button[data-key="${SHORTCUTS[key]}"]`);
+  if (!button || button.disabled) return;
+  event.preventDefault();
+  button.click();
+});
+
+$("shortcuts-open").addEventListener("click", openShortcuts);
+$("shortcuts-close").addEventListener("click", () => $("shortcuts-dialog").close());
 
 refreshRecent();
 setInterval(() => refreshRecent(), 60_000);

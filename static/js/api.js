@@ -42,7 +42,12 @@ async function request(method, path, body) {
 export const api = {
   me: () => request("GET", "/api/me"),
   token: () => request("GET", "/api/token"),
-  setStatus: (status) => request("POST", "/api/me/status", { status }),
+  // A reason goes with a break only (the server refuses one otherwise).
+  setStatus: (status, reason) =>
+    request("POST", "/api/me/status", status === "break" ? { status, reason } : { status }),
+  // The disposition and notes of a call the user took (id: its conference name).
+  wrapUp: (call, disposition, notes) =>
+    request("POST", `/api/calls/${encodeURIComponent(call)}/wrap-up`, { disposition, notes }),
   transfer: (conference, to, note) => request("POST", "/api/transfers", { conference, to, note }),
   cancelTransfer: (id) => request("DELETE", `/api/transfers/${encodeURIComponent(id)}`),
   leave: (conference) => request("POST", `/api/conferences/${encodeURIComponent(conference)}/leave`),

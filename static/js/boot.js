@@ -23,6 +23,8 @@ export class View {
     this.softphone = null;
     this.dispositions = []; // what a voicemail may be closed with (GET /api/me)
     this.callbackAttempts = null; // CALLBACK_ATTEMPTS: a callback's "attempt n of N"
+    this.breakReasons = []; // BREAK_REASONS: what a break may be taken for
+    this.wrapUpSeconds = 0; // WRAP_UP_SECONDS: how long wrap-up lasts at most after a call
     this.controls = new Controls(() => {
       if (this.softphone) setSoftphoneState($("softphone-state"), this.softphone.state, this.softphone.detail);
       render();
@@ -46,6 +48,8 @@ export class View {
       const me = await api.me();
       this.dispositions = me.dispositions || [];
       this.callbackAttempts = me.callback_attempts || null;
+      this.breakReasons = me.break_reasons || [];
+      this.wrapUpSeconds = me.wrap_up_seconds || 0;
       this.controls.schedule();
       this.softphone = createSoftphone(me);
       this.softphone.addEventListener("change", () => this.controls.schedule());

@@ -2,7 +2,7 @@
 // presence (templates/_queue_card.html, _members_card.html), and one participant of a call.
 
 import { $ } from "./boot.js";
-import { STATUS_WORDS, h, phone, pill, render, timer } from "./ui.js";
+import { h, phone, pill, render, statusText, timer } from "./ui.js";
 
 const ROLE_WORDS = { customer: "Customer", agent: "Agent", supervisor: "Supervisor" };
 
@@ -30,7 +30,8 @@ export function renderQueue(queue) {
 }
 
 /** The members card (templates/_members_card.html): agents by name with their status
- * and for how long, and "n of m available". */
+ * (a break with its reason: "On break · Lunch"; wrap-up) and for how long, and "n of m
+ * available". */
 export function renderMembers(agents, empty) {
   const sorted = [...agents].sort((a, b) => a.username.localeCompare(b.username));
   const available = sorted.filter((a) => a.status === "available").length;
@@ -43,8 +44,8 @@ export function renderMembers(agents, empty) {
     h("li.member", { "data-testid": `member-${a.username}` },
       h("span.presence-dot", { "data-status": a.status, "aria-hidden": "true" }),
       h("span.member-name", {}, a.username),
-      pill(a.status, STATUS_WORDS[a.status] || a.status),
-      h("span.member-time", {}, timer(a.since)))));
+      pill(a.status, statusText(a), { "data-testid": "member-status" }),
+      h("span.member-time", {}, timer(a.since, { "data-testid": "member-time" })))));
 }
 
 /** One participant: role, name, flags and time on the call; `coaching` is the word

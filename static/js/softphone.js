@@ -98,6 +98,8 @@ export class TwilioSoftphone extends Softphone {
       return;
     }
     const device = this.device;
+    // The console rings itself (ring.js), for both softphones: no second ringtone.
+    device.audio?.incoming?.(false);
     device.on("registering", () => this.setState("registering"));
     device.on("registered", () => {
       this.attempt = 0;

@@ -204,6 +204,7 @@ function renderTransfers() {
     : [h("li.empty", {}, "Finished transfers appear here with their outcome.")]);
 }
 
+// Each agent's status (wrap-up, or a break with its reason) and how long they have been in it.
 function renderAgents() {
   renderMembers(model.agents.values(), "No agent has set a status yet today.");
 }

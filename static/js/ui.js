@@ -1,6 +1,13 @@
 // Small DOM and formatting helpers shared by both views. Everything is built with
 // createElement/textContent: no HTML parsing, no inline styles or handlers (strict CSP).
 
+// libphonenumber-js (npm, served at /vendor/libphonenumber.js as its UMD bundle, which
+// sets globalThis.libphonenumber) formats numbers of every country. Without it (npm
+// install not run) numbers show as +1 (NNN) NNN-NNNN or as they come.
+const phoneLib = await import("/vendor/libphonenumber.js")
+  .then(() => globalThis.libphonenumber || null)
+  .catch(() => null);
+
 /** h("button.button.primary", {type: "button", onclick: f}, "Answer") */
 export function h(spec, attrs, ...children) {
   const [tag, ...classes] = spec.split(".");
@@ -73,6 +80,13 @@ export function spokenDuration(ms) {
   return `${minutes} minute${minutes === 1 ? "" : "s"} ${seconds} seconds`;
 }
 
+/** A live countdown to `until` (server ms), stopping at 0:00. */
+export function countdown(until, attrs = {}) {
+  const el = h("span.timer", { ...attrs, dataset: { until: String(until) } });
+  tickOne(el);
+  return el;
+}
+
 /** A live timer: a <span> whose text the ticker refreshes every second. */
 export function timer(since, attrs = {}) {
   const el = h("span.timer", { ...attrs, dataset: { since: String(since || now()) } });
@@ -81,23 +95,35 @@ export function timer(since, attrs = {}) {
 }
 
 function tickOne(el) {
-  const ms = now() - Number(el.dataset.since);
+  const ms = el.dataset.until ? Number(el.dataset.until) - now() : now() - Number(el.dataset.since);
   el.textContent = duration(ms);
   el.setAttribute("aria-label", spokenDuration(ms));
 }
 
 export function startTicker() {
-  setInterval(() => document.querySelectorAll(".timer[data-since]").forEach(tickOne), 1000);
+  setInterval(() => document.querySelectorAll(".timer[data-since], .timer[data-until]").forEach(tickOne), 1000);
 }
 
 export function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
+/** A number for people: NANP as +1 (NNN) NNN-NNNN, any other E.164 number in its
+ * country's international format (libphonenumber-js), anything else as it comes. */
 export function phone(number) {
   if (!number) return "Unknown caller";
   const m = /^\+1(\d{3})(\d{3})(\d{4})$/.exec(number);
-  return m ? `+1 (${m[1]}) ${m[2]}-${m[3]}` : number;
+  if (m) return `+1 (${m[1]}) ${m[2]}-${m[3]}`;
+  if (phoneLib && number.startsWith("+")) {
+    try {
+      const parsed = phoneLib.parsePhoneNumberFromString(number);
+      // A number of impossible length (a test's, a typo) is shown as it comes.
+      if (parsed?.isPossible()) return parsed.formatInternational();
+    } catch {
+      // not a number libphonenumber knows: shown as it comes
+    }
+  }
+  return number;
 }
 
 export function ago(ms) {
@@ -117,7 +143,15 @@ export const STATUS_WORDS = {
   ringing: "Ringing",
   busy: "On a call",
   missed: "Missed a call",
+  "wrap-up": "Wrap-up",
+  break: "On break",
 };
+
+/** An agent's status in words, with a break's reason: "On break · Lunch". */
+export function statusText(agent) {
+  const words = STATUS_WORDS[agent?.status] || agent?.status || "Offline";
+  return agent?.status === "break" && agent.reason ? `${words} · ${agent.reason}` : words;
+}
 
 export const TRANSFER_WORDS = {
   requested: "Requested",

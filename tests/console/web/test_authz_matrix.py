@@ -237,6 +237,9 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("GET", "/vendor/twilio.min.js"): Cell("/vendor/twilio.min.js", dict.fromkeys(ROLES, ANY)),
     ("GET", "/vendor/uplot.esm.js"): Cell("/vendor/uplot.esm.js", dict.fromkeys(ROLES, ANY)),
     ("GET", "/vendor/uplot.min.css"): Cell("/vendor/uplot.min.css", dict.fromkeys(ROLES, ANY)),
+    ("GET", "/vendor/libphonenumber.js"): Cell(
+        "/vendor/libphonenumber.js", dict.fromkeys(ROLES, ANY)
+    ),
     ("GET", "/openapi.json"): Cell("/openapi.json", PUBLIC),
     ("GET", "/healthz"): Cell("/healthz", PUBLIC),
     # open unless METRICS_TOKEN is set (test_metrics covers the token)

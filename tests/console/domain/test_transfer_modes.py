@@ -23,6 +23,8 @@ from tests.support.flow_helpers import (
     alice_with_customer_bob_available,
     customer_waits,
     dials_to,
+    events,
+    hang_up_customer,
     leg_leaves,
     login,
     set_available,
@@ -247,3 +249,32 @@ async def test_external_party_hanging_up_mid_consult_leaves_the_customer_with_th
         missed = await the_transfer(call["alice"], second["id"])
         assert (missed["status"], missed["reason"]) == ("failed", "busy")
         assert await redis.lrange(keys.QUEUE, 0, -1) == []
+
+
+async def test_a_waiting_transfer_can_be_canceled_and_ends_if_the_customer_hangs_up(
+    app, redis, voice
+):
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    await agent_answers(voice, name, "alice")
+    await bob.post("/api/me/status", json={"status": "break", "reason": "Lunch"})
+    first = await (await transfer(alice, conference=name)).get_json()
+    response = await alice.delete(f"/api/transfers/{first['id']}")
+    assert response.status_code == 200
+    assert (await response.get_json())["status"] == "canceled"
+    second = await (await transfer(alice, conference=name)).get_json()
+    await hang_up_customer(voice, name, "participant-with-end-conference-on-exit-left")
+    await set_available(bob)  # frees up: nothing is waiting for him any more
+    await voice.settle()
+    assert dials_to(voice, "bob") == []
+    updates = [
+        e["data"]
+        for e in await events(redis)
+        if e["type"] == "transfer.updated" and e["data"]["id"] == second["id"]
+    ]
+    assert (updates[-1]["status"], updates[-1]["reason"]) == ("failed", "customer-hung-up")
+    # The waiting mark is gone with it: the sweeper has nothing to offer bob.
+    await Runner.of(app).sweep()
+    assert dials_to(voice, "bob") == []

@@ -184,9 +184,7 @@ class Settler:
             # The conference had people and has none now: it is over at Twilio (which
             # may not say so of one that never started), and the number's ring stops:
             # nobody is there to take it.
-            for dial in self.record.dials.values():
-                if dial_active(view, dial) and not dial.cancel_reason:
-                    call_off(self.unit, self.record.name, dial, "agent-left")
+            self._call_off_all(view, "agent-left")
             number = self.record.dials.get(callback.dial or "")
             if number is not None and callback.status == CallbackStatus.DIALING:
                 self._attempt_failed(callback, number)
@@ -296,12 +294,17 @@ class Settler:
         callbacks.announce(self.unit, record)  # created while settling: not settled itself
 
     def _hang_up_all(self, view: ConferenceView, reason: str) -> None:
-        """A closed callback's calls end: its agent's, and the number's if it rings."""
+        """A closed callback's calls end: its agent's, and the number's if it rings;
+        its conference with the last of them (Twilio may not report the end of one
+        that never started)."""
+        self._call_off_all(view, reason)
+        if view.status != "ended" and not view.participants:
+            self.record.end_here(self.unit.now, view.sid or "", "callback-closed")
+
+    def _call_off_all(self, view: ConferenceView, reason: str) -> None:
         for dial in self.record.dials.values():
             if dial_active(view, dial) and not dial.cancel_reason:
                 call_off(self.unit, self.record.name, dial, reason)
-        if view.status != "ended" and view.started_at is None and not view.participants:
-            self.record.end_here(self.unit.now, view.sid or "", "callback-closed")
 
     def _announce_callback(self) -> None:
         callback = self.record.callback

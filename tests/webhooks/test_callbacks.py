@@ -641,3 +641,34 @@ async def test_a_number_that_leaves_before_its_last_status_is_not_a_customer_han
         assert len(number_dials(voice)) == 2
         [dialing] = (await state(alice))["callbacks"]
         assert (dialing["status"], dialing["attempts"]) == ("dialing", 2)
+
+
+async def test_closing_after_no_answer_hangs_up_the_agent_and_ends_the_callback(offer, redis):
+    async with offer as (app, voice):
+        alice = await login(app, redis, "alice")
+        _, callback = await asks_callback(voice, redis)
+        await set_available(alice)
+        leg = await agent_answers(voice, callback, "alice", start=False)
+        await voice.settle()
+        await voice.person_misses(number_dials(voice)[-1], "no-answer")
+        await voice.settle()
+        response = await alice.post(
+            f"/api/callbacks/{callback}/close", json={"disposition": "Follow-up"}
+        )
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        closed = await response.get_json()
+        assert (closed["status"], closed["disposition"]) == ("done", "Follow-up")
+        await voice.settle()
+        hangups = [
+            r.param("Status")
+            for r in voice.double.call_updates()
+            if r.path.endswith(f"/{leg.call_sid}.json")
+        ]
+        assert hangups == ["completed"]
+        # Her leaving empties the conference, which never started: it is over here.
+        await voice.event(callback, "participant-leave", leg.call_sid, ParticipantLabel=leg.label)
+        await voice.settle()
+        assert await redis.sismember(keys.LIVE, callback) == 0
+        assert (await state(alice))["callbacks"] == []
+        again = await alice.post(f"/api/callbacks/{callback}/close", json={"disposition": "Other"})
+        assert again.status_code == 409  # closed once

@@ -423,9 +423,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         redis_url=os.environ.get("REDIS_URL", "").strip() or None,
         redis_tls_verify=tls_verify,
         database_url=db_url,
+        bots=args.bots,
     )
     if args.rate < 0:
         return fail(f"--rate must not be negative, got {args.rate:g}")
+    if args.bots < 0:
+        return fail(f"--bots must not be negative, got {args.bots}")
     logs.configure()
     try:
         asyncio.run(run_demo(options))
@@ -462,6 +465,14 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
         "--chaos", action="store_true", help="deliver callbacks late, duplicated, reordered"
     )
     demo.add_argument("--seed", type=int, help="seed for chaos and generated callers")
+    demo.add_argument(
+        "--bots",
+        type=int,
+        default=3,
+        metavar="N",
+        help="simulated agents bot1..botN who sign in, answer, transfer, wrap up and take "
+        "breaks (default 3; 0: none)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import aiohttp
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -23,6 +26,7 @@ from console.domain import users
 from console.history import migrate
 from console.redis_ext import connect
 from simulator import Chaos, LoadPlan, Simulator
+from simulator.bots import Bots
 from warmline.app import create_app
 from warmline.embedded_postgres import EmbeddedPostgres, start_or_reuse
 from warmline.embedded_redis import EmbeddedRedis, cache_dir, free_port, start_redis
@@ -40,6 +44,10 @@ DEMO_ANNOUNCE_SECONDS = 30
 DEMO_CALLBACK_OFFER_SECONDS = 60  # a caller expecting a longer wait is offered a callback
 DEMO_MAX_WAIT_SECONDS = 240  # and after this long is moved out to the same choice
 DEMO_CALLBACK_SHARE = 0.3  # generated callers who take the offer
+DEMO_WRAP_UP_SECONDS = 10  # agents are in wrap-up this long after a call, unless Ready
+DEMO_BOTS = 3  # simulated agents (`--bots`)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class DemoOptions:
     redis_url: str | None
     redis_tls_verify: bool = True
     database_url: str | None = None  # DATABASE_URL; unset: the embedded PostgreSQL
+    bots: int = 0  # simulated agents bot1..botN (simulator.bots); the CLI's default is 3
 
 
 def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Settings:
@@ -77,14 +86,23 @@ def demo_settings(options: DemoOptions, app_url: str, simulator_url: str) -> Set
         nobody_signed_in="voicemail",
         callback_offer_seconds=DEMO_CALLBACK_OFFER_SECONDS,
         max_wait_seconds=DEMO_MAX_WAIT_SECONDS,
+        wrap_up_seconds=DEMO_WRAP_UP_SECONDS,
     )
 
 
-async def create_demo_users(redis_url: str, tls_verify: bool = True) -> None:
-    """The demo users, with the demo password (replacing any left from a past run)."""
+def bot_names(count: int) -> list[str]:
+    """The simulated agents' usernames: bot1..botN."""
+    return [f"bot{i}" for i in range(1, count + 1)]
+
+
+async def create_demo_users(
+    redis_url: str, tls_verify: bool = True, bots: Sequence[str] = ()
+) -> None:
+    """The demo users and the ``bots`` (agents), with the demo password (replacing
+    any left from a past run)."""
     client = connect(redis_url, tls_verify=tls_verify)
     try:
-        for username, role in DEMO_USERS:
+        for username, role in (*DEMO_USERS, *((name, "agent") for name in bots)):
             await users.remove_user(client, username)
             await users.add_user(client, username, role, DEMO_PASSWORD)
     finally:
@@ -121,8 +139,10 @@ async def run_demo(options: DemoOptions) -> None:
     sim = Simulator(
         app_url, settings.account_sid, settings.auth_token, seed=options.seed, chaos=chaos
     )
+    names = bot_names(options.bots)
+    bots = Bots(app_url, sim, names, DEMO_PASSWORD)
     try:
-        await create_demo_users(redis_url, options.redis_tls_verify)
+        await create_demo_users(redis_url, options.redis_tls_verify, names)
         await sim.start(options.host, simulator_port)
         if options.calls_per_minute > 0:
             plan = LoadPlan(rate=options.calls_per_minute / 60, callback_share=DEMO_CALLBACK_SHARE)
@@ -133,13 +153,38 @@ async def run_demo(options: DemoOptions) -> None:
         config.graceful_timeout = 5.0
         _print_banner(app_url, sim_url, options)
         app = served(create_app(settings, redis_url=redis_url, database_url=database_url))
-        await serve(app, config, shutdown_trigger=stop.wait)
+        starter = asyncio.create_task(_start_bots(bots, app_url, stop)) if names else None
+
+        async def shutdown() -> None:
+            # The bots leave first: Hypercorn would wait out its graceful timeout
+            # for their open dashboard sockets.
+            await stop.wait()
+            if starter is not None:
+                starter.cancel()
+            await bots.stop()
+
+        await serve(app, config, shutdown_trigger=shutdown)
     finally:
+        await bots.stop()
         await sim.stop()
         if embedded is not None:
             embedded.stop()
         if database is not None:
             database.stop()
+
+
+async def _start_bots(bots: Bots, app_url: str, stop: asyncio.Event) -> None:
+    """Start the bots once the app answers /healthz (it is served by this same loop)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while not stop.is_set():
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(f"{app_url}/healthz") as response:
+                    if response.status < 500:
+                        break
+            await asyncio.sleep(0.2)
+    if not stop.is_set():
+        bots.start()
+        log.info("started %d simulated agents", len(bots.bots))
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -170,6 +215,13 @@ def _print_banner(app_url: str, sim_url: str, options: DemoOptions) -> None:
     ]
     if options.calls_per_minute > 0:
         lines.append(f"  generating {options.calls_per_minute:g} customer calls per minute")
+    if options.bots:
+        names = bot_names(options.bots)
+        shown = ", ".join(names) if len(names) <= 3 else f"{names[0]}..{names[-1]}"
+        lines.append(
+            f"  {options.bots} simulated agents ({shown}) answer, transfer, wrap up and take "
+            "breaks (--bots 0: none)"
+        )
     if options.chaos:
         lines.append("  chaos: callbacks arrive late, duplicated and out of order")
     print("\n".join(lines), flush=True)

@@ -56,7 +56,7 @@ async def until(check, seconds: float = 30.0):
 async def test_demo_routes_a_simulated_call_to_an_agent_and_stops_cleanly(tmp_path):
     log = tmp_path / "demo.log"
     port = free_port()
-    process = start_demo(log, "--port", str(port))
+    process = start_demo(log, "--port", str(port), "--bots", "0")  # alice takes the call
     try:
         urls = await banner(process, log)
         assert "alice" in log.read_text() and DEMO_PASSWORD in log.read_text()

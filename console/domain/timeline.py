@@ -16,7 +16,7 @@ An entry is ``{"at", "type", "actor", "call_sid", "detail"}``:
   ``supervisor.action``, ``recording.updated``: started, paused, resumed, ended;
   a deletion is not part of the call's story and has no entry; ``call.diverted``,
   ``voicemail.created``, ``voicemail.updated``, ``callback.updated``,
-  ``call.disposition``).
+  ``call.disposition``, ``call.wrapped-up``).
 - ``actor``: the username of the agent or supervisor who did it, ``"customer"``, or
   ``"system"`` for what the app or Twilio did on its own.
 - ``call_sid``: the call concerned, or null (transfers, supervisor actions, start/end).
@@ -183,6 +183,9 @@ def _describe(kind: str, data: dict[str, Any]) -> Described | None:
         if reason in _LEFT_LINE_WORDS:
             return CUSTOMER, data["call_sid"], _LEFT_LINE_WORDS[reason], []
         return SYSTEM, data["call_sid"], "taken from the queue: an agent answered", []
+    if kind == "call.wrapped-up":
+        agent, seconds = data["agent"], round(data.get("wrap_up_ms", 0) / 1000)
+        return agent, None, f"{agent} finished wrap-up after {seconds} s", [agent]
     if kind == "call.disposition":  # an agent's wrap-up (SPEC §10)
         agent, notes = data["agent"], data.get("notes")
         detail = f"{agent} gave it the disposition {data['disposition']}"

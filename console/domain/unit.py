@@ -34,6 +34,7 @@ from console.domain.waiting_line import (
     write_change,
 )
 
+WRAPPED_UP = "call.wrapped-up"  # an agent's wrap-up of a call ended (its length)
 ENDED_RETENTION_SECONDS = 24 * 3600  # an ended conference's record is kept a day
 # Its call's ended marker (keys.ended_call), a key of ~150 bytes, is kept a week: a
 # replayed CallSid is never queued again for that long. When history (§8) exists it
@@ -267,13 +268,28 @@ class Unit:
 
     def set_status(self, agent: Agent, status: AgentStatus, reason: str | None = None) -> None:
         """Move ``agent`` to ``status`` (``reason``: a break's); available also ends a
-        wrap-up early."""
+        wrap-up early, whose length goes to the call's history (``call.wrapped-up``)."""
+        if agent.status == AgentStatus.WRAP_UP and status != AgentStatus.WRAP_UP:
+            self._wrapped_up(agent)
         if agent.status != status or agent.reason != reason:
             agent.status = status
             agent.since = self.now
         agent.reason = reason
         if status == AgentStatus.AVAILABLE:
             agent.idle_since = self.now
+
+    def _wrapped_up(self, agent: Agent) -> None:
+        """The wrap-up of the agent's last call is over: how long it took counts in the
+        call's handle time (SPEC §8)."""
+        if agent.last_call is None:
+            return
+        data = {
+            "call": agent.last_call,
+            "agent": agent.username,
+            "wrap_up_ms": max(0, self.now - agent.since),
+        }
+        audience = frozenset({agent.username})
+        self.events.append(Event(WRAPPED_UP, data, self.now, audience, agent.last_call))
 
     # -- announcing (after settling) -------------------------------------------
 

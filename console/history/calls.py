@@ -142,6 +142,7 @@ class _Fold:
         self.voicemail: dict[str, Any] | None = None
         self.disposition: str | None = None
         self.notes: str | None = None
+        self.wrap_up_ms = 0  # every agent's wrap-up after the call
         self.handlers: set[str] = set()  # who claimed or closed its voicemail
 
     def run(self, events: list[Mapping[str, Any]]) -> CallRows:
@@ -191,6 +192,8 @@ class _Fold:
             self._end(ts)
         elif kind in ("voicemail.created", "voicemail.updated"):
             self._voicemail(ts, data)
+        elif kind == "call.wrapped-up":  # part of the handle time (SPEC §8)
+            self.wrap_up_ms += int(data.get("wrap_up_ms") or 0)
         elif kind == "call.disposition":  # the agent's wrap-up: the latest given wins
             self.disposition = data.get("disposition") or self.disposition
             self.notes = data.get("notes") or None
@@ -369,6 +372,7 @@ class _Fold:
             else None,
             "disposition": self.disposition,
             "notes": self.notes,
+            "wrap_up_ms": self.wrap_up_ms,
             "updated_at": last,
         }
         return CallRows(

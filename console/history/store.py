@@ -66,10 +66,9 @@ _CALL_COLUMNS = {
     "voicemail": "jsonb",
     "disposition": "text",
     "notes": "text",
+    "wrap_up_ms": "bigint",
     "updated_at": "bigint",
 }
-# Only the columns the events give are written: the others (wrap-up) are left to the
-# features that fill them.
 _LEG_COLUMNS = {
     "call_id": "text",
     "position": "int",

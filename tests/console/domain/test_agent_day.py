@@ -96,6 +96,10 @@ async def test_wrap_up_follows_a_call_and_ready_or_a_break_ends_it(twilio, redis
         # A break straight from wrap-up; then Ready.
         assert (await status(alice, status="break", reason="Training")).status_code == 200
         assert agent_of(await state(alice), "alice")["status"] == "break"
+        # The wrap-up's length goes to the call (its handle time, SPEC §8).
+        [wrapped] = [e for e in await events(redis) if e["type"] == "call.wrapped-up"]
+        assert (wrapped["data"]["call"], wrapped["data"]["agent"]) == (name, "alice")
+        assert wrapped["data"]["wrap_up_ms"] >= 0 and wrapped["audience"] == "alice"
         await set_available(alice)
         await voice.settle()
         assert len(dials_to(voice, "alice")) == 2

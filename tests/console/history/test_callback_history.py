@@ -463,9 +463,12 @@ def test_an_agents_wrap_up_gives_the_call_its_disposition_and_notes_the_latest_w
         notes="sorted",
         at=25_000,
     )
+    log.add("call.wrapped-up", 26_000, call, call=call, agent="alice", wrap_up_ms=6_000)
+    log.add("call.wrapped-up", 27_000, call, call=call, agent="bob", wrap_up_ms=1_500)
     rows = derive_call(call, reversed(log.events))
     assert rows is not None
     assert (rows.call["disposition"], rows.call["notes"]) == ("Resolved", "sorted")
+    assert rows.call["wrap_up_ms"] == 7_500  # every agent's wrap-up, in the handle time
     made = timeline.entry_for(
         Event("call.disposition", log.events[0]["data"], 20_000, conference=call)
     )

@@ -23,6 +23,7 @@ import {
   render,
   statusText,
   timer,
+  transferTarget,
 } from "./ui.js";
 import { VoicemailsCard } from "./voicemails.js";
 
@@ -35,6 +36,8 @@ let callbackChoice = ""; // the disposition picked for the callback, kept across
 const ringer = new Ringer();
 let currentCall = null; // {name, number, kind} of the call the agent is in now
 let wrapCall = null; // the call the wrap-up panel is for (the last one ended), until dismissed
+let directory = null; // the external numbers one may transfer to (GET /api/directory), once loaded
+let helpFocus = null; // the help card's control to focus once it shows (after asking or canceling)
 
 // Why a callback's last dial did not reach anyone (the callback's `result`).
 const CALLBACK_RESULTS = {
@@ -118,18 +121,94 @@ function renderNotifyHelp() {
   else delete help.dataset.tone;
 }
 
+// --- transfers: warm, blind, back to the queue, external (SPEC §10) ---------------------
+
+const MODE_HELP = {
+  warm: "You stay with the customer until your colleague joins, then leave.",
+  blind: "Your call ends as soon as your colleague is rung; the customer hears music until they answer.",
+  queue: "Your call ends and the customer goes to the front of the line.",
+  external: "A number from the directory is dialed into the call; you hand over, then leave.",
+};
+
+function transferMode() {
+  return $("transfer-form").querySelector("input[name='mode']:checked")?.value || "warm";
+}
+
+async function loadDirectory() {
+  try {
+    directory = (await api.directory()).entries;
+  } catch (error) {
+    directory = directory || [];
+    controls.fail("transfer", `The directory could not be loaded: ${error.message}`);
+  }
+  controls.schedule();
+}
+
+$("transfer-form").addEventListener("change", (event) => {
+  if (event.target.name !== "mode") return;
+  if (controls.error?.where === "transfer") controls.error = null;
+  if (event.target.value === "external") loadDirectory();
+  controls.schedule();
+});
+
+/** What a transfer's target is called in this view. */
+function targetWords(transfer) {
+  const target = transferTarget(transfer);
+  return target === "any agent" ? "any available agent" : target;
+}
+
 $("transfer-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const call = model.myCall();
   if (!call) return;
-  const to = $("transfer-to").value || null;
-  const note = $("transfer-note").value.trim();
+  const mode = transferMode();
+  const body = { conference: call.conference.name, mode, note: $("transfer-note").value.trim() };
+  if (mode === "warm" || mode === "blind") body.to = $("transfer-to").value || null;
+  if (mode === "external") {
+    body.to_number = $("transfer-number").value;
+    body.leave_after_dial = $("transfer-leave").checked;
+    if (!body.to_number) {
+      controls.fail("transfer", "Choose a number from the directory.");
+      $("transfer-number").focus();
+      return;
+    }
+  }
   controls.act("transfer-start", async () => {
-    const transfer = await api.transfer(call.conference.name, to, note);
+    const transfer = await api.transfer(body);
     model.transfers.set(transfer.id, { ...(model.transfers.get(transfer.id) || {}), ...transfer });
     $("transfer-note").value = "";
-    announce(`Transfer to ${transfer.to_agent || "any available agent"} started.`);
+    announce(mode === "queue" ? "The customer goes back to the front of the line." : `Transfer to ${targetWords(transfer)} started.`);
   }, "transfer");
+});
+
+// --- asking a supervisor for help (SPEC §10) ---------------------------------------------
+
+$("help-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const call = model.myCall();
+  if (!call) return;
+  const text = $("help-text").value.trim();
+  if (!text) {
+    controls.fail("help", "Say what you need help with.");
+    $("help-text").focus();
+    return;
+  }
+  controls.act("help-ask", async () => {
+    model.putHelp(await api.askHelp(call.conference.name, text));
+    $("help-text").value = "";
+    helpFocus = "help-cancel";
+    announce("Help requested: supervisors can see it.");
+  }, "help");
+});
+
+$("help-cancel").addEventListener("click", () => {
+  const call = model.myCall();
+  const request = call && model.helpFor(call.conference.name);
+  if (!request || request.status !== "open") return;
+  controls.act("help-cancel", async () => {
+    model.putHelp(await api.withdrawHelp(request.id));
+    helpFocus = "help-text";
+  }, "help");
 });
 
 // --- rendering ------------------------------------------------------------------------------
@@ -141,6 +220,7 @@ function renderAll() {
   renderWrapUp();
   renderCall();
   announceCallback();
+  renderHelp();
   renderParticipants();
   renderTransfer();
   renderQueue(model.queue);
@@ -239,7 +319,8 @@ function renderWrapUp() {
   const agent = model.agents.get(me);
   const status = agent?.status || "offline";
   const inWrapUp = status === "wrap-up";
-  const show = !model.myCall() && !view.softphone?.ringing().length && (inWrapUp || Boolean(wrapCall));
+  const ringing = status === "ringing" || Boolean(view.softphone?.ringing().length);
+  const show = !model.myCall() && !ringing && (inWrapUp || Boolean(wrapCall));
   card.hidden = !show;
   if (!show) return;
 
@@ -343,33 +424,49 @@ function renderCall() {
   const badge = $("call-badge");
   const ringing = softphone ? softphone.ringing() : [];
   const call = model.myCall();
+  const open = softphone ? [...softphone.calls.values()].find((c) => c.status === "open") : null;
+  // The app says this agent is being rung: show what rings before the softphone does.
+  const rungByApp = myStatus() === "ringing" && !open && Boolean(model.ringingFor());
 
-  if (ringing.length && !call) {
-    const ring = ringing[0];
+  if ((ringing.length || rungByApp) && !call) {
+    const ring = ringing[0] || null; // null until the softphone rings: Answer waits for it
     const context = model.ringingFor();
     const conference = context?.conference;
     const transfer = context?.transfer;
     const caller = conference?.from || (conference && model.customerOf(conference)?.from) || null;
     // A callback's conference: the agent rings first, then the app dials the number.
     const callback = !transfer && conference?.kind === "callback";
-    const waitingSince = conference?.created_at || ring.startedAt;
-    const note = transfer?.note || ring.params?.note || "";
+    const waitingSince = conference?.created_at || ring?.startedAt || now();
+    const note = transfer?.note || ring?.params?.note || "";
     card.dataset.state = "ringing";
     badge.hidden = false;
     badge.dataset.status = "ringing";
     badge.textContent = "Ringing";
     render(body,
-      h("div.incoming", { "data-testid": "incoming", "data-kind": callback ? "callback" : undefined },
+      h("div.incoming", {
+        "data-testid": "incoming",
+        "data-kind": callback ? "callback" : undefined,
+        "data-phone": ring ? "ringing" : "waiting",
+      },
         h("p.eyebrow", {}, transfer ? `Transfer from ${transfer.from_agent}` : callback ? "Callback" : "Incoming customer call"),
         h("p.caller", { "data-testid": "caller" }, callback ? h("span.caller-lead", {}, "Callback to ") : null, phone(caller)),
         h("p.meta", {}, transfer ? "On the line " : "Waiting ", timer(waitingSince, { "data-testid": "wait" })),
         note ? h("figure.note", {},
           h("figcaption", {}, `Note from ${transfer?.from_agent || "your colleague"}`),
           h("blockquote", { "data-testid": "note" }, note)) : null,
+        ring ? null : h("p.hint", { "data-testid": "ring-coming" }, "Your phone is about to ring…"),
         h("div.actions",
           {},
-          controls.button("answer", "Answer", { "aria-keyshortcuts": "A", onclick: () => controls.act("answer", () => softphone.answer(ring.sid)) }, ".button-answer"),
-          controls.button("decline", "Decline", { "aria-keyshortcuts": "D", onclick: () => controls.act("decline", () => softphone.decline(ring.sid)) }, ".button-danger-quiet"),
+          controls.button("answer", "Answer", {
+            "aria-keyshortcuts": "A",
+            disabled: !ring || undefined,
+            onclick: () => controls.act("answer", () => softphone.answer(ring.sid)),
+          }, ".button-answer"),
+          controls.button("decline", "Decline", {
+            "aria-keyshortcuts": "D",
+            disabled: !ring || undefined,
+            onclick: () => controls.act("decline", () => softphone.decline(ring.sid)),
+          }, ".button-danger-quiet"),
         ),
         controls.errorLine("call"),
       ));
@@ -426,7 +523,6 @@ function renderCall() {
     return;
   }
 
-  const open = softphone ? [...softphone.calls.values()].find((c) => c.status === "open") : null;
   if (open) {
     card.dataset.state = "connecting";
     badge.hidden = false;
@@ -578,6 +674,38 @@ function announceCallback() {
   }
 }
 
+/** The help card while on a call: ask, the request's state (never the supervisor's
+ * mode), Cancel while it is open. */
+function renderHelp() {
+  const call = model.myCall();
+  const card = $("help-card");
+  card.hidden = !call;
+  if (!call) return;
+  const request = model.helpFor(call.conference.name);
+  const open = request?.status === "open";
+  const words = {
+    open: `You asked for help: “${request?.text}”. Waiting for a supervisor…`,
+    taken: "A supervisor is on it.",
+    canceled: "You canceled your request for help.",
+  }[request?.status] || "";
+  const state = $("help-state");
+  state.hidden = !words;
+  state.dataset.status = request?.status || "none";
+  if (state.textContent !== words) state.textContent = words;
+  $("help-actions").hidden = !open;
+  $("help-cancel").disabled = controls.busy === "help-cancel";
+  $("help-form").hidden = open;
+  $("help-ask").disabled = controls.busy === "help-ask";
+  const error = $("help-error");
+  const text = controls.error?.where === "help" ? controls.error.text : "";
+  error.hidden = !text;
+  if (error.textContent !== text) error.textContent = text;
+  if (helpFocus && !$(helpFocus).closest("[hidden]")) {
+    $(helpFocus).focus();
+    helpFocus = null;
+  }
+}
+
 function renderParticipants() {
   const call = model.myCall();
   const card = $("participants-card");
@@ -601,7 +729,9 @@ function renderTransfer() {
   if (!call || nobody) return;
   const { conference } = call;
   const transfer = model.transferFrom(conference.name);
-  const colleagues = [...conference.participants.values()].filter((p) => p.role === "agent" && p.agent !== me);
+  // Whoever could take the customer over: a colleague, or an external party dialed in.
+  const colleagues = [...conference.participants.values()]
+    .filter((p) => (p.role === "agent" && p.agent !== me) || p.role === "external");
   const active = transfer && !isTerminal(transfer) ? transfer : null;
   const progress = $("transfer-progress");
   const form = $("transfer-form");
@@ -610,7 +740,7 @@ function renderTransfer() {
     const key = `${transfer.id}:${transfer.status}`;
     if (!seenTransferStates.has(key)) {
       seenTransferStates.set(key, true);
-      const who = transfer.to_agent || "any available agent";
+      const who = targetWords(transfer);
       if (transfer.status === "failed") announce(`Transfer to ${who} failed: ${reasonText(transfer.reason)}.`, true);
       else if (transfer.status === "joined") announce(`${who} joined the call. You can leave now.`);
       else if (transfer.status === "ringing") announce(`Ringing ${who}.`);
@@ -619,15 +749,26 @@ function renderTransfer() {
 
   const parts = [];
   if (active) {
-    const who = active.to_agent || "any available agent";
+    const who = targetWords(active);
     const current = STEPS.indexOf(active.status);
-    parts.push(h("div.transfer-status", { "data-testid": "transfer-status", "data-status": active.status },
-      h("p.transfer-line", {},
-        pill(active.status, TRANSFER_WORDS[active.status] || active.status),
-        h("span", {}, active.status === "joined" ? ` ${who} is on the call` : ` Transferring to ${who}`),
-        active.status === "ringing" || active.status === "requested"
-          ? h("span.ring-timer", {}, " · ringing ", timer(active.updated_at, { "data-testid": "ring-timer" }))
-          : null),
+    // A transfer to any agent with none free waits (requested, nobody named yet).
+    const waiting = active.status === "requested" && !active.to_agent && (active.mode || "warm") !== "external"
+      && active.mode !== "queue";
+    let line = ` Transferring to ${who}`;
+    if (active.status === "joined") line = ` ${who} is on the call`;
+    else if (active.mode === "queue") line = " Sending the customer back to the front of the line";
+    parts.push(h("div.transfer-status", { "data-testid": "transfer-status", "data-status": active.status, "data-mode": active.mode || "warm" },
+      waiting
+        ? h("p.transfer-line", { "data-testid": "transfer-waiting" },
+          pill("requested", "Waiting"),
+          h("span", {}, " Waiting for a free agent…"),
+          h("span.ring-timer", {}, " · ", timer(active.created_at, { "data-testid": "ring-timer" })))
+        : h("p.transfer-line", {},
+          pill(active.status, TRANSFER_WORDS[active.status] || active.status),
+          h("span", {}, line),
+          active.status === "ringing" || active.status === "requested"
+            ? h("span.ring-timer", {}, " · ringing ", timer(active.updated_at, { "data-testid": "ring-timer" }))
+            : null),
       h("ol.steps", { "aria-label": "Transfer progress" }, STEPS.map((step, i) =>
         h("li.step", {
           "data-state": i < current || active.status === "joined" ? "done" : i === current ? "current" : "todo",
@@ -646,14 +787,14 @@ function renderTransfer() {
     }
   } else if (transfer && transfer.status === "failed") {
     parts.push(h("p.alert", { role: "alert", "data-testid": "transfer-failed" },
-      h("strong", {}, `Transfer to ${transfer.to_agent || "any available agent"} failed: `),
+      h("strong", {}, `Transfer to ${targetWords(transfer)} failed: `),
       reasonText(transfer.reason), ". The customer is still with you; you can try again."));
   } else if (transfer && transfer.status === "canceled") {
     parts.push(h("p.callout", {}, "Transfer canceled. The customer is still with you."));
   }
 
   if (colleagues.length) {
-    const names = colleagues.map((p) => p.agent).join(", ");
+    const names = colleagues.map((p) => (p.role === "external" ? phone(p.from) : p.agent)).join(", ");
     parts.push(h("div.handover", {},
       h("p", {}, `${names} ${colleagues.length > 1 ? "are" : "is"} with the customer. Leave when you have handed over; the customer stays connected.`),
       h("div.actions", {}, controls.button("leave", "Leave call", {
@@ -664,8 +805,40 @@ function renderTransfer() {
   render(progress, ...parts);
 
   form.hidden = Boolean(active) || colleagues.length > 0;
+  renderTransferForm();
+}
+
+/** The form's fields for the chosen mode: a colleague (warm, blind), a directory number
+ * and "leave after dialing" (external), nothing more for the queue. */
+function renderTransferForm() {
+  const mode = transferMode();
+  const help = $("transfer-mode-help");
+  if (help.textContent !== MODE_HELP[mode]) help.textContent = MODE_HELP[mode];
+  $("transfer-to-field").hidden = mode !== "warm" && mode !== "blind";
+  $("transfer-number-field").hidden = mode !== "external";
+  $("transfer-leave-field").hidden = mode !== "external";
+  const noteHelp = mode === "warm" || mode === "blind" ? "Shown on your colleague's phone while it rings." : "Kept with the transfer.";
+  if ($("transfer-note-help").textContent !== noteHelp) $("transfer-note-help").textContent = noteHelp;
   updateTargets();
-  $("transfer-start").disabled = controls.busy === "transfer-start";
+  updateNumbers();
+  $("transfer-start").disabled = controls.busy === "transfer-start" || (mode === "external" && !directory?.length);
+}
+
+function updateNumbers() {
+  const select = $("transfer-number");
+  const chosen = select.value;
+  let options;
+  if (directory === null) options = [h("option", { value: "" }, "Loading the directory…")];
+  else if (!directory.length) options = [h("option", { value: "" }, "No numbers in the directory")];
+  else {
+    options = [h("option", { value: "" }, "Choose a number…"),
+      ...directory.map((e) => h("option", { value: e.number }, `${e.name} — ${phone(e.number)}`))];
+  }
+  const signature = options.map((o) => `${o.value}|${o.textContent}`).join(";");
+  if (select.dataset.signature === signature) return;
+  select.dataset.signature = signature;
+  select.replaceChildren(...options);
+  select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
 }
 
 function updateTargets() {

@@ -48,7 +48,8 @@ export const api = {
   // The disposition and notes of a call the user took (id: its conference name).
   wrapUp: (call, disposition, notes) =>
     request("POST", `/api/calls/${encodeURIComponent(call)}/wrap-up`, { disposition, notes }),
-  transfer: (conference, to, note) => request("POST", "/api/transfers", { conference, to, note }),
+  // body: {conference, mode, to, to_number, leave_after_dial, note} (docs/api.md).
+  transfer: (body) => request("POST", "/api/transfers", body),
   cancelTransfer: (id) => request("DELETE", `/api/transfers/${encodeURIComponent(id)}`),
   leave: (conference) => request("POST", `/api/conferences/${encodeURIComponent(conference)}/leave`),
   hold: (conference, callSid, hold) =>
@@ -64,6 +65,12 @@ export const api = {
   retryCallback: (id) => request("POST", `/api/callbacks/${encodeURIComponent(id)}/retry`),
   closeCallback: (id, disposition) =>
     request("POST", `/api/callbacks/${encodeURIComponent(id)}/close`, { disposition }),
+  askHelp: (conference, text) => request("POST", "/api/help", { conference, text }),
+  // The agent cancels their request; a supervisor dismisses it (taken).
+  withdrawHelp: (id) => request("DELETE", `/api/help/${encodeURIComponent(id)}`),
+  directory: () => request("GET", "/api/directory"),
+  addDirectory: (name, number) => request("POST", "/api/directory", { name, number }),
+  removeDirectory: (id) => request("DELETE", `/api/directory/${encodeURIComponent(id)}`),
   figures: () => request("GET", "/api/figures"),
   timeline: (conference) => request("GET", `/api/conferences/${encodeURIComponent(conference)}/timeline`),
   webhooks: () => request("GET", "/api/webhooks"),

@@ -4,7 +4,7 @@
 import { $ } from "./boot.js";
 import { h, phone, pill, render, statusText, timer } from "./ui.js";
 
-const ROLE_WORDS = { customer: "Customer", agent: "Agent", supervisor: "Supervisor" };
+const ROLE_WORDS = { customer: "Customer", agent: "Agent", external: "External", supervisor: "Supervisor" };
 
 /** The queue card: who waits, in line order, the longest wait marked; a callback
  * (kind "callback", SPEC §9) is marked as such: its number is dialed, not waiting. */
@@ -56,7 +56,8 @@ export function personRow(p, me, coaching = "Coaching") {
   if (p.muted) flags.push(pill("muted", "Muted"));
   if (p.coaching) flags.push(pill("coaching", coaching));
   if (p.role === "supervisor" && !p.coaching && !p.muted) flags.push(pill("barge", "Barged in"));
-  const name = p.role === "customer" ? phone(p.from) : p.agent === me ? `${me} (you)` : p.agent || p.role;
+  // A customer and an external party (a number an external transfer dialed) by number.
+  const name = p.role === "customer" || p.role === "external" ? phone(p.from) : p.agent === me ? `${me} (you)` : p.agent || p.role;
   return h("li.person", { "data-role": p.role, "data-testid": `participant-${p.role}`, "data-agent": p.agent || undefined },
     h("span.role", {}, ROLE_WORDS[p.role] || p.role),
     h("span.person-name", {}, name),

@@ -26,6 +26,8 @@ export class Model extends EventTarget {
     this.voicemails = new Map(); // id -> open voicemail this user may see
     this.callbacks = new Map(); // id -> open callback this user may see (SPEC §9)
     this.endedCallbacks = new Map(); // id -> callback closed moments ago (a short note)
+    this.alerts = new Map(); // id -> supervisor alert up now (SPEC §10; supervisors only)
+    this.help = new Map(); // id -> help request, open or cleared (the latest kept per call)
     this.lastId = null;
     this.needsSnapshot = false;
     this.ready = false;
@@ -49,6 +51,11 @@ export class Model extends EventTarget {
     this.voicemails = new Map((state.voicemails || []).map((v) => [v.id, v]));
     this.callbacks = new Map();
     for (const callback of state.callbacks || []) this.putCallback(callback, false);
+    this.alerts = new Map((state.alerts || []).map((a) => [a.id, a]));
+    // Open requests come in the snapshot; cleared ones we saw are kept for what they say.
+    const cleared = [...this.help.values()].filter((r) => r.status !== "open");
+    this.help = new Map((state.help || []).map((r) => [r.id, r]));
+    for (const r of cleared) if (!this.help.has(r.id)) this.help.set(r.id, r);
     for (const name of this.monitors.keys()) if (!this.conferences.has(name)) this.monitors.delete(name);
     this.lastId = message.id;
     this.needsSnapshot = false;
@@ -121,6 +128,16 @@ export class Model extends EventTarget {
       case "callback.updated":
         this.putCallback(data);
         break;
+      case "alert.raised":
+        this.alerts.set(data.id, data);
+        break;
+      case "alert.cleared":
+        this.alerts.delete(data.id);
+        break;
+      case "help.requested":
+      case "help.updated":
+        this.putHelp(data);
+        break;
       case "supervisor.action": {
         const modes = this.monitors.get(data.conference) || new Map();
         if (data.mode === "left") modes.delete(data.supervisor);
@@ -150,6 +167,7 @@ export class Model extends EventTarget {
         if (current && current.status === "ended") {
           this.conferences.delete(data.name);
           this.monitors.delete(data.name);
+          for (const [id, r] of this.help) if (r.conference === data.name && r.status !== "open") this.help.delete(id);
           this.changed("conference.removed");
         }
       }, ENDED_KEPT_MS);
@@ -219,6 +237,18 @@ export class Model extends EventTarget {
         this.changed("callback.removed");
       }
     }, ENDED_KEPT_MS);
+  }
+
+  /** Keep a help request (SPEC §10): open ones, and the last cleared one of each call
+   * (an agent's view says it was taken or canceled). */
+  putHelp(request) {
+    for (const [id, r] of this.help) {
+      if (id !== request.id && r.conference === request.conference && r.status !== "open") this.help.delete(id);
+    }
+    const known = this.help.get(request.id);
+    // An answer to the POST (open) may come after the event that cleared it.
+    if (known && known.status !== "open" && request.status === "open") return;
+    this.help.set(request.id, { ...(known || {}), ...request });
   }
 
   /** A conference first heard of through its participants does not say it serves a
@@ -316,6 +346,22 @@ export class Model extends EventTarget {
   lastEndedCallback() {
     const mine = [...this.endedCallbacks.values()].filter((c) => c.agent === this.username);
     return mine.sort((a, b) => b.requested_at - a.requested_at)[0] || null;
+  }
+
+  /** The open help requests, oldest first. */
+  openHelp() {
+    return [...this.help.values()].filter((r) => r.status === "open").sort((a, b) => a.at - b.at);
+  }
+
+  /** The latest help request made on a call (open or cleared), if any. */
+  helpFor(conferenceName) {
+    const mine = [...this.help.values()].filter((r) => r.conference === conferenceName);
+    return mine.sort((a, b) => b.at - a.at)[0] || null;
+  }
+
+  /** The alerts up now, oldest first. */
+  openAlerts() {
+    return [...this.alerts.values()].sort((a, b) => a.since - b.since);
   }
 
   recentResults() {

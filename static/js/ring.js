@@ -1,7 +1,8 @@
 // A ringing phone nobody misses (SPEC §10): while the agent's softphone rings, a ring
 // played with Web Audio (no audio file), the tab's title changed, and a browser
 // notification that brings the tab forward when clicked. The agent view calls
-// ringer.update() on each render and ringer.notify() once it knows what rings.
+// ringer.update() on each render and ringer.notify() once it knows what rings. The
+// supervisor console's Chime sounds a new alert (when its toggle is on).
 
 const RINGING_TITLE = "☎ Ringing — Warmline";
 // One ring cycle: two 0.4 s bursts of a 440 + 480 Hz pair (the North American ring
@@ -67,16 +68,7 @@ export class Ringer {
   }
 
   #unlockAudio() {
-    const Context = window.AudioContext || window.webkitAudioContext;
-    if (!Context) return;
-    if (!this.audio) {
-      try {
-        this.audio = new Context();
-      } catch {
-        return;
-      }
-    }
-    if (this.audio.state === "suspended") this.audio.resume().catch(() => {});
+    this.audio = resumeAudio(this.audio);
   }
 
   #startSound() {
@@ -123,5 +115,57 @@ export class Ringer {
       }
     }
     this.voices = [];
+  }
+}
+
+/** An AudioContext made (or resumed) on a user's gesture, as autoplay rules want;
+ * null where there is no Web Audio. */
+function resumeAudio(audio) {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!Context) return null;
+  if (!audio) {
+    try {
+      audio = new Context();
+    } catch {
+      return null;
+    }
+  }
+  if (audio.state === "suspended") audio.resume().catch(() => {});
+  return audio;
+}
+
+/** A short two-note chime (the supervisor console's sound for a new alert), played
+ * with Web Audio once the page has had a gesture to unlock it. */
+export class Chime {
+  constructor() {
+    this.audio = null;
+    const unlock = () => this.unlock();
+    window.addEventListener("pointerdown", unlock, { capture: true });
+    window.addEventListener("keydown", unlock, { capture: true });
+  }
+
+  unlock() {
+    this.audio = resumeAudio(this.audio);
+  }
+
+  play() {
+    const audio = this.audio;
+    if (!audio || audio.state === "closed") return;
+    const start = audio.currentTime + 0.05;
+    // Two 0.18 s notes, high then lower: heard, not alarming.
+    for (const [offset, frequency] of [[0, 880], [0.22, 660]]) {
+      const gain = audio.createGain();
+      const at = start + offset;
+      gain.gain.setValueAtTime(0, at);
+      gain.gain.linearRampToValueAtTime(0.12, at + 0.02);
+      gain.gain.setValueAtTime(0.12, at + 0.16);
+      gain.gain.linearRampToValueAtTime(0, at + 0.18);
+      gain.connect(audio.destination);
+      const oscillator = audio.createOscillator();
+      oscillator.frequency.value = frequency;
+      oscillator.connect(gain);
+      oscillator.start(at);
+      oscillator.stop(at + 0.2);
+    }
   }
 }

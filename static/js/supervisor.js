@@ -1,11 +1,14 @@
-// The supervisor console: the whole floor at a glance. Live calls with their
-// participants and flags, listen / whisper / barge, the queue, voicemails, agents,
-// transfers, today's figures, a call's timeline and webhook health.
+// The supervisor console: the whole floor at a glance. Alerts (with an optional
+// sound) and agents' help requests first, live calls with their participants and
+// flags, listen / whisper / barge, the queue, voicemails, agents, transfers, the
+// directory of external numbers, today's figures, a call's timeline and webhook health.
 
 import { api } from "./api.js";
 import { $, View } from "./boot.js";
 import { personRow, renderMembers, renderQueue } from "./cards.js";
+import { Chime } from "./ring.js";
 import {
+  TRANSFER_MODE_WORDS,
   TRANSFER_WORDS,
   ago,
   announce,
@@ -18,6 +21,7 @@ import {
   reasonText,
   render,
   timer,
+  transferTarget,
 } from "./ui.js";
 import { VoicemailsCard } from "./voicemails.js";
 
@@ -29,6 +33,12 @@ let webhooks = null;
 let timelineFor = null;
 const pendingMonitor = new Map(); // conference -> {mode, at}: our softphone will ring for it
 const AUTO_ANSWER_MS = 30_000;
+const chime = new Chime();
+const SOUND_KEY = "warmline.alertSound"; // localStorage: "on" when new alerts sound
+const alertItems = new Map(); // alert id -> its <li> in the banner (kept, not re-rendered)
+let alertsSeeded = false; // the alerts of the first snapshot are not announced as new
+const seenHelp = new Set(); // help requests announced already
+let directory = null; // the external numbers agents may transfer to (GET /api/directory)
 const MODES = [
   ["listen", "Listen", "Join muted: nobody hears you", "Listening to", "nobody hears you"],
   ["whisper", "Whisper", "Coach the agent: only the agent hears you", "Coaching on", "only the agent hears you"],
@@ -44,8 +54,8 @@ const WEBHOOK_ROUTES = [
 
 // --- actions -----------------------------------------------------------------------------------
 
-function monitor(conference, mode) {
-  controls.act(`${conference.name}:${mode}`, async () => {
+function monitor(conference, mode, key = `${conference.name}:${mode}`) {
+  controls.act(key, async () => {
     pendingMonitor.set(conference.name, { mode, at: Date.now() });
     await api.monitor(conference.name, mode);
     announce(`${MODES.find((m) => m[0] === mode)[1]} mode on the call with ${phone(conference.from)}.`);
@@ -63,6 +73,8 @@ function leave(conference) {
 // --- rendering ------------------------------------------------------------------------------
 
 function renderAll() {
+  renderAlerts();
+  renderHelp();
   renderMonitor();
   renderConferences();
   renderTransfers();
@@ -70,8 +82,196 @@ function renderAll() {
   voicemails.render();
   renderAgents();
   renderFigures();
+  renderDirectory();
   renderWebhooks();
 }
+
+// --- alerts (SPEC §10): the banner, kept item by item so a new one is announced once ---
+
+/** An alert in words: "Longest wait 3:12 (over 2:00)", "14 waiting (over 10)"… */
+function alertWords(alert) {
+  const value = Math.round(alert.value);
+  const threshold = Math.round(alert.threshold);
+  switch (alert.kind) {
+    case "longest-wait":
+      return `Longest wait ${duration(alert.value * 1000)} (over ${duration(alert.threshold * 1000)})`;
+    case "queue-size":
+      return `${value} waiting (over ${threshold})`;
+    case "service-level":
+      return `Service level ${value}% (under ${threshold}%)`;
+    case "nobody-available":
+      return "Callers waiting, nobody available";
+    default:
+      return `${alert.kind}: ${value} (threshold ${threshold})`;
+  }
+}
+
+function soundOn() {
+  try {
+    return localStorage.getItem(SOUND_KEY) === "on";
+  } catch {
+    return false; // storage blocked: the default, off
+  }
+}
+
+function renderAlerts() {
+  const up = model.openAlerts();
+  const ids = new Set(up.map((a) => a.id));
+  for (const [id, item] of alertItems) {
+    if (ids.has(id)) continue;
+    item.remove();
+    alertItems.delete(id);
+  }
+  let fresh = 0;
+  for (const alert of up) {
+    if (alertItems.has(alert.id)) continue;
+    const isNew = alertsSeeded;
+    // Only the words are the alert region: the ticking "for" timer must not be re-read.
+    const item = h("li.alert-item", { "data-kind": alert.kind, "data-testid": "alert" },
+      h("strong.alert-what", { role: isNew ? "alert" : undefined }, alertWords(alert)),
+      " ",
+      h("span.alert-since", {}, "since ",
+        h("time", { datetime: new Date(alert.since).toISOString() }, clock(alert.since)),
+        " · for ", timer(alert.since)));
+    $("alerts").append(item);
+    alertItems.set(alert.id, item);
+    if (isNew) fresh += 1;
+  }
+  if (fresh && soundOn()) chime.play();
+  if (model.ready) alertsSeeded = true;
+  $("alerts-card").dataset.state = up.length ? "up" : "clear";
+  $("alerts-none").hidden = up.length > 0;
+}
+
+$("alerts-sound").checked = soundOn();
+$("alerts-sound").addEventListener("change", (event) => {
+  const on = event.target.checked;
+  try {
+    localStorage.setItem(SOUND_KEY, on ? "on" : "off");
+  } catch {
+    // storage blocked: the choice lasts until the page is reloaded
+  }
+  if (on) {
+    chime.unlock();
+    chime.play(); // what it will sound like
+  }
+  announce(on ? "New alerts will sound." : "New alerts are silent.");
+});
+
+// --- help requests (SPEC §10): one click to listen, whisper or dismiss -----------------
+
+function helpNumber(request) {
+  const c = model.conferences.get(request.conference);
+  return c ? phone(c.from || model.customerOf(c)?.from) : "a call";
+}
+
+function renderHelp() {
+  const open = model.openHelp();
+  for (const r of open) {
+    if (seenHelp.has(r.id)) continue;
+    seenHelp.add(r.id);
+    if (model.ready) announce(`${r.agent} asks for help on the call with ${helpNumber(r)}: ${r.text}`, true);
+  }
+  $("help-card").hidden = !open.length;
+  $("help-count").textContent = String(open.length);
+  $("help-count").setAttribute("aria-label", `${open.length} open help requests`);
+  render($("help-requests"), open.map(helpItem));
+}
+
+function helpItem(request) {
+  const c = model.conferences.get(request.conference);
+  const canMonitor = c?.status === "in-progress";
+  const key = `help:${request.id}`;
+  return h("li.help-request", { "data-testid": "help-request", "data-agent": request.agent },
+    h("p.help-who", {},
+      h("strong", {}, request.agent), " on the call with ",
+      h("span.help-number", {}, helpNumber(request)),
+      h("span.help-ago", {}, " · asked ", timer(request.at), " ago")),
+    h("blockquote.help-text", { "data-testid": "help-text" }, request.text),
+    h("div.actions", {},
+      controls.button(`${key}:listen`, "Listen", {
+        "aria-label": `Listen to ${request.agent}'s call`,
+        disabled: !canMonitor || undefined,
+        onclick: () => monitor(c, "listen", `${key}:listen`),
+      }),
+      controls.button(`${key}:whisper`, "Whisper", {
+        "aria-label": `Whisper to ${request.agent}`,
+        disabled: !canMonitor || undefined,
+        onclick: () => monitor(c, "whisper", `${key}:whisper`),
+      }, ".button-primary"),
+      controls.button(`${key}:dismiss`, "Dismiss", {
+        "aria-label": `Dismiss ${request.agent}'s request`,
+        onclick: () => controls.act(`${key}:dismiss`, async () => {
+          model.putHelp(await api.withdrawHelp(request.id));
+          announce(`${request.agent}'s request dismissed.`);
+        }, request.conference),
+      }, ".button-quiet")),
+    controls.errorLine(request.conference));
+}
+
+// --- the directory of external numbers (SPEC §10) ---------------------------------------
+
+async function loadDirectory() {
+  try {
+    directory = (await api.directory()).entries;
+  } catch (error) {
+    controls.fail("directory", `The directory could not be loaded: ${error.message}`);
+  }
+  controls.schedule();
+}
+
+function renderDirectory() {
+  const list = $("directory");
+  if (directory === null) return; // "Loading…" from the template
+  render(list, directory.length
+    ? [...directory].sort((a, b) => a.name.localeCompare(b.name)).map((entry) =>
+      h("li.directory-entry", { "data-testid": "directory-entry" },
+        h("span.directory-name", {}, entry.name),
+        h("span.directory-number", {}, phone(entry.number)),
+        controls.button(`directory:${entry.id}`, "Remove", {
+          "aria-label": `Remove ${entry.name}`,
+          onclick: () => controls.act(`directory:${entry.id}`, async () => {
+            await api.removeDirectory(entry.id);
+            directory = directory.filter((e) => e.id !== entry.id);
+            setDirectoryStatus(`Removed ${entry.name}.`);
+            $("directory-name").focus();
+          }, "directory"),
+        }, ".button-quiet.button-small")))
+    : [h("li.empty", {}, "No numbers yet: agents can transfer only to numbers allowed by the settings.")]);
+  $("directory-add").disabled = controls.busy === "directory-add";
+  const error = $("directory-error");
+  const text = controls.error?.where === "directory" ? controls.error.text : "";
+  error.hidden = !text;
+  if (error.textContent !== text) error.textContent = text;
+}
+
+function setDirectoryStatus(text) {
+  $("directory-status").textContent = text;
+}
+
+$("directory-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("directory-name").value.trim();
+  const number = $("directory-number").value.replace(/[\s().-]/g, "");
+  if (!name || !number) {
+    controls.fail("directory", name ? "Enter the number." : "Enter a name.");
+    $(name ? "directory-number" : "directory-name").focus();
+    return;
+  }
+  // The server's own check (E.164), said before asking it.
+  if (!/^\+[1-9]\d{1,14}$/.test(number)) {
+    controls.fail("directory", "Enter the number in international (E.164) format: + and the country code, such as +14155550100.");
+    $("directory-number").focus();
+    return;
+  }
+  controls.act("directory-add", async () => {
+    const entry = await api.addDirectory(name, number);
+    directory = [...(directory || []).filter((e) => e.id !== entry.id), entry];
+    $("directory-form").reset();
+    setDirectoryStatus(`Added ${entry.name}.`);
+    $("directory-name").focus();
+  }, "directory");
+});
 
 /** This supervisor's participant in a conference and the mode it is in. */
 function myPresence(conference) {
@@ -110,6 +310,7 @@ function conferenceCard(c) {
   const canMonitor = c.status === "in-progress";
   const title = `call-${c.name}`;
   const callback = model.callbackOf(c);
+  const help = model.openHelp().find((r) => r.conference === c.name);
   return h("article.card.conference", {
     "aria-labelledby": title,
     "data-status": c.status,
@@ -124,9 +325,11 @@ function conferenceCard(c) {
       : null),
   h("ul.people", { "aria-label": "Participants" }, people.map((p) => personRow(p, me))),
   callback ? h("p.callback-inline", { "data-testid": "callback-status" }, callbackLine(callback)) : null,
+  help ? h("p.help-inline", { "data-testid": "help-inline" },
+    pill("help", "Help asked"), ` ${help.agent}: `, h("q", {}, help.text)) : null,
   transfer ? h("p.transfer-inline", { "data-status": transfer.status },
     pill(transfer.status, TRANSFER_WORDS[transfer.status]),
-    ` ${transfer.from_agent} → ${transfer.to_agent || "any agent"} `,
+    ` ${transfer.from_agent} → ${transferTarget(transfer)} `,
     transfer.status === "ringing" || transfer.status === "requested" ? timer(transfer.updated_at) : null,
     transfer.note ? h("span.note-inline", {}, h("q", {}, transfer.note)) : null) : null,
   h("div.conference-actions", {},
@@ -185,12 +388,18 @@ function renderMonitor() {
   render($("monitor-body"), ...parts);
 }
 
+/** A transfer's mode, said when it is not the usual warm one. */
+function modeTag(t) {
+  return t.mode && t.mode !== "warm" ? h("span.transfer-mode", { "data-testid": "transfer-mode" }, TRANSFER_MODE_WORDS[t.mode] || t.mode) : null;
+}
+
 function renderTransfers() {
   const live = model.liveTransfers();
   render($("transfers-live"), live.length ? live.map((t) =>
     h("li.transfer", { "data-status": t.status, "data-testid": "transfer-live" },
       pill(t.status, TRANSFER_WORDS[t.status]),
-      h("span.transfer-who", {}, `${t.from_agent} → ${t.to_agent || "any agent"}`),
+      h("span.transfer-who", {}, `${t.from_agent} → ${transferTarget(t)}`),
+      modeTag(t),
       h("span.transfer-time", {}, t.status === "ringing" ? "ringing " : "for ", timer(t.updated_at)),
       t.note ? h("span.transfer-note", {}, h("q", {}, t.note)) : null))
     : [h("li.empty", {}, "No transfers under way.")]);
@@ -198,7 +407,8 @@ function renderTransfers() {
   render($("transfers-done"), done.length ? done.map((t) =>
     h("li.transfer", { "data-status": t.status, "data-testid": "transfer-done" },
       pill(t.status, TRANSFER_WORDS[t.status]),
-      h("span.transfer-who", {}, `${t.from_agent} → ${t.to_agent || "any agent"}`),
+      h("span.transfer-who", {}, `${t.from_agent} → ${transferTarget(t)}`),
+      modeTag(t),
       h("span.transfer-time", {}, clock(t.updated_at)),
       t.reason ? h("span.transfer-reason", {}, reasonText(t.reason)) : null))
     : [h("li.empty", {}, "Finished transfers appear here with their outcome.")]);
@@ -362,5 +572,7 @@ view.start({
 });
 refreshFigures();
 refreshWebhooks();
+loadDirectory();
 setInterval(refreshWebhooks, 15_000);
+setInterval(loadDirectory, 60_000); // another supervisor's changes
 setInterval(() => controls.schedule(), 10_000); // "ago" texts

@@ -163,6 +163,21 @@ export const TRANSFER_WORDS = {
   canceled: "Canceled",
 };
 
+// How a transfer hands the customer over (its `mode`, SPEC §10).
+export const TRANSFER_MODE_WORDS = {
+  warm: "Warm",
+  blind: "Blind",
+  queue: "Back to the queue",
+  external: "External",
+};
+
+/** Who or where a transfer goes: a colleague, any agent, the line, or a number. */
+export function transferTarget(transfer) {
+  if (transfer.mode === "external") return phone(transfer.to_number);
+  if (transfer.mode === "queue") return "the queue";
+  return transfer.to_agent || "any agent";
+}
+
 export const REASON_WORDS = {
   "no-answer": "no answer",
   busy: "declined (busy)",
@@ -227,8 +242,9 @@ export function setSoftphoneState(el, state, detail) {
   else el.removeAttribute("aria-description");
 }
 
-/** Participants in reading order: the customer, agents, supervisors; then by join time. */
+/** Participants in reading order: the customer, agents, external parties, supervisors;
+ * then by join time. */
 export function byRoleThenJoin(a, b) {
-  const order = (p) => ({ customer: 0, agent: 1, supervisor: 2 })[p.role] ?? 3;
+  const order = (p) => ({ customer: 0, agent: 1, external: 2, supervisor: 3 })[p.role] ?? 4;
   return order(a) - order(b) || (a.joined_at || 0) - (b.joined_at || 0);
 }

@@ -15,6 +15,12 @@ DISPOSED = "call.disposition"
 NOTES_MAX = 2000
 
 
+def check_disposition(dispositions: tuple[str, ...], disposition: str) -> None:
+    """400 unless ``disposition`` is one of DISPOSITIONS (calls, voicemails, callbacks)."""
+    if disposition not in dispositions:
+        raise BadRequest(f"disposition must be one of: {', '.join(dispositions)}")
+
+
 def took(record: ConferenceRecord, username: str) -> bool:
     """``username`` answered a ring for this call (an agent's or a transfer's)."""
     return any(
@@ -28,8 +34,7 @@ async def dispose(
 ) -> dict[str, Any]:
     """Record ``username``'s disposition and notes for call ``call_id`` (the latest
     given wins); 404 as for an unknown call when they did not take it."""
-    if disposition not in unit.settings.dispositions:
-        raise BadRequest(f"disposition must be one of: {', '.join(unit.settings.dispositions)}")
+    check_disposition(unit.settings.dispositions, disposition)
     record = await unit.conference(call_id)
     if record is None or not took(record, username):
         raise NotFound(f"no call {call_id} of yours")

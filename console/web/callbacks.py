@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
 from quart_schema import document_response, validate_request
 
-from console.domain import callbacks
+from console.domain import callbacks, wrap_up
 from console.extension import get_settings
 from console.ids import CALLBACK_ID
 from console.redis_ext import get_redis
@@ -22,6 +22,8 @@ blueprint = Blueprint("callbacks", __name__, url_prefix="/api/callbacks")
 
 
 class CloseBody(BaseModel):
+    """Closing a callback or a voicemail: the disposition (one of DISPOSITIONS)."""
+
     model_config = ConfigDict(extra="forbid")
 
     disposition: str = Field(min_length=1, max_length=100)
@@ -77,9 +79,7 @@ async def post_retry(callback_id: str) -> Response:
 async def post_close(callback_id: str, data: CloseBody) -> Response:
     """Close it with a disposition: its calls still up are hung up."""
     settings = get_settings()
-    if data.disposition not in settings.dispositions:
-        choices = ", ".join(settings.dispositions)
-        return error_response(f"disposition must be one of: {choices}", 400)
+    wrap_up.check_disposition(settings.dispositions, data.disposition)
     conference = await _conference(callback_id)
     if conference is None:
         return error_response(f"no callback {callback_id}", 404)

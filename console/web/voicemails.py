@@ -6,27 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from quart import Blueprint, Response, jsonify
 from quart_schema import document_response, validate_request
 
-from console.domain import callbacks, dialable, voicemails
+from console.domain import callbacks, dialable, voicemails, wrap_up
 from console.domain.events import now_ms
 from console.extension import get_settings
 from console.ids import CALL_SID
 from console.redis_ext import get_redis
 from console.telephony.runner import get_runner
 from console.web.auth import current_user, login_required
-from console.web.callbacks import CallbackOut
+from console.web.callbacks import CallbackOut, CloseBody
 from console.web.errors import error_response
 
 blueprint = Blueprint("voicemails", __name__, url_prefix="/api/voicemails")
-
-
-class CloseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    disposition: str = Field(min_length=1, max_length=100)
 
 
 class VoicemailOut(BaseModel):
@@ -81,9 +75,7 @@ async def post_close(voicemail_id: str, data: CloseBody) -> Response:
     if refused is not None:
         return refused
     settings = get_settings()
-    if data.disposition not in settings.dispositions:
-        choices = ", ".join(settings.dispositions)
-        return error_response(f"disposition must be one of: {choices}", 400)
+    wrap_up.check_disposition(settings.dispositions, data.disposition)
     user = await _user()
     closed = await voicemails.close(
         get_redis(),

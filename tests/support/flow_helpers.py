@@ -4,6 +4,8 @@ common steps (a customer calls, an agent picks up, a colleague joins)."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,21 @@ class AppVoice(TwilioVoice):
     def __init__(self, client: Any, double: TwilioDouble, app: Any, base_url: str) -> None:
         super().__init__(client, double, base_url, settle=lambda: Runner.of(app).drain())
         self.app = app
+
+
+@asynccontextmanager
+async def served(
+    twilio: TwilioDouble, redis_server: Any, database_url: str | None = None, **overrides: Any
+) -> AsyncIterator[tuple[Any, AppVoice]]:
+    """An app of its own, with these settings over the test Redis (and a database), and
+    the voice of Twilio for it: for tests of settings the shared ``app`` fixture lacks."""
+    from tests.conftest import PUBLIC_BASE_URL, make_settings
+    from warmline.app import create_app
+
+    settings = make_settings(api_base_url=twilio.base_url, **overrides)
+    app = create_app(settings, redis_url=redis_server.url, database_url=database_url)
+    async with app.test_app(), app.test_client() as client:
+        yield app, AppVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 async def login(app: Any, redis: Redis, username: str, role: str = "agent") -> Any:
@@ -74,6 +91,12 @@ class Leg:
 async def customer_waits(voice: TwilioVoice) -> str:
     """A customer calls and joins their conference (not started yet)."""
     name, _ = await voice.call_in()
+    await customer_joins(voice, name)
+    return name
+
+
+async def customer_joins(voice: TwilioVoice, name: str) -> None:
+    """Twilio reports the caller ``name`` joining their conference, as its TwiML says."""
     await voice.event(
         name,
         "participant-join",
@@ -82,7 +105,6 @@ async def customer_waits(voice: TwilioVoice) -> str:
         StartConferenceOnEnter=False,
         ParticipantLabel="customer",
     )
-    return name
 
 
 async def agent_answers(voice: TwilioVoice, name: str, username: str, start: bool = True) -> Leg:

@@ -6,8 +6,6 @@ voicemail called back, and who sees what."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from xml.etree import ElementTree
 
@@ -15,32 +13,23 @@ import pytest
 
 from console.domain import keys
 from console.telephony.runner import Runner
-from simulator.testing import RecordedRequest, TwilioDouble
-from tests.conftest import PUBLIC_BASE_URL, make_settings
+from simulator.testing import RecordedRequest
+from tests.conftest import PUBLIC_BASE_URL
 from tests.support.flow_helpers import (
     AppVoice,
     agent_answers,
+    customer_joins,
     events,
     login,
+    served,
     set_available,
     state,
 )
-from warmline.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
 
 CALLER = "+12025550143"  # dialable from the test caller ID's region (US)
 OTHERS = ["+12025550144", "+12025550145", "+12025550146"]
-
-
-@asynccontextmanager
-async def served(
-    twilio: TwilioDouble, redis_server: Any, **overrides: Any
-) -> AsyncIterator[tuple[Any, AppVoice]]:
-    settings = make_settings(api_base_url=twilio.base_url, **overrides)
-    app = create_app(settings, redis_url=redis_server.url)
-    async with app.test_app(), app.test_client() as client:
-        yield app, AppVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 def tags(twiml: ElementTree.Element) -> list[str]:
@@ -319,17 +308,6 @@ async def test_a_callback_whose_agent_lets_it_ring_goes_back_to_the_front(offer,
             caller,
             callback,
         )
-
-
-async def customer_joins(voice: AppVoice, name: str) -> None:
-    await voice.event(
-        name,
-        "participant-join",
-        name,
-        EndConferenceOnExit=True,
-        StartConferenceOnEnter=False,
-        ParticipantLabel="customer",
-    )
 
 
 async def test_a_callback_whose_agent_leaves_before_the_number_answers_keeps_its_place(

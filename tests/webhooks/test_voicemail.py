@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +18,9 @@ import pytest
 from console import intake
 from console.config import BusinessHours, Settings
 from console.domain import keys
-from simulator.testing import Delivery, TwilioDouble
-from tests.conftest import PUBLIC_BASE_URL, make_settings
-from tests.support.flow_helpers import AppVoice, events, login, set_available
-from warmline.app import create_app
+from simulator.testing import Delivery
+from tests.conftest import PUBLIC_BASE_URL
+from tests.support.flow_helpers import AppVoice, events, login, served, set_available
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,16 +30,6 @@ CLOSED = "We are closed. Our hours are nine to five."
 
 def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
-
-
-@asynccontextmanager
-async def served(
-    twilio: TwilioDouble, redis_server: Any, database_url: str | None = None, **overrides: Any
-) -> AsyncIterator[tuple[Any, AppVoice]]:
-    settings = make_settings(api_base_url=twilio.base_url, **overrides)
-    app = create_app(settings, redis_url=redis_server.url, database_url=database_url)
-    async with app.test_app(), app.test_client() as client:
-        yield app, AppVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 def hours(text: str) -> BusinessHours:

@@ -3,39 +3,24 @@ status allows, and that routing never dials an agent on break or in wrap-up."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from console.telephony.runner import Runner
-from simulator.testing import TwilioDouble
-from tests.conftest import PUBLIC_BASE_URL, make_settings
 from tests.support.flow_helpers import (
-    AppVoice,
     agent_answers,
     customer_waits,
     dials_to,
     events,
     leg_leaves,
     login,
+    served,
     set_available,
     state,
 )
-from warmline.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@asynccontextmanager
-async def served(
-    twilio: TwilioDouble, redis_server: Any, **overrides: Any
-) -> AsyncIterator[tuple[Any, AppVoice]]:
-    settings = make_settings(api_base_url=twilio.base_url, **overrides)
-    app = create_app(settings, redis_url=redis_server.url)
-    async with app.test_app(), app.test_client() as client:
-        yield app, AppVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 def agent_of(snapshot: dict[str, Any], username: str) -> dict[str, Any]:

@@ -7,16 +7,12 @@ directory or EXTERNAL_TRANSFER_ALLOW (anything else 403), warm or blind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from console.domain import keys
 from console.telephony.runner import Runner
-from simulator.testing import TwilioDouble
-from tests.conftest import PUBLIC_BASE_URL, make_settings
 from tests.support.flow_helpers import (
     AppVoice,
     agent_answers,
@@ -27,10 +23,10 @@ from tests.support.flow_helpers import (
     hang_up_customer,
     leg_leaves,
     login,
+    served,
     set_available,
     state,
 )
-from warmline.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -140,7 +136,7 @@ async def test_any_agent_waits_ahead_of_the_line_for_the_next_free_one(app, redi
 
 
 async def test_a_waiting_transfer_fails_after_transfer_wait_seconds(twilio, redis, redis_server):
-    async with _served(twilio, redis_server, transfer_wait_seconds=1) as (app, voice):
+    async with served(twilio, redis_server, transfer_wait_seconds=1) as (app, voice):
         alice = await login(app, redis, "alice")
         bob = await login(app, redis, "bob")
         await set_available(alice)
@@ -159,17 +155,6 @@ async def test_a_waiting_transfer_fails_after_transfer_wait_seconds(twilio, redi
             if u.path.endswith(f"/{first.call_sid}.json")
         ]
         assert flags[-1] == "true"
-
-
-@asynccontextmanager
-async def _served(
-    twilio: TwilioDouble, redis_server: Any, **overrides: Any
-) -> AsyncIterator[tuple[Any, AppVoice]]:
-    app = create_app(
-        make_settings(api_base_url=twilio.base_url, **overrides), redis_url=redis_server.url
-    )
-    async with app.test_app(), app.test_client() as client:
-        yield app, AppVoice(client, twilio, app, PUBLIC_BASE_URL)
 
 
 async def test_external_numbers_from_the_directory_only(call, voice, app, redis):
@@ -220,7 +205,7 @@ async def test_external_numbers_from_the_directory_only(call, voice, app, redis)
 async def test_external_party_hanging_up_mid_consult_leaves_the_customer_with_the_agent(
     twilio, redis, redis_server
 ):
-    async with _served(twilio, redis_server, external_transfer_allow=("+1415",)) as (app, voice):
+    async with served(twilio, redis_server, external_transfer_allow=("+1415",)) as (app, voice):
         call = await alice_with_customer_bob_available(app, redis, voice)
         name = call["name"]
         response = await transfer(

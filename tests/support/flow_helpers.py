@@ -163,3 +163,36 @@ async def alice_with_customer_bob_available(app: Any, redis: Redis, voice: Twili
     first = await agent_answers(voice, name, "alice")
     await set_available(bob)
     return {"alice": alice, "bob": bob, "name": name, "first": first}
+
+
+async def monitored_warm_transfer(app: Any, redis: Redis, voice: TwilioVoice) -> dict[str, Any]:
+    """A call with some of everything a timeline tells: alice answers, the supervisor
+    sam listens in and leaves, alice holds and resumes the customer, then hands them
+    to bob with a warm transfer (note "vip") and leaves. bob is still on the call:
+    the caller ends it (``bob`` is his leg)."""
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    sam = await login(app, redis, "sam", role="supervisor")
+    await set_available(alice)
+    name = await customer_waits(voice)
+    first = await agent_answers(voice, name, "alice")
+    response = await sam.post(f"/api/conferences/{name}/monitor", json={"mode": "listen"})
+    sam_sid = (await response.get_json())["call_sid"]
+    label = voice.double.participants_created()[-1].param("Label")
+    await voice.event(name, "participant-join", sam_sid, ParticipantLabel=label, Muted=True)
+    for hold, event in ((True, "participant-hold"), (False, "participant-unhold")):
+        response = await alice.post(
+            f"/api/conferences/{name}/hold", json={"call_sid": name, "hold": hold}
+        )
+        assert response.status_code == 200
+        await voice.event(name, event, name, Hold=hold, ParticipantLabel="customer")
+    assert (await sam.post(f"/api/conferences/{name}/leave", json={})).status_code == 200
+    await voice.event(name, "participant-leave", sam_sid, ParticipantLabel=label)
+    await set_available(bob)
+    response = await alice.post(
+        "/api/transfers", json={"conference": name, "to": "bob", "note": "vip"}
+    )
+    assert response.status_code == 201
+    second = await agent_answers(voice, name, "bob", start=False)
+    await leg_leaves(voice, name, first)
+    return {"name": name, "alice": alice, "bob": bob, "sam": sam, "second": second}

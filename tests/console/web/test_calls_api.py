@@ -18,12 +18,10 @@ from console.web.calls import CSV_COLUMNS
 from tests.conftest import make_settings
 from tests.support.flow_helpers import (
     PASSWORD,
-    agent_answers,
-    customer_waits,
     hang_up_customer,
     leg_leaves,
     login,
-    set_available,
+    monitored_warm_transfer,
 )
 from tests.support.history_seed import Call, Leg, answered, insert_calls, store_stream_events
 from warmline.app import create_app
@@ -271,29 +269,8 @@ async def test_a_timeline_redis_has_let_go_is_served_from_postgresql(
     """A call with a supervisor listening in, holds and a warm transfer runs on an app
     without history; its events are stored as the writer would, Redis forgets the
     call, and a history app serves the same timeline to the same people."""
-    alice = await login(app, redis, "alice")
-    bob = await login(app, redis, "bob")
-    sam = await login(app, redis, "sam", role="supervisor")
-    await set_available(alice)
-    name = await customer_waits(voice)
-    first = await agent_answers(voice, name, "alice")
-    response = await sam.post(f"/api/conferences/{name}/monitor", json={"mode": "listen"})
-    sam_sid = (await response.get_json())["call_sid"]
-    label = voice.double.participants_created()[-1].param("Label")
-    await voice.event(name, "participant-join", sam_sid, ParticipantLabel=label, Muted=True)
-    for hold, event in ((True, "participant-hold"), (False, "participant-unhold")):
-        response = await alice.post(
-            f"/api/conferences/{name}/hold", json={"call_sid": name, "hold": hold}
-        )
-        assert response.status_code == 200
-        await voice.event(name, event, name, Hold=hold, ParticipantLabel="customer")
-    assert (await sam.post(f"/api/conferences/{name}/leave", json={})).status_code == 200
-    await voice.event(name, "participant-leave", sam_sid, ParticipantLabel=label)
-    await set_available(bob)
-    response = await alice.post("/api/transfers", json={"conference": name, "to": "bob"})
-    assert response.status_code == 201
-    second = await agent_answers(voice, name, "bob", start=False)
-    await leg_leaves(voice, name, first)
+    call = await monitored_warm_transfer(app, redis, voice)
+    name, sam, second = call["name"], call["sam"], call["second"]
     await leg_leaves(voice, name, second, end_on_exit=True)
     await hang_up_customer(voice, name, "participant-with-end-conference-on-exit-left")
     assert await store_stream_events(pg, redis) > 0

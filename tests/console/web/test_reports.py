@@ -23,6 +23,7 @@ from tests.support.flow_helpers import (
     hang_up_customer,
     leg_leaves,
     login,
+    monitored_warm_transfer,
     set_available,
 )
 from warmline.app import create_app
@@ -57,34 +58,8 @@ def assert_in_order(entries: list[dict[str, Any]], expected: list[tuple[str, str
 
 
 async def test_timeline_tells_who_did_what_in_order_and_is_kept_a_day(app, redis, voice):
-    alice = await login(app, redis, "alice")
-    bob = await login(app, redis, "bob")
-    sam = await login(app, redis, "sam", role="supervisor")
-    await set_available(alice)
-    name = await customer_waits(voice)
-    first = await agent_answers(voice, name, "alice")
-    # sam listens in, then stops
-    response = await sam.post(f"/api/conferences/{name}/monitor", json={"mode": "listen"})
-    sam_sid = (await response.get_json())["call_sid"]
-    label = voice.double.participants_created()[-1].param("Label")
-    await voice.event(name, "participant-join", sam_sid, ParticipantLabel=label, Muted=True)
-    # alice holds the customer and resumes (Twilio reports each change)
-    for hold, event in ((True, "participant-hold"), (False, "participant-unhold")):
-        response = await alice.post(
-            f"/api/conferences/{name}/hold", json={"call_sid": name, "hold": hold}
-        )
-        assert response.status_code == 200
-        await voice.event(name, event, name, Hold=hold, ParticipantLabel="customer")
-    assert (await sam.post(f"/api/conferences/{name}/leave", json={})).status_code == 200
-    await voice.event(name, "participant-leave", sam_sid, ParticipantLabel=label)
-    # a warm transfer to bob, who then ends the call
-    await set_available(bob)
-    response = await alice.post(
-        "/api/transfers", json={"conference": name, "to": "bob", "note": "vip"}
-    )
-    assert response.status_code == 201
-    second = await agent_answers(voice, name, "bob", start=False)
-    await leg_leaves(voice, name, first)
+    call = await monitored_warm_transfer(app, redis, voice)
+    name, sam, second = call["name"], call["sam"], call["second"]
     live_ttl = await redis.ttl(keys.timeline(name))
     assert live_ttl > DAY  # a generous safety net while the call lasts
     await leg_leaves(voice, name, second, end_on_exit=True)

@@ -12,6 +12,7 @@ who never reached the conference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -63,6 +64,7 @@ class Runner(ServingExtension):
         self._stranded: asyncio.Task[None] | None = None  # the check of stranded agents
         self._routing = False
         self._route_again = False
+        self._stop = asyncio.Event()
         self._arrived: set[str] = set()  # engaged conferences whose customer joined
         self._recheck: dict[str, int] = {}  # conference -> when to ask Twilio again (ms)
         self.app: Quart | None = None
@@ -85,9 +87,13 @@ class Runner(ServingExtension):
         return RedisExtension.of(self.app).client
 
     async def start(self) -> None:
+        self._stop = asyncio.Event()
         self._sweeper = asyncio.create_task(self._sweep(), name="warmline-sweeper")
 
     async def stop(self) -> None:
+        # The flag as well as the cancellation: redis-py may turn a cancellation that
+        # lands in a read into its own timeout error, which the loop would sleep off.
+        self._stop.set()
         await cancel(self._sweeper)
         await cancel(self._stranded)
         await self.drain(DRAIN_SECONDS)
@@ -241,12 +247,17 @@ class Runner(ServingExtension):
 
     async def _sweep(self) -> None:
         for count in itertools.count(1):
-            await asyncio.sleep(SWEEP_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SWEEP_SECONDS)
+            if self._stop.is_set():
+                return
             try:
                 await self.sweep()
                 if count % TRIM_EVERY_SWEEPS == 0:
                     await trim_log(self.redis, self.settings)
             except (RedisError, Contended, OSError) as exc:
+                if self._stop.is_set():
+                    return  # stopping: the cancellation reached a Redis read as its timeout
                 log.warning("routing sweep skipped: %s", exc)
 
     async def sweep(self) -> None:

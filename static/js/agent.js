@@ -127,7 +127,7 @@ const MODE_HELP = {
   warm: "You stay with the customer until your colleague joins, then leave.",
   blind: "Your call ends as soon as your colleague is rung; the customer hears music until they answer.",
   queue: "Your call ends and the customer goes to the front of the line.",
-  external: "A number from the directory is dialed into the call; you hand over, then leave.",
+  external: "A number from the directory (or one your center allows) is dialed into the call; you hand over, then leave.",
 };
 
 function transferMode() {
@@ -165,10 +165,10 @@ $("transfer-form").addEventListener("submit", (event) => {
   const body = { conference: call.conference.name, mode, note: $("transfer-note").value.trim() };
   if (mode === "warm" || mode === "blind") body.to = $("transfer-to").value || null;
   if (mode === "external") {
-    body.to_number = $("transfer-number").value;
+    body.to_number = $("transfer-number").value || $("transfer-other-number").value.trim();
     body.leave_after_dial = $("transfer-leave").checked;
     if (!body.to_number) {
-      controls.fail("transfer", "Choose a number from the directory.");
+      controls.fail("transfer", "Choose a number from the directory, or type one.");
       $("transfer-number").focus();
       return;
     }
@@ -177,6 +177,7 @@ $("transfer-form").addEventListener("submit", (event) => {
     const transfer = await api.transfer(body);
     model.transfers.set(transfer.id, { ...(model.transfers.get(transfer.id) || {}), ...transfer });
     $("transfer-note").value = "";
+    $("transfer-other-number").value = "";
     announce(mode === "queue" ? "The customer goes back to the front of the line." : `Transfer to ${targetWords(transfer)} started.`);
   }, "transfer");
 });
@@ -821,7 +822,7 @@ function renderTransferForm() {
   if ($("transfer-note-help").textContent !== noteHelp) $("transfer-note-help").textContent = noteHelp;
   updateTargets();
   updateNumbers();
-  $("transfer-start").disabled = controls.busy === "transfer-start" || (mode === "external" && !directory?.length);
+  $("transfer-start").disabled = controls.busy === "transfer-start";
 }
 
 function updateNumbers() {

@@ -1,5 +1,5 @@
-"""The `warmline` command: serve, check, reconcile, user, db. Errors are one clear line on stderr
-and a non-zero exit code, never a traceback."""
+"""The `warmline` command: serve, demo, check, reconcile, user, db. Errors are one clear
+line on stderr and a non-zero exit code, never a traceback."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -429,6 +430,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return fail(f"--rate must not be negative, got {args.rate:g}")
     if args.bots < 0:
         return fail(f"--bots must not be negative, got {args.bots}")
+    for option, port in (("--port", args.port), ("--simulator-port", args.simulator_port)):
+        if port and not port_free(args.host, port):
+            return fail(f"{args.host}:{port} is taken: choose another port with {option}")
     logs.configure()
     try:
         asyncio.run(run_demo(options))
@@ -439,6 +443,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except OSError as error:
         return fail(f"cannot listen on {args.host}:{args.port} or reach Redis: {error.strerror}")
     return 0
+
+
+def port_free(host: str, port: int) -> bool:
+    """Nothing listens on ``host:port`` now (checked before the demo starts anything,
+    so a taken port is said plainly, before any banner)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+DEMO_CALLS_PER_MINUTE = 2.0  # a gentle rate, so a first look shows the floor moving
 
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:
@@ -456,10 +475,10 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--rate",
         type=float,
-        default=0.0,
+        default=DEMO_CALLS_PER_MINUTE,
         metavar="CALLS_PER_MINUTE",
-        help="generate customer calls at this rate (default 0: place them from the "
-        "simulator's page)",
+        help=f"generate customer calls at this rate (default {DEMO_CALLS_PER_MINUTE:g}; "
+        "0: place them from the simulator's page only)",
     )
     demo.add_argument(
         "--chaos", action="store_true", help="deliver callbacks late, duplicated, reordered"

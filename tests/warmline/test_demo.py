@@ -56,7 +56,7 @@ async def until(check, seconds: float = 30.0):
 async def test_demo_routes_a_simulated_call_to_an_agent_and_stops_cleanly(tmp_path):
     log = tmp_path / "demo.log"
     port = free_port()
-    process = start_demo(log, "--port", str(port), "--bots", "0")  # alice takes the call
+    process = start_demo(log, "--port", str(port), "--bots", "0", "--rate", "0")  # alice's call
     try:
         urls = await banner(process, log)
         assert "alice" in log.read_text() and DEMO_PASSWORD in log.read_text()
@@ -119,4 +119,20 @@ def test_demo_reports_a_busy_port_in_one_line(tmp_path):
         )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert f"127.0.0.1:{port}" in result.stderr
+    assert result.stderr.strip() == (
+        f"warmline: 127.0.0.1:{port} is taken: choose another port with --port"
+    )
+    assert "Warmline demo on" not in result.stdout  # said before anything starts
+
+
+def test_help_names_every_command_and_the_demo_moves_on_its_own():
+    result = subprocess.run(
+        [sys.executable, "-m", "warmline.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "serve, demo, check, reconcile, user, db" in result.stdout
+    from warmline.cli import parser
+
+    demo = parser().parse_args(["demo"])
+    # A first look shows the floor moving: calls come in and simulated agents take them.
+    assert (demo.rate, demo.bots) == (2.0, 3)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from console.domain import callbacks, dialable, expected_wait, hours
-from console.domain.derive import CUSTOMER_LABEL, derive, dial_active
+from console.domain.derive import CUSTOMER_LABEL, ConferenceView, derive, dial_active
 from console.domain.effects import HangUp
 from console.domain.events import Event
 from console.domain.records import (
@@ -124,6 +124,13 @@ def _leave_conference(unit: Unit, record: ConferenceRecord) -> None:
         return
     if customer_joined(record) and not view.customer_gone:
         return  # still in it: Twilio reports the leaving the move causes
+    _end_unjoined(unit, record, view)
+
+
+def _end_unjoined(unit: Unit, record: ConferenceRecord, view: ConferenceView) -> None:
+    """End a conference its customer never reached (or will not be back in): settling
+    stops the rings; an agent already in it is hung up here (Twilio will not end a
+    conference for a customer who never came)."""
     record.end_here(unit.now, view.sid or "", NO_CUSTOMER)
     for dial in record.dials.values():
         if dial_active(view, dial) and not dial.cancel_reason:
@@ -340,10 +347,5 @@ async def end_without_customer(unit: Unit, name: str) -> bool:
     view = derive(record)
     if view.status == "ended":
         return False
-    record.end_here(unit.now, view.sid or "", NO_CUSTOMER)
-    for dial in record.dials.values():
-        # Settling stops the rings; an agent already in the empty conference is hung
-        # up here (Twilio will not end a conference for a customer who never came).
-        if dial_active(view, dial) and not dial.cancel_reason:
-            call_off(unit, name, dial, "customer-hung-up")
+    _end_unjoined(unit, record, view)
     return True

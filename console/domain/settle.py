@@ -48,8 +48,9 @@ async def settle(unit: Unit) -> None:
     can offer someone a call, and have the unit announce its agents and its line."""
     for record in unit.loaded():
         Settler(unit, record).run()
-    waiting_transfer = any(a.transfer_waiting for a in unit.agents.values())
-    if unit.routable() and (waiting_transfer or await unit.waiting(1)):
+    if unit.routable() and (
+        any(a.transfer_waiting for a in unit.agents.values()) or await unit.waiting(1)
+    ):
         unit.effects.append(Route())
     await unit.announce()
 

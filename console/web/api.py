@@ -27,7 +27,7 @@ from console.redis_ext import get_redis
 from console.telephony.gateway import GatewayError, get_gateway
 from console.telephony.runner import get_runner
 from console.urls import call_status_url, hold_url
-from console.web.auth import current_user, login_required, role_required
+from console.web.auth import login_required, role_required, signed_in_user
 from console.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,6 @@ class MonitorOut(BaseModel):
     call_sid: str | None
 
 
-async def _user() -> Any:
-    user = await current_user()
-    assert user is not None  # the decorators guarantee it
-    return user
-
-
 def _upstream_error(error: GatewayError) -> Response:
     return error_response(f"Twilio did not accept the request ({error.detail})", 502)
 
@@ -149,7 +143,7 @@ def _upstream_error(error: GatewayError) -> Response:
 @document_response(StateOut, 200)
 @login_required
 async def get_state() -> Response:
-    user = await _user()
+    user = await signed_in_user()
     snapshot = await read_snapshot(get_redis())
     return jsonify(snapshot.visible_to(user.username, user.is_supervisor))
 
@@ -161,7 +155,7 @@ async def get_me() -> Response:
     """Who is signed in, which softphone their browser should use (Twilio's Voice
     SDK, or in demo mode the simulator at ``url``), and the dispositions a voicemail
     may be closed with (DISPOSITIONS)."""
-    user = await _user()
+    user = await signed_in_user()
     settings = get_settings()
     simulator = settings.simulator_url
     softphone = {"kind": "simulator", "url": simulator} if simulator else {"kind": "twilio"}
@@ -183,7 +177,7 @@ async def get_me() -> Response:
 @login_required
 async def get_token() -> Response:
     """A Voice Access Token for the logged-in user's own identity only."""
-    user = await _user()
+    user = await signed_in_user()
     settings = get_settings()
     grant = VoiceGrant(incoming_allow=True, outgoing_application_sid=settings.twiml_app_sid)
     token = AccessToken(
@@ -205,7 +199,7 @@ async def get_token() -> Response:
 @login_required
 @validate_request(StatusBody)
 async def post_my_status(data: StatusBody) -> Response:
-    user = await _user()
+    user = await signed_in_user()
     if user.is_supervisor:
         return error_response("supervisors are not routed queue calls", 403)
     agent = await get_runner().unit(
@@ -223,7 +217,7 @@ async def post_transfer(data: TransferBody) -> tuple[Response, int]:
     leaves), blind (the agent leaves once the colleague is rung), queue (the customer
     goes to the front of the line), external (a number from the directory or under
     EXTERNAL_TRANSFER_ALLOW; anything else 403)."""
-    user = await _user()
+    user = await signed_in_user()
     await _check_transfer_target(data)
     runner = get_runner()
     start = await runner.unit(
@@ -300,7 +294,7 @@ async def _transfer_conference(transfer_id: str) -> str:
 @document_response(TransferOut, 200)
 @login_required
 async def delete_transfer(transfer_id: str) -> Response:
-    user = await _user()
+    user = await signed_in_user()
     name = await _transfer_conference(transfer_id)
     transfer = await get_runner().unit(
         lambda unit: actions.cancel_transfer(
@@ -314,7 +308,7 @@ async def delete_transfer(transfer_id: str) -> Response:
 @document_response(LeftOut, 200)
 @login_required
 async def post_leave(name: str) -> Response:
-    user = await _user()
+    user = await signed_in_user()
     leaving = await get_runner().unit(lambda unit: actions.prepare_leave(unit, user.username, name))
     gateway = get_gateway()
     try:
@@ -333,7 +327,7 @@ async def post_leave(name: str) -> Response:
 @login_required
 @validate_request(HoldBody)
 async def post_hold(name: str, data: HoldBody) -> Response:
-    user = await _user()
+    user = await signed_in_user()
     runner = get_runner()
     conference_sid = await runner.unit(
         lambda unit: actions.prepare_hold(
@@ -356,7 +350,7 @@ async def post_hold(name: str, data: HoldBody) -> Response:
 @role_required("supervisor")
 @validate_request(MonitorBody)
 async def post_monitor(name: str, data: MonitorBody) -> Response:
-    user = await _user()
+    user = await signed_in_user()
     runner = get_runner()
     monitoring = await runner.unit(
         lambda unit: actions.prepare_monitor(unit, user.username, name, data.mode)

@@ -141,6 +141,13 @@ async def current_user() -> SessionUser | None:
     return getattr(g, _CACHE)
 
 
+async def signed_in_user() -> SessionUser:
+    """The user of a request ``login_required`` (or ``role_required``) let through."""
+    user = await current_user()
+    assert user is not None  # the decorators guarantee it
+    return user
+
+
 async def authenticate_websocket() -> SessionUser | None:
     """The user of the WebSocket handshake, or None to refuse it. The handshake's
     ``Origin`` is checked too: browsers do not apply CORS to WebSockets, so this is

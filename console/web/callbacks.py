@@ -4,8 +4,6 @@ number again or closes it with a disposition. Callbacks themselves are in the st
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
 from quart_schema import document_response, validate_request
@@ -15,7 +13,7 @@ from console.extension import get_settings
 from console.ids import CALLBACK_ID
 from console.redis_ext import get_redis
 from console.telephony.runner import get_runner
-from console.web.auth import current_user, login_required
+from console.web.auth import login_required, signed_in_user
 from console.web.errors import error_response
 
 blueprint = Blueprint("callbacks", __name__, url_prefix="/api/callbacks")
@@ -44,12 +42,6 @@ class CallbackOut(BaseModel):
     conference: str
 
 
-async def _user() -> Any:
-    user = await current_user()
-    assert user is not None  # login_required guarantees it
-    return user
-
-
 async def _conference(callback_id: str) -> str | None:
     if not CALLBACK_ID.fullmatch(callback_id):
         return None
@@ -64,7 +56,7 @@ async def post_retry(callback_id: str) -> Response:
     conference = await _conference(callback_id)
     if conference is None:
         return error_response(f"no callback {callback_id}", 404)
-    user = await _user()
+    user = await signed_in_user()
     callback = await get_runner().unit(
         lambda unit: callbacks.retry(unit, conference, user.username, user.is_supervisor),
         conferences=(conference,),
@@ -83,7 +75,7 @@ async def post_close(callback_id: str, data: CloseBody) -> Response:
     conference = await _conference(callback_id)
     if conference is None:
         return error_response(f"no callback {callback_id}", 404)
-    user = await _user()
+    user = await signed_in_user()
     callback = await get_runner().unit(
         lambda unit: callbacks.close(
             unit, conference, user.username, user.is_supervisor, data.disposition

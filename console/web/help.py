@@ -4,8 +4,6 @@ takes it too: console/web/api.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
 from quart_schema import document_response, validate_request
@@ -15,7 +13,7 @@ from console.domain.help_requests import TEXT_MAX
 from console.ids import HELP_ID, NAME, anchored
 from console.redis_ext import get_redis
 from console.telephony.runner import get_runner
-from console.web.auth import current_user, login_required
+from console.web.auth import login_required, signed_in_user
 from console.web.errors import error_response
 
 blueprint = Blueprint("help", __name__, url_prefix="/api/help")
@@ -39,19 +37,13 @@ class HelpOut(BaseModel):
     status: str
 
 
-async def _user() -> Any:
-    user = await current_user()
-    assert user is not None  # login_required guarantees it
-    return user
-
-
 @blueprint.post("")
 @document_response(HelpOut, 201)
 @login_required
 @validate_request(HelpBody)
 async def post_help(data: HelpBody) -> tuple[Response, int]:
     """An agent on the call asks supervisors for help (one open request per call)."""
-    user = await _user()
+    user = await signed_in_user()
     if user.is_supervisor:
         return error_response("supervisors take help requests; they do not make them", 403), 403
     if not data.text.strip():
@@ -71,7 +63,7 @@ async def delete_help(help_id: str) -> Response:
     conference = await get_redis().hget(keys.HELP, help_id) if HELP_ID.fullmatch(help_id) else None
     if conference is None:
         return error_response(f"no help request {help_id}", 404)
-    user = await _user()
+    user = await signed_in_user()
     request = await get_runner().unit(
         lambda unit: actions.withdraw_help(
             unit, conference, help_id, user.username, user.is_supervisor

@@ -16,7 +16,7 @@ from console.extension import get_settings
 from console.ids import CALL_SID
 from console.redis_ext import get_redis
 from console.telephony.runner import get_runner
-from console.web.auth import current_user, login_required
+from console.web.auth import login_required, signed_in_user
 from console.web.callbacks import CallbackOut, CloseBody
 from console.web.errors import error_response
 
@@ -37,12 +37,6 @@ class VoicemailOut(BaseModel):
     reason: str
 
 
-async def _user() -> Any:
-    user = await current_user()
-    assert user is not None  # login_required guarantees it
-    return user
-
-
 def _known_id(voicemail_id: str) -> Response | None:
     """404 for what cannot be a voicemail's id (a CallSid), before Redis is asked."""
     if not CALL_SID.fullmatch(voicemail_id):
@@ -58,7 +52,7 @@ async def post_claim(voicemail_id: str) -> Response:
     refused = _known_id(voicemail_id)
     if refused is not None:
         return refused
-    user = await _user()
+    user = await signed_in_user()
     claimed = await voicemails.claim(
         get_redis(), get_settings(), voicemail_id, user.username, now_ms()
     )
@@ -76,7 +70,7 @@ async def post_close(voicemail_id: str, data: CloseBody) -> Response:
         return refused
     settings = get_settings()
     wrap_up.check_disposition(settings.dispositions, data.disposition)
-    user = await _user()
+    user = await signed_in_user()
     closed = await voicemails.close(
         get_redis(),
         settings,
@@ -99,7 +93,7 @@ async def post_callback(voicemail_id: str) -> Response:
     if refused is not None:
         return refused
     settings = get_settings()
-    user = await _user()
+    user = await signed_in_user()
     claimed = await voicemails.claim(get_redis(), settings, voicemail_id, user.username, now_ms())
     number = dialable.callback_number(claimed.from_number, settings.caller_id)
     if number is None:

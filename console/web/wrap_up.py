@@ -3,8 +3,6 @@ for a call they took. Needs Redis only: history stores them from the event log."
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, jsonify
 from quart_schema import document_response, validate_request
@@ -12,7 +10,7 @@ from quart_schema import document_response, validate_request
 from console.domain import wrap_up
 from console.ids import NAME
 from console.telephony.runner import get_runner
-from console.web.auth import current_user, login_required
+from console.web.auth import login_required, signed_in_user
 from console.web.errors import error_response
 
 blueprint = Blueprint("wrap_up", __name__, url_prefix="/api")
@@ -41,8 +39,7 @@ async def post_wrap_up(call_id: str, data: WrapUpBody) -> Response:
     """The disposition and notes of a call the user took (the latest given wins)."""
     if not NAME.fullmatch(call_id):
         return error_response(f"no call {call_id}", 404)
-    user: Any = await current_user()
-    assert user is not None  # login_required guarantees it
+    user = await signed_in_user()
     given = await get_runner().unit(
         lambda unit: wrap_up.dispose(unit, user.username, call_id, data.disposition, data.notes),
         conferences=(call_id,),

@@ -57,6 +57,10 @@ class Alert:
     threshold: float
     since: int
 
+    @classmethod
+    def from_json(cls, raw: str) -> Alert:
+        return cls(**json.loads(raw))
+
 
 def readings(
     settings: Settings,
@@ -156,7 +160,7 @@ async def check(redis: Redis, settings: Settings, now: int) -> list[Event]:
             try:
                 await pipe.watch(keys.ALERTS)
                 raw = await pipe.hgetall(keys.ALERTS)
-                current = {kind: Alert(**json.loads(v)) for kind, v in raw.items()}
+                current = {kind: Alert.from_json(v) for kind, v in raw.items()}
                 write, drop, events = _changes(current, found, now)
                 if not events:
                     return []

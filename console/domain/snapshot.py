@@ -4,14 +4,13 @@ it reflects, and filtered to what one user may see."""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from console.domain import keys
+from console.domain import help_requests, keys
 from console.domain.alerts import Alert
 from console.domain.derive import derive, involved_agents
 from console.domain.records import Agent, ConferenceRecord, Queued
@@ -36,7 +35,7 @@ class Snapshot:
             help += [
                 r.public(record.name)
                 for r in record.help.values()
-                if r.status == "open" and (supervisor or r.agent == username)
+                if r.status == help_requests.OPEN and (supervisor or r.agent == username)
             ]
             callback = record.callback
             shown_callback = callback is not None and not callback.successor
@@ -116,6 +115,6 @@ def _build(results: list[Any]) -> Snapshot:
             (Voicemail.from_json(raw) for raw in messages.values()), key=lambda v: (v.at, v.id)
         ),
         alerts=sorted(
-            (Alert(**json.loads(raw)) for raw in up.values()), key=lambda a: (a.since, a.kind)
+            (Alert.from_json(raw) for raw in up.values()), key=lambda a: (a.since, a.kind)
         ),
     )

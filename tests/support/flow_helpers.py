@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 from redis.asyncio import Redis
 
@@ -196,3 +197,26 @@ async def monitored_warm_transfer(app: Any, redis: Redis, voice: TwilioVoice) ->
     second = await agent_answers(voice, name, "bob", start=False)
     await leg_leaves(voice, name, first)
     return {"name": name, "alice": alice, "bob": bob, "sam": sam, "second": second}
+
+
+def tags(twiml: ElementTree.Element) -> list[str]:
+    """The verbs of a TwiML answer, in order."""
+    return [child.tag for child in twiml]
+
+
+async def asks_callback(voice: TwilioVoice, redis: Redis, number: str) -> tuple[str, str]:
+    """A caller offered the choice at arrival (SPEC §9) presses 1: their CallSid and
+    the callback's id (its conference)."""
+    sid, twiml = await voice.call_in(number)
+    assert tags(twiml) == ["Gather", "Dial"], ElementTree.tostring(twiml)
+    answer = await voice.gathered(twiml.find("Gather").get("action"), sid, "1", number)
+    assert tags(answer) == ["Say", "Hangup"]
+    await voice.settle()
+    [queued] = [
+        e
+        for e in await events(redis)
+        if e["type"] == "call.queued"
+        and e["data"].get("kind") == "callback"
+        and e["data"]["call_sid"] == sid
+    ]
+    return sid, queued["data"]["callback"]

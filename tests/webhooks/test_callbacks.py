@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from xml.etree import ElementTree
 
 import pytest
 
@@ -18,12 +17,14 @@ from tests.conftest import PUBLIC_BASE_URL
 from tests.support.flow_helpers import (
     AppVoice,
     agent_answers,
+    asks_callback,
     customer_joins,
     events,
     login,
     served,
     set_available,
     state,
+    tags,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,35 +33,12 @@ CALLER = "+12025550143"  # dialable from the test caller ID's region (US)
 OTHERS = ["+12025550144", "+12025550145", "+12025550146"]
 
 
-def tags(twiml: ElementTree.Element) -> list[str]:
-    return [child.tag for child in twiml]
-
-
 async def line(redis: Any) -> list[str]:
     return await redis.lrange(keys.QUEUE, 0, -1)
 
 
 async def callback_events(redis: Any) -> list[dict[str, Any]]:
     return [e for e in await events(redis) if e["type"] == "callback.updated"]
-
-
-async def asks_callback(voice: AppVoice, redis: Any, number: str = CALLER) -> tuple[str, str]:
-    """A caller offered the choice at arrival presses 1: their CallSid and the
-    callback's id (its conference)."""
-    sid, twiml = await voice.call_in(number)
-    assert tags(twiml) == ["Gather", "Dial"], ElementTree.tostring(twiml)
-    gather = twiml.find("Gather")
-    answer = await voice.gathered(gather.get("action"), sid, "1", number)
-    assert tags(answer) == ["Say", "Hangup"]
-    await voice.settle()
-    [queued] = [
-        e
-        for e in await events(redis)
-        if e["type"] == "call.queued"
-        and e["data"].get("kind") == "callback"
-        and e["data"]["call_sid"] == sid
-    ]
-    return sid, queued["data"]["callback"]
 
 
 # An agent alone in a callback's conference does not start it (Twilio starts a
@@ -87,7 +65,7 @@ async def test_a_callback_keeps_the_callers_place_among_later_calls(offer, redis
             f"/voice/choice?call={first}&long=0", first, "9", OTHERS[0]
         )  # any other key: the line, as before
         assert tags(gather) == ["Dial"]
-        caller, callback = await asks_callback(voice, redis)
+        caller, callback = await asks_callback(voice, redis, CALLER)
         later, _ = await voice.call_in(OTHERS[1])
         assert await line(redis) == [first, callback, later]
         everything = await events(redis)
@@ -133,7 +111,7 @@ async def test_a_callback_keeps_the_callers_place_among_later_calls(offer, redis
 async def test_the_agent_is_rung_first_then_the_number_no_answer_retry_connect(offer, redis):
     async with offer as (app, voice):
         alice = await login(app, redis, "alice")
-        _, callback = await asks_callback(voice, redis)
+        _, callback = await asks_callback(voice, redis, CALLER)
         await set_available(alice)
         assert number_dials(voice) == []  # the agent first
         leg = await agent_answers(voice, callback, "alice", start=False)
@@ -199,7 +177,7 @@ async def test_after_the_last_failed_attempt_the_callback_fails_and_the_agent_is
 ):
     async with offer as (app, voice):
         alice = await login(app, redis, "alice")
-        _, callback = await asks_callback(voice, redis)
+        _, callback = await asks_callback(voice, redis, CALLER)
         await set_available(alice)
         leg = await agent_answers(voice, callback, "alice", start=False)
         await voice.settle()
@@ -234,7 +212,7 @@ async def test_after_the_last_failed_attempt_the_callback_fails_and_the_agent_is
 async def connected_callback(app: Any, redis: Any, voice: AppVoice) -> dict[str, Any]:
     """A callback alice took, its number answered by a person and in the conference."""
     alice = await login(app, redis, "alice")
-    caller, callback = await asks_callback(voice, redis)
+    caller, callback = await asks_callback(voice, redis, CALLER)
     await set_available(alice)
     leg = await agent_answers(voice, callback, "alice", start=False)
     await voice.settle()
@@ -290,7 +268,7 @@ async def test_a_callback_whose_agent_lets_it_ring_goes_back_to_the_front(offer,
         bob = await login(app, redis, "bob")
         early, _ = await voice.call_in(OTHERS[0])
         await voice.gathered(f"/voice/choice?call={early}&long=0", early, "", OTHERS[0])
-        caller, callback = await asks_callback(voice, redis)
+        caller, callback = await asks_callback(voice, redis, CALLER)
         # alice takes the first caller; bob is rung for the callback and lets it ring.
         await set_available(alice)
         await customer_joins(voice, early)
@@ -315,7 +293,7 @@ async def test_a_callback_whose_agent_leaves_before_the_number_answers_keeps_its
 ):
     async with offer as (app, voice):
         alice = await login(app, redis, "alice")
-        caller, callback = await asks_callback(voice, redis)
+        caller, callback = await asks_callback(voice, redis, CALLER)
         later, _ = await voice.call_in(OTHERS[1])
         await voice.gathered(f"/voice/choice?call={later}&long=0", later, "", OTHERS[1])
         await set_available(alice)
@@ -600,7 +578,7 @@ async def test_a_number_that_leaves_before_its_last_status_is_not_a_customer_han
     call's final status: the attempt ends with that status, and the callback goes on."""
     async with offer as (app, voice):
         alice = await login(app, redis, "alice")
-        _, callback = await asks_callback(voice, redis)
+        _, callback = await asks_callback(voice, redis, CALLER)
         await set_available(alice)
         await agent_answers(voice, callback, "alice", start=False)
         await voice.settle()
@@ -624,7 +602,7 @@ async def test_a_number_that_leaves_before_its_last_status_is_not_a_customer_han
 async def test_closing_after_no_answer_hangs_up_the_agent_and_ends_the_callback(offer, redis):
     async with offer as (app, voice):
         alice = await login(app, redis, "alice")
-        _, callback = await asks_callback(voice, redis)
+        _, callback = await asks_callback(voice, redis, CALLER)
         await set_available(alice)
         leg = await agent_answers(voice, callback, "alice", start=False)
         await voice.settle()

@@ -9,7 +9,6 @@ import json
 import random
 from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +21,14 @@ from console.history.queries import Viewer, get_call
 from console.history.writer import HistoryWriter
 from console.postgres_ext import make_pool
 from tests.conftest import PUBLIC_BASE_URL, make_settings
-from tests.support.flow_helpers import AppVoice, agent_answers, events, login, set_available
+from tests.support.flow_helpers import (
+    AppVoice,
+    agent_answers,
+    asks_callback,
+    events,
+    login,
+    set_available,
+)
 from warmline.app import create_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -260,28 +266,6 @@ def test_a_failed_callback_and_the_origins_ask_in_timelines():
 
 
 # -- through the app, the writer, PostgreSQL and the reports -----------------------------
-
-
-def tags(twiml: ElementTree.Element) -> list[str]:
-    return [child.tag for child in twiml]
-
-
-async def asks_callback(voice: AppVoice, redis: Any, number: str) -> tuple[str, str]:
-    """A caller offered the choice at arrival presses 1: their CallSid and the
-    callback's id."""
-    sid, twiml = await voice.call_in(number)
-    assert tags(twiml) == ["Gather", "Dial"], ElementTree.tostring(twiml)
-    answer = await voice.gathered(twiml.find("Gather").get("action"), sid, "1", number)
-    assert tags(answer) == ["Say", "Hangup"]
-    await voice.settle()
-    [queued] = [
-        e
-        for e in await events(redis)
-        if e["type"] == "call.queued"
-        and e["data"].get("kind") == "callback"
-        and e["data"]["call_sid"] == sid
-    ]
-    return sid, queued["data"]["callback"]
 
 
 def dialed(voice: AppVoice, number: str) -> Any:

@@ -11,7 +11,6 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -24,6 +23,15 @@ from console.domain.events import now_ms
 from console.history import migrate, purge
 from console.redis_ext import connect
 from warmline import cli_users, logs
+from warmline.diagnosis import (
+    check,
+    database_problem,
+    ok,
+    problem,
+    redis_problem,
+    say_unreachable,
+    settings_or_report,
+)
 from warmline.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError, start_or_reuse
 from warmline.embedded_redis import EmbeddedRedis, EmbeddedRedisError, cache_dir, start_redis
 from warmline.history_process import writer_process
@@ -89,12 +97,6 @@ def embedded_database_url() -> tuple[str, EmbeddedPostgres | None]:
     return start_or_reuse(cache_dir("postgres"))
 
 
-def database_problem(error: psycopg.Error) -> str:
-    """One line for a database that cannot be reached or refused the work."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"cannot reach the database: {first}"
-
-
 def worker_class() -> str:
     """uvloop where it is installed (Linux, macOS): its socket writes are in C, which
     the WebSocket fan-out spends most of its time in; asyncio elsewhere."""
@@ -105,18 +107,8 @@ def worker_class() -> str:
     return "uvloop"
 
 
-def settings_or_report() -> Settings | None:
-    """The settings, or None after one line per problem on stderr."""
-    try:
-        return Settings.from_env()
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"warmline: {problem}", file=sys.stderr)
-        return None
-
-
 def fail(message: str, code: int = 2) -> int:
-    print(f"warmline: {message}", file=sys.stderr)
+    problem(message)
     return code
 
 
@@ -127,12 +119,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
-    settings = settings_or_report()
+    settings = settings_or_report(serving=not args.workers)
     if settings is None:
         return 2
-    raw_workers = os.environ.get("WEB_CONCURRENCY", "").strip() or "1"
-    if not args.workers and not (raw_workers.isdigit() and int(raw_workers) >= 1):
-        return fail(f"WEB_CONCURRENCY must be a whole number of at least 1, got {raw_workers!r}")
     try:
         redis_url, server = embedded_redis_url()
     except EmbeddedRedisError as error:
@@ -146,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = Config()
     config.application_path = "warmline.asgi:app"
     config.bind = [f"0.0.0.0:{args.port or settings.port}"]
-    config.workers = args.workers or int(raw_workers)
+    config.workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", "").strip() or "1")
     config.graceful_timeout = 10.0
     # Hypercorn listens with a backlog of 100, little for a burst of Twilio callbacks
     # on new connections.
@@ -154,6 +143,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.worker_class = worker_class()
     config.accesslog = "-"
     config.errorlog = "-"
+    say_unreachable(
+        settings,
+        redis_url if server is None else None,
+        db_url if db_server is None else None,
+    )
     logs.configure()
     try:
         # Several workers share their metrics through files (warmline.worker_metrics).
@@ -194,76 +188,15 @@ def _serve_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     return url, server
 
 
-async def _check(settings: Settings, db_url: str) -> int:
-    from console.domain.webhook_health import read_health
-    from console.telephony.gateway import GatewayError, TwilioGateway
-
-    problems = 0
-    redis = connect(os.environ["REDIS_URL"], tls_verify=settings.redis_tls_verify)
-    try:
-        await redis.ping()
-        print("ok: Redis answers")
-        health = await read_health(redis)
-    except (RedisError, OSError) as exc:
-        print(f"problem: Redis does not answer ({type(exc).__name__}: {exc})")
-        problems += 1
-        health = None
-    finally:
-        await redis.aclose()
-    gateway = TwilioGateway(settings=settings)
-    await gateway.open()
-    try:
-        await gateway.live_conferences()
-        print(f"ok: Twilio REST API answers at {settings.api_base_url}")
-    except GatewayError as exc:
-        print(f"problem: {exc}")
-        problems += 1
-    finally:
-        await gateway.close()
-    problems += await _check_database(db_url)
-    if health is not None:
-        _print_health(health, settings)
-    return 1 if problems else 0
-
-
-async def _check_database(url: str) -> int:
-    """Print whether PostgreSQL answers and has every migration; the problems found."""
-    try:
-        missing = await asyncio.to_thread(migrate.pending, url)
-    except psycopg.Error as exc:
-        print(f"problem: PostgreSQL does not answer ({database_problem(exc)})")
-        return 1
-    print("ok: PostgreSQL answers")
-    if missing:
-        print(f"problem: the database schema lacks {', '.join(missing)}; run `warmline db upgrade`")
-        return 1
-    print(f"ok: the database schema is up to date ({migrate.latest_version()})")
-    return 0
-
-
-def _print_health(health: dict[str, object], settings: Settings) -> None:
-    last = health["last_request"]
-    print(f"webhooks are checked against PUBLIC_BASE_URL={settings.public_base_url}")
-    if not last:
-        print("note: Twilio has not reached any webhook yet")
-    for route, at in sorted(last.items()):  # type: ignore[union-attr]
-        print(f"  last request on {route}: {at} ms")
-    for failure in health["signature_failures"]:  # type: ignore[union-attr]
-        when = datetime.fromtimestamp(failure["at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        print(
-            f"  signature failure on {failure['route']} at {when} UTC from {failure['client']}:"
-            f" {failure['reason']} (checked against {failure['url']})"
-        )
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"problem: {problem}")
+    """The configuration, then (without --config) Redis, Twilio and PostgreSQL: an
+    ``ok:`` line per finding on stdout, a ``warmline:`` line per problem on stderr."""
+    settings = settings_or_report(serving=True)
+    if settings is None:
         return 1
-    print("ok: configuration is complete")
+    ok("configuration is complete")
+    if args.config:
+        return 0
     try:
         _, server = embedded_redis_url()
     except EmbeddedRedisError as error:
@@ -275,7 +208,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             server.stop()
         return fail(str(error), 1)
     try:
-        return asyncio.run(_check(settings, db_url))
+        return asyncio.run(check(settings, db_url))
     finally:
         if server is not None:
             server.stop()
@@ -401,7 +334,7 @@ def cmd_user(args: argparse.Namespace) -> int:
         try:
             return await cli_users.run(args, redis)
         except (RedisError, OSError) as exc:
-            return fail(f"cannot reach Redis: {type(exc).__name__}", 1)
+            return fail(redis_problem(os.environ.get("REDIS_URL", ""), exc), 1)
 
     return with_redis(work, embedded_failure_code=2)
 
@@ -505,6 +438,11 @@ def parser() -> argparse.ArgumentParser:
     commands.choices["demo"].set_defaults(handler=cmd_demo)
     check = commands.add_parser(
         "check", help="validate configuration, reach Redis, PostgreSQL and Twilio"
+    )
+    check.add_argument(
+        "--config",
+        action="store_true",
+        help="the configuration only, no network (Heroku's release phase)",
     )
     check.set_defaults(handler=cmd_check)
     reconcile = commands.add_parser(

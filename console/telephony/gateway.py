@@ -10,6 +10,7 @@ outcome (a failed transfer, the next agent) instead of a hung webhook or a 500.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from twilio.rest import Client
 
 from console.config import Settings
 from console.extension import Extension
+from console.network_errors import plain_reason
 from console.urls import conference_status_url
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,46 @@ MEDIA_CHUNK = 64 * 1024
 
 
 class GatewayError(Exception):
-    """A Twilio REST call failed, timed out or could not be made."""
+    """A Twilio REST call failed, timed out or could not be made. ``detail`` says why in
+    plain words (``failure_reason``, or ``HTTP <status>: <Twilio's message>``);
+    ``status`` is Twilio's HTTP status when it answered."""
 
     def __init__(self, action: str, detail: str, status: int | None = None) -> None:
         super().__init__(f"Twilio {action} failed: {detail}")
         self.action = action
         self.detail = detail
         self.status = status
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a request could not be made, in plain words (console.network_errors), else
+    the error's name."""
+    cause: BaseException = error
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        cause = error.certificate_error
+    elif isinstance(error, aiohttp.ClientConnectorError):
+        cause = error.os_error
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(error, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(cause, OSError):
+        return plain_reason(cause)
+    return type(error).__name__
+
+
+def _page_failure(exc: TwilioException) -> tuple[str, int | None]:
+    """A list request Twilio answered with an error: the twilio package raises the base
+    TwilioException("Unable to fetch page", response) for it. Its detail and status."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        return str(exc) or type(exc).__name__, None
+    try:
+        message = json.loads(response.text).get("message")  # type: ignore[union-attr]
+    except (ValueError, TypeError, AttributeError):
+        message = None
+    return (f"HTTP {status}: {message}" if message else f"HTTP {status}"), status
 
 
 @dataclass
@@ -121,16 +156,16 @@ class TwilioGateway(Extension):
             async with asyncio.timeout(self.settings.rest_timeout_seconds):
                 return await request
         except TimeoutError:
-            log.warning(
-                "Twilio %s timed out after %.1f s", action, self.settings.rest_timeout_seconds
-            )
-            raise GatewayError(action, "timed out") from None
+            detail = f"timed out after {self.settings.rest_timeout_seconds:g} s"
+            status = None
         except TwilioRestException as exc:
-            log.warning("Twilio %s answered %s: %s", action, exc.status, exc.msg)
-            raise GatewayError(action, f"HTTP {exc.status}: {exc.msg}", exc.status) from None
-        except (TwilioException, aiohttp.ClientError, OSError, ValueError) as exc:
-            log.warning("Twilio %s could not be made: %s", action, type(exc).__name__)
-            raise GatewayError(action, type(exc).__name__) from None
+            detail, status = f"HTTP {exc.status}: {exc.msg}", exc.status
+        except TwilioException as exc:
+            detail, status = _page_failure(exc)
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            detail, status = failure_reason(exc), None
+        log.warning("Twilio %s failed: %s", action, detail)
+        raise GatewayError(action, detail, status)
 
     # -- calls ----------------------------------------------------------------
 
@@ -276,8 +311,8 @@ class TwilioGateway(Extension):
             async with asyncio.timeout(self.settings.rest_timeout_seconds):
                 response = await self._media.get(url, headers=headers)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.warning("Twilio recording fetch could not be made: %s", type(exc).__name__)
-            raise GatewayError("recording fetch", type(exc).__name__) from None
+            log.warning("Twilio recording fetch failed: %s", failure_reason(exc))
+            raise GatewayError("recording fetch", failure_reason(exc)) from None
         if response.status not in (200, 206):
             response.release()
             raise GatewayError("recording fetch", f"HTTP {response.status}", response.status)

@@ -1,5 +1,6 @@
-"""`warmline db upgrade` (Heroku's release phase) and the database lines of
-`warmline check`: what was applied, one-line errors, the exit codes."""
+"""`warmline db upgrade` (Heroku's release phase) and `warmline db purge`: what was
+applied or removed, one-line errors, the exit codes (`warmline check`'s database lines
+are in test_cli_check)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import pytest
 from console.domain.events import now_ms
 from console.history.migrate import latest_version, migrations, pending
 from simulator.testing import TwilioDouble
-from tests.conftest import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN, PUBLIC_BASE_URL
 from tests.support.history_seed import answered, insert_calls
 from tests.support.servers import AppServer, server_env, spawn_serve, wait_healthy
+from tests.warmline.test_cli_check import environment
 from warmline import cli
 from warmline.embedded_postgres import running_postgres
 from warmline.embedded_redis import EmbeddedRedis, free_port
@@ -70,41 +71,8 @@ def test_db_upgrade_without_database_url_migrates_the_embedded_one(
 
 
 def check_env(monkeypatch, twilio: TwilioDouble, redis_server: EmbeddedRedis, db: str) -> None:
-    for name, value in {
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_API_KEY": API_KEY,
-        "TWILIO_API_SECRET": API_SECRET,
-        "TWILIO_CALLER_ID": "+15550001111",
-        "TWILIO_API_BASE_URL": twilio.base_url,
-        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-        "SECRET_KEY": "test-secret-key",
-        "REDIS_URL": redis_server.url,
-        "DATABASE_URL": db,
-    }.items():
+    for name, value in environment(twilio.base_url, redis_server.url, db).items():
         monkeypatch.setenv(name, value)
-
-
-async def test_check_reports_the_database(
-    twilio, redis, redis_server, database_url, empty_database_url, monkeypatch, capsys
-) -> None:
-    check_env(monkeypatch, twilio, redis_server, database_url)
-    assert await asyncio.to_thread(cli.main, ["check"]) == 0
-    out = capsys.readouterr().out
-    assert "ok: PostgreSQL answers\n" in out
-    assert f"ok: the database schema is up to date ({latest_version()})\n" in out
-
-    monkeypatch.setenv("DATABASE_URL", empty_database_url)
-    assert await asyncio.to_thread(cli.main, ["check"]) == 1
-    out = capsys.readouterr().out
-    lacks = ", ".join(v for v, _ in migrations())
-    assert f"problem: the database schema lacks {lacks}; run `warmline db upgrade`" in out
-
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://warmline@127.0.0.1:{free_port()}/x")
-    assert await asyncio.to_thread(cli.main, ["check"]) == 1
-    out = capsys.readouterr().out
-    assert "problem: PostgreSQL does not answer (cannot reach the database: " in out
-    assert "ok: Redis answers" in out  # the other checks still ran
 
 
 async def test_serve_without_database_url_runs_the_embedded_one_and_stops_it(

@@ -14,7 +14,7 @@ from console.urls import VOICE_PATH, WAIT_PATH
 from simulator.testing import call_sid, sign
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, make_settings
 from tests.support.flow_helpers import login
-from warmline.cli import _print_health
+from warmline.diagnosis import print_health
 
 ATTACKER_QUERY = "<b>CALL+1-555-0100-NOW</b>"
 # "-555-", not "555": a bare 555 can turn up in a millisecond timestamp.
@@ -93,7 +93,7 @@ async def test_refused_requests_keep_route_time_reason_and_client_only(app, redi
     assert served == entries
     assert_no_sender_text(await response.get_data(as_text=True))
 
-    _print_health(await webhook_health.read_health(redis), make_settings())
+    print_health(await webhook_health.read_health(redis), make_settings())
     printed = capsys.readouterr().out
     assert_no_sender_text(printed)
     assert f"signature failure on {VOICE_PATH} at " in printed

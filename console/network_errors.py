@@ -1,11 +1,15 @@
 """Why a connection could not be made, in plain words (connection refused, name not
-resolved, timed out, TLS failure): what `warmline check` prints and what a failed
-Twilio request's GatewayError says, for Redis, PostgreSQL and Twilio alike."""
+resolved, timed out, TLS failure): what `warmline check`, `serve` and `reconcile` print
+and what a failed Twilio request's GatewayError says."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+from urllib.parse import urlsplit
+
+from redis.exceptions import AuthenticationError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 
 def plain_reason(error: OSError) -> str:
@@ -21,3 +25,29 @@ def plain_reason(error: OSError) -> str:
     if isinstance(error, TimeoutError):
         return "timed out"
     return error.strerror or str(error) or type(error).__name__
+
+
+def redis_problem(url: str, error: BaseException) -> str:
+    """One line for a Redis that does not answer: where (never the password) and why."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        where = parts.path
+    else:
+        host = parts.hostname or "localhost"
+        where = f"{f'[{host}]' if ':' in host else host}:{parts.port or 6379}"
+    return f"cannot reach Redis at {where}: {redis_reason(error)}"
+
+
+def redis_reason(error: BaseException) -> str:
+    """Why redis-py could not talk to the server, in plain words; redis-py keeps the
+    socket's error as the context of its ConnectionError."""
+    if isinstance(error, AuthenticationError):
+        return f"the password was refused ({error})"
+    if isinstance(error, RedisTimeout):
+        return "timed out"
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return plain_reason(cause)
+        cause = cause.__cause__ or cause.__context__
+    return str(error) or type(error).__name__

@@ -9,15 +9,13 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import psycopg
-from redis.exceptions import AuthenticationError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeout
+from redis.exceptions import RedisError
 
 from console.config import ConfigError, Settings
 from console.history import migrate
-from console.network_errors import plain_reason
+from console.network_errors import redis_problem
 from console.redis_ext import connect
 
 
@@ -37,32 +35,6 @@ def database_state(url: str) -> tuple[bool, str | None]:
     if missing:
         return True, f"the database schema lacks {', '.join(missing)}; run `warmline db upgrade`"
     return True, None
-
-
-def redis_problem(url: str, error: BaseException) -> str:
-    """One line for a Redis that does not answer: where (never the password) and why."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        where = parts.path
-    else:
-        host = parts.hostname or "localhost"
-        where = f"{f'[{host}]' if ':' in host else host}:{parts.port or 6379}"
-    return f"cannot reach Redis at {where}: {redis_reason(error)}"
-
-
-def redis_reason(error: BaseException) -> str:
-    """Why redis-py could not talk to the server, in plain words; redis-py keeps the
-    socket's error as the context of its ConnectionError."""
-    if isinstance(error, AuthenticationError):
-        return f"the password was refused ({error})"
-    if isinstance(error, RedisTimeout):
-        return "timed out"
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, OSError):
-            return plain_reason(cause)
-        cause = cause.__cause__ or cause.__context__
-    return str(error) or type(error).__name__
 
 
 async def redis_state(url: str, tls_verify: bool) -> tuple[str | None, dict[str, object] | None]:
@@ -153,12 +125,6 @@ async def check(settings: Settings, db_url: str) -> int:
     return 1 if problems else 0
 
 
-TWILIO_HINTS = {
-    401: "; TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is wrong",
-    404: "; TWILIO_API_BASE_URL may not be Twilio's REST API",
-}
-
-
 async def twilio_problem(settings: Settings) -> str | None:
     """None when Twilio lists the live conferences; else one line naming the URL tried
     and why it failed (the gateway's own log record of it is kept quiet)."""
@@ -172,10 +138,7 @@ async def twilio_problem(settings: Settings) -> str | None:
     try:
         await gateway.live_conferences()
     except GatewayError as error:
-        where = settings.api_base_url
-        if error.status is None:
-            return f"cannot reach Twilio at {where}: {error.detail}"
-        return f"Twilio at {where} answered {error.detail}{TWILIO_HINTS.get(error.status, '')}"
+        return error.says(settings.api_base_url)
     finally:
         await gateway.close()
         gateway_log.setLevel(level)

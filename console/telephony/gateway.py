@@ -46,6 +46,19 @@ class GatewayError(Exception):
         self.detail = detail
         self.status = status
 
+    def says(self, base_url: str) -> str:
+        """One line for a person: where the request went and why it failed."""
+        if self.status is None:
+            return f"cannot reach Twilio at {base_url}: {self.detail}"
+        return f"Twilio at {base_url} answered {self.detail}{TWILIO_HINTS.get(self.status, '')}"
+
+
+# What a person should look at when Twilio answers with these statuses.
+TWILIO_HINTS = {
+    401: "; TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is wrong",
+    404: "; TWILIO_API_BASE_URL may not be Twilio's REST API",
+}
+
 
 def failure_reason(error: BaseException) -> str:
     """Why a request could not be made, in plain words (console.network_errors), else

@@ -71,6 +71,7 @@ from console.domain.transaction import run_unit
 from console.domain.unit import Unit
 from console.extension import ServingExtension, cancel, settings_of
 from console.ids import NAME, USERNAME
+from console.network_errors import redis_reason
 from console.redis_ext import RedisExtension
 from console.telephony.gateway import GatewayError, TwilioGateway
 from console.telephony.runner import Runner, request
@@ -451,7 +452,7 @@ async def run_command(settings: Settings, redis: Redis) -> int:
     try:
         await redis.ping()
     except (RedisError, OSError) as exc:
-        print(f"warmline: cannot reach Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"warmline: cannot reach Redis: {redis_reason(exc)}", file=sys.stderr)
         return 1
     gateway = TwilioGateway(settings=settings)
     await gateway.open()
@@ -462,7 +463,7 @@ async def run_command(settings: Settings, redis: Redis) -> int:
             # The app need not do it again for this Redis (a running claim is left alone).
             await redis.set(MARKER, f"done:{now_ms()}", nx=True)
     except GatewayError as exc:
-        print(f"warmline: cannot reach Twilio at {settings.api_base_url}: {exc}", file=sys.stderr)
+        print(f"warmline: {exc.says(settings.api_base_url)}", file=sys.stderr)
         return 1
     except (RedisError, OSError, Contended) as exc:
         print(f"warmline: cannot write to Redis: {type(exc).__name__}: {exc}", file=sys.stderr)

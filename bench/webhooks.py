@@ -15,6 +15,12 @@ call each request, nobody available to take it). Figures are medians over
 Twilio's REST API answering the agent dial after ``--dial-delay`` seconds: the Voice
 URL's answer must not wait for it.
 
+Beside them, in the same alternation, the floor (``bench/floor_app.py``, issue 21):
+a minimal Quart app that parses the form, checks the signature with twilio's
+RequestValidator and sends one Redis MULTI (a state write and one XADD), fed the same
+signed status-callback bytes as the hello-world app; the table gives each Warmline
+route's max throughput ÷ the floor's in the same round (``--no-floor``: leave it out).
+
 ``--history-ab`` measures instead the status callback with the history writer
 running (DATABASE_URL: a throwaway PostgreSQL, fsync on) and without it (no
 database), side by side in each round; both are ``warmline.asgi`` served by
@@ -60,11 +66,24 @@ SETUP_CONCURRENCY = 8  # conferences opened at once before a status-callback pha
 PASSWORD = "bench-password-123"
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 25.0
+# Issue 21: each route's max throughput ÷ the floor's, with one worker.
+FLOOR_TARGETS = {"status": 0.5, "voice": 0.4}
 # Requests are signed before each closed-loop window: this many times the warm-up's
 # rate (the window must not run out of them), plus a margin.
 PREPARE_HEADROOM = 1.6
+# The baselines (hello-world, the floor) speed up more after a 1 s warm-up than Warmline.
+BASELINE_HEADROOM = 2.5
 WARMUP_PREPARED = 4000
-ROUTES = {"hello": "hello-world", "status": "status callback", "voice": "Voice URL"}
+ROUTES = {
+    "hello": "hello-world",
+    "floor": "floor",
+    "status": "status callback",
+    "voice": "Voice URL",
+}
+# The bench.serve apps started by Bench.start_module: kind -> MODULE:APP.
+BENCH_APPS = {"floor": "bench.floor_app:app"}
+# What the load generator sends each route: the baselines get status-callback bytes.
+LOAD_KINDS = {"hello": "hello", "floor": "hello", "status": "status", "voice": "voice"}
 HISTORY_TARGETS = ("history", "nohistory")  # --history-ab: the writer on / off
 HISTORY_AB_MAX_LOSS = 0.05
 # What a fresh interpreter holds after importing each of these (item 6: how much of a
@@ -82,7 +101,7 @@ IMPORT_SETS = {
 class Phase:
     """One route on one server in one round."""
 
-    route: str  # hello | status | voice
+    route: str  # hello | floor | status | voice
     max_rate: float = 0.0
     closed_p50_ms: float = 0.0
     closed_p99_ms: float = 0.0
@@ -121,7 +140,7 @@ class Phase:
 class Run:
     """One server start."""
 
-    target: str  # warmline | hello
+    target: str  # warmline | hello | floor | history | nohistory
     workers: int
     round: int
     startup_s: float = 0.0  # spawn to the first healthy /healthz
@@ -250,6 +269,8 @@ class Bench:
         await self.clear_state()
         if target in HISTORY_TARGETS:
             server = await self.start_asgi(target == "history", workers)
+        elif target in BENCH_APPS:
+            server = await self.start_module(target, workers)
         else:
             server = await start_server(
                 target, self.workdir, self.redis.url, self.double.base_url, workers=workers
@@ -265,7 +286,9 @@ class Bench:
                 run.master_rss_mb = server.master().memory_info().rss / MB
             run.worker_rss_mb = [w.memory_info().rss / MB for w in serving]
             await self.loadgen.command("target", url=server.url)
-            routes = {"hello": ["hello"], "warmline": ["status", "voice"]}.get(target, ["status"])
+            routes = {"hello": ["hello"], "floor": ["floor"], "warmline": ["status", "voice"]}.get(
+                target, ["status"]
+            )
             for route in routes:
                 run.phases.append(await self.phase(server, route, f"{target}-{workers}-{number}"))
         finally:
@@ -278,8 +301,9 @@ class Bench:
         # Closed loop: warm up (connections, caches), then the measured window.
         await self.clear_state()
         conferences = await self.open_conferences(server) if route == "status" else []
+        kind = LOAD_KINDS[route]
         await self.loadgen.command(
-            "prepare", kind=route, count=WARMUP_PREPARED, conferences=conferences
+            "prepare", kind=kind, count=WARMUP_PREPARED, conferences=conferences
         )
         warm = await self.loadgen.command(
             "closed", seconds=self.warmup, concurrency=self.concurrency
@@ -287,8 +311,9 @@ class Bench:
         phase.statuses = dict(warm["statuses"])
         if route == "voice":
             await self.clear_state()
-        count = math.ceil(max(warm["rate"], 100.0) * PREPARE_HEADROOM * self.seconds) + 500
-        prepared = await self.loadgen.command("prepare", kind=route, count=count)
+        headroom = PREPARE_HEADROOM if route in ("status", "voice") else BASELINE_HEADROOM
+        count = math.ceil(max(warm["rate"], 100.0) * headroom * self.seconds) + 500
+        prepared = await self.loadgen.command("prepare", kind=kind, count=count)
         phase.request_bytes = prepared["bytes"]
         profiler = self.start_profile(server, f"{label}-{route}")
         async with Meter(server, redis_process, self.client) as meter:
@@ -332,7 +357,7 @@ class Bench:
             conferences = await self.open_conferences(server)
         elif route == "voice":
             await self.clear_state()
-        await self.loadgen.command("prepare", kind=route, count=count, conferences=conferences)
+        await self.loadgen.command("prepare", kind=kind, count=count, conferences=conferences)
         async with Meter(server, redis_process, self.client) as meter:
             half = await self.loadgen.command(
                 "open",
@@ -366,6 +391,25 @@ class Bench:
         kind = "history" if history else "nohistory"
         log = self.workdir / f"{kind}-{port}.log"
         args = [sys.executable, "-m", "bench.serve", "warmline.asgi:quart_app"]
+        spawned = time.monotonic()
+        server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
+        try:
+            await wait_healthy(server, START_TIMEOUT_SECONDS)
+        except BaseException:
+            server.stop()
+            raise
+        server.healthy_s = time.monotonic() - spawned
+        return server
+
+    async def start_module(self, kind: str, workers: int) -> Server:
+        """A baseline of ``BENCH_APPS`` under ``bench.serve`` (Warmline's Hypercorn
+        Config), with the environment `warmline serve` gets (PUBLIC_BASE_URL, the
+        account's auth token, REDIS_URL) and no database."""
+        port = free_port()
+        env = server_env(self.redis.url, self.double.base_url, port, WEB_CONCURRENCY=str(workers))
+        env.pop("DATABASE_URL", None)
+        log = self.workdir / f"{kind}-{port}.log"
+        args = [sys.executable, "-m", "bench.serve", BENCH_APPS[kind]]
         spawned = time.monotonic()
         server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
         try:
@@ -417,7 +461,7 @@ class Bench:
         from the same state; users, agents and the event log stay. The versions go
         too: a server's copy of the state must not outlive a change made behind its
         back (console/domain/unit_state.py)."""
-        patterns = [keys.conference("*"), keys.timeline("*")]
+        patterns = [keys.conference("*"), keys.timeline("*"), "floor:*"]
         doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS, keys.VERSION]
         for pattern in patterns:
             doomed.extend([key async for key in self.client.scan_iter(pattern, count=1000)])
@@ -425,7 +469,7 @@ class Bench:
             await self.client.delete(*doomed[start : start + 1000])
 
     def start_profile(self, server: Server, label: str) -> subprocess.Popen[bytes] | None:
-        if self.profile is None or server.kind in ("hello", "bare"):
+        if self.profile is None or server.kind in ("hello", "bare", "floor"):
             return None
         return start_py_spy(server.workers()[0].pid, self.seconds, self.profile / f"{label}.txt")
 
@@ -558,6 +602,10 @@ async def run(
                 try:
                     for number in range(1, args.rounds + 1):
                         order = list(HISTORY_TARGETS) if args.history_ab else ["warmline", "hello"]
+                        # The floor: by default beside warmline serve, on request (--floor)
+                        # beside --history-ab's servers.
+                        if args.floor or (args.floor is None and not args.history_ab):
+                            order.append("floor")
                         if not number % 2:
                             order.reverse()
                         for count in workers:
@@ -634,12 +682,11 @@ def median(values: list[float]) -> float:
 
 
 def summarize(runs: list[Run]) -> list[dict[str, Any]]:
-    hello_max = {
-        (r.round, r.workers): p.max_rate for r in runs if r.target == "hello" for p in r.phases
-    }
+    hello_max = baseline_max(runs, "hello")
+    floor_max = baseline_max(runs, "floor")
     rows = []
     for workers, target in dict.fromkeys((r.workers, r.target) for r in runs):
-        for route in ("hello", "status", "voice"):
+        for route in ("hello", "floor", "status", "voice"):
             own = [r for r in runs if r.workers == workers and r.target == target]
             pairs = [(r, p) for r in own for p in r.phases if p.route == route]
             if not pairs:
@@ -649,6 +696,11 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                 p.max_rate / hello_max[(r.round, r.workers)]
                 for r, p in pairs
                 if hello_max.get((r.round, r.workers))
+            ]
+            vs_floor = [
+                p.max_rate / floor_max[(r.round, r.workers)]
+                for r, p in pairs
+                if floor_max.get((r.round, r.workers))
             ]
             statuses: dict[str, int] = {}
             for p in phases:
@@ -661,6 +713,8 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                     "rounds": len(phases),
                     "max_rate": median([p.max_rate for p in phases]),
                     "vs_hello": median(ratios),
+                    "vs_floor": median(vs_floor),
+                    "vs_floor_rounds": vs_floor,
                     "closed_p50_ms": median([p.closed_p50_ms for p in phases]),
                     "closed_p99_ms": median([p.closed_p99_ms for p in phases]),
                     "half_rate": median([p.half_rate for p in phases]),
@@ -700,6 +754,11 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+def baseline_max(runs: list[Run], target: str) -> dict[tuple[int, int], float]:
+    """A baseline's max throughput by (round, workers)."""
+    return {(r.round, r.workers): p.max_rate for r in runs if r.target == target for p in r.phases}
+
+
 def table(
     rows: list[dict[str, Any]],
     dial: dict[str, Any] | None,
@@ -708,20 +767,31 @@ def table(
     runs: list[Run] | None = None,
 ) -> str:
     header = (
-        "| route (server) | workers | max req/s | x hello | ½-max rate req/s | p50 / p99 ms "
-        "at ½ max | p99 ms at max | server CPU ms/req | Redis CPU ms/req | unit attempts/req "
+        "| route (server) | workers | max req/s | x hello | x floor | ½-max rate req/s "
+        "| p50 / p99 ms at ½ max | p99 ms at max | server CPU ms/req | Redis CPU ms/req "
+        "| unit attempts/req "
         "| Redis round trips/req "
         "| load gen CPU "
         "cores (max / ½) | others' CPU cores | non-2xx | start-up s | idle RSS MB master "
         "/ each worker |"
     )
-    lines = [header, "|" + " --- |" * 16]
+    lines = [header, "|" + " --- |" * 17]
     for row in rows:
-        ratio = "" if row["route"] == "hello" else f"{row['vs_hello']:.2f}"
+        ratio = (
+            ""
+            if row["route"] == "hello" or math.isnan(row["vs_hello"])
+            else f"{row['vs_hello']:.2f}"
+        )
+        floor = (
+            ""
+            if row["route"] == "floor" or math.isnan(row["vs_floor"])
+            else f"{row['vs_floor']:.2f}"
+        )
         master = "in-process" if math.isnan(row["master_rss_mb"]) else f"{row['master_rss_mb']:.0f}"
         lines.append(
             f"| {ROUTES[row['route']]} ({row['target']}) | {row['workers']} "
             f"| {row['max_rate']:,.0f}{' (ran out)' if row['exhausted'] else ''} | {ratio} "
+            f"| {floor} "
             f"| {row['half_rate']:,.0f} | {row['p50_ms']:.1f} / {row['p99_ms']:.1f} "
             f"| {row['closed_p99_ms']:.1f} | {row['server_cpu_ms']:.2f} "
             f"| {row['redis_cpu_ms']:.2f} | {row['unit_attempts']:.2f} | {row['redis_trips']:.2f} "
@@ -736,11 +806,14 @@ def table(
         f"latency from the scheduled send time; {args.conferences} conferences per "
         f"status-callback window; medians of {args.rounds} round(s). Targets: max "
         f"throughput ≥ {TARGET_RATIO} x hello-world at the same worker count, p99 ≤ "
-        f"{TARGET_P99_MS:g} ms at half max rate, no non-2xx."
+        f"{TARGET_P99_MS:g} ms at half max rate, no non-2xx; with one worker, status "
+        f"callbacks ≥ {FLOOR_TARGETS['status']} x floor and the Voice URL ≥ "
+        f"{FLOOR_TARGETS['voice']} x floor (issue 21)."
     )
+    lines.extend(floor_lines(rows))
     lines.extend(history_ab_lines(rows, runs or []))
     for row in rows:
-        if row["target"] == "hello":
+        if row["target"] in ("hello", "floor"):
             continue
         checks = (
             []
@@ -751,6 +824,7 @@ def table(
         )
         checks += [
             (f"p99 ≤ {TARGET_P99_MS:g} ms", row["p99_ms"] <= TARGET_P99_MS),
+            *floor_checks(row),
             ("no non-2xx", row["non_2xx"] == 0),
         ]
         verdict = ", ".join(f"{name}: {'ok' if ok else 'MISS'}" for name, ok in checks)
@@ -759,7 +833,10 @@ def table(
             if row["route"] == "voice"
             else ""
         )
-        lines.append(f"{ROUTES[row['route']]}, {row['workers']} worker(s): {verdict}{extra}")
+        server = "" if row["target"] == "warmline" else f" ({row['target']})"
+        lines.append(
+            f"{ROUTES[row['route']]}{server}, {row['workers']} worker(s): {verdict}{extra}"
+        )
     loadgen = [row for row in rows if row["route"] == "hello"]
     if loadgen:
         busiest = max(loadgen, key=lambda row: row["loadgen_cores"])
@@ -788,6 +865,34 @@ def table(
             f"{'ok' if dial['ok'] else 'MISS'}"
         )
     return "\n".join(lines)
+
+
+def floor_checks(row: dict[str, Any]) -> list[tuple[str, bool]]:
+    """Issue 21's target for a Warmline route at one worker, when the floor ran."""
+    target = FLOOR_TARGETS.get(row["route"])
+    if target is None or row["workers"] != 1 or math.isnan(row["vs_floor"]):
+        return []
+    return [(f"≥ {target} x floor", row["vs_floor"] >= target)]
+
+
+def floor_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each Warmline route's max throughput ÷ the floor's, median and round by round."""
+    lines = []
+    for row in rows:
+        if row["route"] not in FLOOR_TARGETS or math.isnan(row["vs_floor"]):
+            continue
+        target = FLOOR_TARGETS[row["route"]]
+        verdict = (
+            f"target ≥ {target}: {'ok' if row['vs_floor'] >= target else 'MISS'}"
+            if row["workers"] == 1
+            else "the target is for one worker"
+        )
+        lines.append(
+            f"{ROUTES[row['route']]} ({row['target']}) ÷ floor, {row['workers']} worker(s): "
+            f"{row['vs_floor']:.2f} (rounds: "
+            f"{', '.join(f'{r:.2f}' for r in row['vs_floor_rounds'])}); {verdict}"
+        )
+    return lines
 
 
 def history_ab_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
@@ -872,6 +977,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--history-ab",
         action="store_true",
         help="status callback with the history writer on and off, side by side",
+    )
+    hooks.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the floor (bench/floor_app.py: form, signature, one Redis MULTI) too; "
+        "default: yes, but not with --history-ab",
     )
     hooks.add_argument("--profile", type=Path, help="py-spy raw stacks of Warmline's worker here")
     hooks.set_defaults(main=main)

@@ -4,7 +4,11 @@ file copy, much faster than migrating each time)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import uuid
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -55,3 +59,32 @@ def drop_database(server: EmbeddedPostgres, url: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def start_durable_postgres(directory: Path, port: int | None = None) -> EmbeddedPostgres:
+    """A durable server (fsync and synchronous commit on, as in production) on the
+    cluster in ``directory`` (created the first time), Warmline's schema migrated.
+    Started again with the same ``directory`` and ``port`` it recovers the same data;
+    ``remove_cluster`` deletes it."""
+    server = start_postgres(directory, port=port, durable=True)
+    try:
+        upgrade(server.url)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def crash_postgres(server: EmbeddedPostgres) -> None:
+    """Kill ``server`` as a crash would: SIGKILL to the postmaster and every backend at
+    once (its process group: the server starts in a session of its own), no shutdown.
+    The next start on its data directory runs crash recovery."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+
+
+def remove_cluster(server: EmbeddedPostgres) -> None:
+    """Stop ``server`` if it runs and delete its data (a durable server keeps it)."""
+    server.stop()
+    shutil.rmtree(server.home, ignore_errors=True)

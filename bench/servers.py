@@ -47,12 +47,14 @@ class Server:
 
     def workers(self) -> list[psutil.Process]:
         """Every process serving requests: the master itself when it serves in-process
-        (one worker), else the worker processes Hypercorn spawned."""
+        (one worker), else the worker processes Hypercorn spawned (multiprocessing's
+        spawn_main; not the history writer, an embedded PostgreSQL or the resource
+        tracker, which are children too)."""
         master = self.master()
         children = [
             child
             for child in master.children(recursive=True)
-            if "resource_tracker" not in " ".join(child.cmdline())
+            if "spawn_main" in " ".join(child.cmdline())
         ]
         return children or [master]
 

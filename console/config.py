@@ -39,6 +39,7 @@ _DAY_NUMBERS = {name.lower(): number for number, name in enumerate(DAY_NAMES)}
 _CLAUSE = re.compile(r"(?P<days>.*?)\s+(?P<start>\S+?)\s*-\s*(?P<end>\S+)")
 _TIME = re.compile(r"(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})")
 BUSINESS_HOURS_EXAMPLE = "Mon-Fri 09:00-17:30; Sat 10:00-14:00"
+SENTINELS_EXAMPLE = "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379"
 
 
 class ConfigError(Exception):
@@ -47,6 +48,22 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+@dataclass(frozen=True)
+class RedisSentinels:
+    """Where Redis is when Sentinel finds it: the Sentinels' addresses, the name they
+    monitor the master under, and the data nodes' password (the Sentinels need none)."""
+
+    addresses: tuple[tuple[str, int], ...]
+    master: str
+    password: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        """How `warmline check` and `serve` name it: ``Redis master <name> via sentinels
+        a:1,b:2`` (never the password)."""
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses)
+        return f"Redis master {self.master} via sentinels {hosts}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,7 @@ class Settings:
     secret_key: str = field(repr=False)
     api_base_url: str = DEFAULT_API_BASE_URL
     redis_url: str | None = None
+    redis_sentinels: RedisSentinels | None = None  # instead of redis_url
     redis_max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
     redis_tls_verify: bool = True
     port: int = 5000
@@ -169,6 +187,11 @@ class Settings:
     simulator_url: str | None = None  # demo mode: browsers' softphones talk to the simulator
 
     @property
+    def redis_target(self) -> str | RedisSentinels | None:
+        """What console.redis_ext.connect takes: the Sentinels, else REDIS_URL."""
+        return self.redis_sentinels or self.redis_url
+
+    @property
     def secure_cookies(self) -> bool:
         """Cookies are marked Secure when the public URL is https."""
         return self.public_base_url.startswith("https://")
@@ -200,6 +223,16 @@ def redis_tls_verify(env: Mapping[str, str] | None = None) -> bool:
     (``warmline user``); raise ConfigError (one line) on a bad value."""
     reader = _Reader(os.environ if env is None else env)
     value = reader.boolean("REDIS_TLS_VERIFY", default=True)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return value
+
+
+def redis_sentinels(env: Mapping[str, str] | None = None) -> RedisSentinels | None:
+    """REDIS_SENTINELS and REDIS_SENTINEL_MASTER alone (None when unset), for commands
+    that reach Redis without the full settings; raise ConfigError on a bad value."""
+    reader = _Reader(os.environ if env is None else env)
+    value = reader.redis_sentinels()
     if reader.problems:
         raise ConfigError(reader.problems)
     return value
@@ -336,6 +369,45 @@ class _Reader:
                 return frozenset()
         return frozenset(dates)
 
+    def redis_sentinels(self) -> RedisSentinels | None:
+        """REDIS_SENTINELS (host:port list) with REDIS_SENTINEL_MASTER, both or neither,
+        and not with REDIS_URL; REDIS_SENTINEL_PASSWORD only with them."""
+        raw, master = self.text("REDIS_SENTINELS"), self.text("REDIS_SENTINEL_MASTER")
+        password = self.text("REDIS_SENTINEL_PASSWORD")
+        if raw is None and master is None:
+            if password is not None:
+                self.problems.append(
+                    "REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS and "
+                    "REDIS_SENTINEL_MASTER are not"
+                )
+            return None
+        if raw is None or master is None:
+            self.problems.append(
+                "REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both or neither"
+            )
+            return None
+        if self.text("REDIS_URL") is not None:
+            self.problems.append(
+                "set REDIS_URL or REDIS_SENTINELS with REDIS_SENTINEL_MASTER, not both"
+            )
+            return None
+        addresses = []
+        for part in filter(None, (part.strip() for part in raw.split(","))):
+            address = _host_port(part)
+            if address is None:
+                self.problems.append(
+                    f"REDIS_SENTINELS must be comma-separated host:port addresses like "
+                    f"{SENTINELS_EXAMPLE}, got {part!r}"
+                )
+                return None
+            addresses.append(address)
+        if not addresses:
+            self.problems.append(
+                f"REDIS_SENTINELS must list host:port addresses like {SENTINELS_EXAMPLE}"
+            )
+            return None
+        return RedisSentinels(tuple(dict.fromkeys(addresses)), master, password)
+
     def database_url(self) -> str | None:
         """DATABASE_URL with Heroku's ``postgres://`` spelled ``postgresql://``; the query
         string (``sslmode=require``) is kept. Never echoed back: it holds a password."""
@@ -407,6 +479,7 @@ class _Reader:
                 "TWILIO_API_BASE_URL", self.text("TWILIO_API_BASE_URL", DEFAULT_API_BASE_URL)
             ),
             redis_url=redis_url,
+            redis_sentinels=self.redis_sentinels(),
             redis_max_connections=self.integer(
                 "REDIS_MAX_CONNECTIONS", DEFAULT_REDIS_MAX_CONNECTIONS, minimum=2
             ),
@@ -461,6 +534,18 @@ class _Reader:
         if self.problems:
             raise ConfigError(self.problems)
         return settings
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    """``host:port`` or ``[v6]:port`` as a pair; None when it is neither."""
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or any(c.isspace() or c in "[]/@" for c in host):
+        return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host, int(port)
 
 
 def _redact(name: str, value: str) -> str:

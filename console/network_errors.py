@@ -8,8 +8,11 @@ import socket
 import ssl
 from urllib.parse import urlsplit
 
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import AuthenticationError
 from redis.exceptions import TimeoutError as RedisTimeout
+
+from console.config import RedisSentinels
 
 
 def plain_reason(error: OSError) -> str:
@@ -27,8 +30,10 @@ def plain_reason(error: OSError) -> str:
     return error.strerror or str(error) or type(error).__name__
 
 
-def redis_problem(url: str, error: BaseException) -> str:
+def redis_problem(url: str | RedisSentinels, error: BaseException) -> str:
     """One line for a Redis that does not answer: where (never the password) and why."""
+    if isinstance(url, RedisSentinels):
+        return f"cannot reach {url.describe()}: {redis_reason(error)}"
     parts = urlsplit(url)
     if parts.scheme == "unix":
         where = parts.path
@@ -45,6 +50,13 @@ def redis_reason(error: BaseException) -> str:
         return f"the password was refused ({error})"
     if isinstance(error, RedisTimeout):
         return "timed out"
+    if isinstance(error, MasterNotFoundError):
+        # redis-py lists each Sentinel's failure; without any, they answered but
+        # none names a master by that name that is up
+        unreachable = str(error).count(" - ")
+        if unreachable:
+            return f"{unreachable} sentinel(s) did not answer and no other named a master up"
+        return "no sentinel names a master by that name that is up"
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, OSError):

@@ -18,7 +18,14 @@ import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from console.config import ConfigError, Settings, database_url, redis_tls_verify
+from console.config import (
+    ConfigError,
+    RedisSentinels,
+    Settings,
+    database_url,
+    redis_sentinels,
+    redis_tls_verify,
+)
 from console.domain.events import now_ms
 from console.history import migrate, purge
 from console.redis_ext import connect
@@ -43,10 +50,14 @@ def data_dir() -> Path:
     return cache_dir("redis")
 
 
-def embedded_redis_url() -> tuple[str, EmbeddedRedis | None]:
-    """REDIS_URL; else the embedded server another warmline command already runs on
-    the same data (so `user add` reaches a running `serve`); else a new one, which the
-    caller stops."""
+def embedded_redis_url(
+    sentinels: RedisSentinels | None = None,
+) -> tuple[str | RedisSentinels, EmbeddedRedis | None]:
+    """The Sentinels (REDIS_SENTINELS) when given; else REDIS_URL; else the embedded
+    server another warmline command already runs on the same data (so `user add`
+    reaches a running `serve`); else a new one, which the caller stops."""
+    if sentinels is not None:
+        return sentinels, None
     url = os.environ.get("REDIS_URL", "").strip()
     if url:
         return url, None
@@ -123,7 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
-        redis_url, server = embedded_redis_url()
+        redis_url, server = embedded_redis_url(settings.redis_sentinels)
     except EmbeddedRedisError as error:
         return fail(str(error))
     try:
@@ -162,7 +173,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from warmline.proxies import served
             from warmline.shutdown import run_in_process
 
-            app = create_app(settings, redis_url=redis_url, database_url=db_url)
+            # With Sentinels the app finds them in its settings.
+            url = redis_url if isinstance(redis_url, str) else None
+            app = create_app(settings, redis_url=url, database_url=db_url)
             run_in_process(app, config, served(app))
             return 0
     finally:
@@ -198,7 +211,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.config:
         return 0
     try:
-        _, server = embedded_redis_url()
+        _, server = embedded_redis_url(settings.redis_sentinels)
     except EmbeddedRedisError as error:
         return fail(str(error), 1)
     try:
@@ -295,10 +308,11 @@ def with_redis(work: Callable[[Redis], Awaitable[int]], embedded_failure_code: i
     stopped after), with one client opened and closed around it."""
     try:
         tls_verify = redis_tls_verify()
+        sentinels = redis_sentinels()
     except ConfigError as error:
         return fail(str(error), 2)
     try:
-        url, server = embedded_redis_url()
+        url, server = embedded_redis_url(sentinels)
     except EmbeddedRedisError as error:
         return fail(str(error), embedded_failure_code)
 
@@ -334,7 +348,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         try:
             return await cli_users.run(args, redis)
         except (RedisError, OSError) as exc:
-            return fail(redis_problem(os.environ.get("REDIS_URL", ""), exc), 1)
+            where = redis_sentinels() or os.environ.get("REDIS_URL", "")
+            return fail(redis_problem(where, exc), 1)
 
     return with_redis(work, embedded_failure_code=2)
 

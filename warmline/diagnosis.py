@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import psycopg
 from redis.exceptions import RedisError
 
-from console.config import ConfigError, Settings
+from console.config import ConfigError, RedisSentinels, Settings
 from console.history import migrate
 from console.network_errors import redis_problem
 from console.redis_ext import connect
@@ -37,8 +37,11 @@ def database_state(url: str) -> tuple[bool, str | None]:
     return True, None
 
 
-async def redis_state(url: str, tls_verify: bool) -> tuple[str | None, dict[str, object] | None]:
-    """The problem line when Redis at ``url`` does not answer, else its webhook health."""
+async def redis_state(
+    url: str | RedisSentinels, tls_verify: bool
+) -> tuple[str | None, dict[str, object] | None]:
+    """The problem line when Redis at ``url`` (or the Sentinels' master) does not
+    answer, else its webhook health."""
     from console.domain.webhook_health import read_health
 
     client = connect(url, tls_verify=tls_verify)
@@ -85,7 +88,9 @@ def settings_or_report(serving: bool = False) -> Settings | None:
     return None if problems else settings
 
 
-def say_unreachable(settings: Settings, redis_url: str | None, db_url: str | None) -> None:
+def say_unreachable(
+    settings: Settings, redis_url: str | RedisSentinels | None, db_url: str | None
+) -> None:
     """Serve starts whether or not the Redis and PostgreSQL it is given answer (the app
     waits for them), but says at once, in `warmline check`'s words, what does not."""
     if redis_url:
@@ -100,10 +105,13 @@ def say_unreachable(settings: Settings, redis_url: str | None, db_url: str | Non
 
 async def check(settings: Settings, db_url: str) -> int:
     problems = 0
-    line, health = await redis_state(os.environ["REDIS_URL"], settings.redis_tls_verify)
+    target = settings.redis_sentinels or os.environ["REDIS_URL"]
+    line, health = await redis_state(target, settings.redis_tls_verify)
     if line:
         problem(line)
         problems += 1
+    elif isinstance(target, RedisSentinels):
+        ok(f"{target.describe()} answers")
     else:
         ok("Redis answers")
     line = await twilio_problem(settings)

@@ -110,9 +110,9 @@ class WriterProcess:
 async def run(settings: Settings, parent: int) -> None:
     """One writer on the deployment's Redis and PostgreSQL until SIGTERM, SIGINT or
     the end of the process ``parent``."""
-    if not settings.redis_url or not settings.database_url:
-        raise SystemExit("the history writer needs REDIS_URL and DATABASE_URL")
-    redis = connect(settings.redis_url, tls_verify=settings.redis_tls_verify, max_connections=4)
+    if not settings.redis_target or not settings.database_url:
+        raise SystemExit("the history writer needs REDIS_URL (or REDIS_SENTINELS) and DATABASE_URL")
+    redis = connect(settings.redis_target, tls_verify=settings.redis_tls_verify, max_connections=4)
     pool = make_pool(settings.database_url, max_size=2)
     await pool.open(wait=False)
     writer = HistoryWriter(lambda: redis, lambda: pool)

@@ -144,11 +144,18 @@ class Subscriber:
         if self.queue.qsize() < self.backlog:
             self.queue.put_nowait(entry)
             return False
+        self.resync()
+        return False
+
+    def resync(self) -> None:
+        """Drop the backlog: the feed sends ``resync`` and a fresh snapshot next."""
+        if self.behind or self.closing:
+            return
         self.behind = True
+        self.live = False
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(RESYNC)
-        return False
 
     def go_live(self) -> None:
         """Called by the feed between sends: with nothing queued (everything offered
@@ -198,15 +205,15 @@ class Hub(ServingExtension):
         self._redis: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failed = False  # a read failed: check the log still holds last_id
         if app is not None:
             self.init_app(app)
 
     async def start(self) -> None:
         self._ready = asyncio.Event()  # bound to the serving loop
         assert self.app is not None
-        url = RedisExtension.of(self.app).url
         self._redis = connect(
-            url,
+            RedisExtension.of(self.app).target,
             socket_timeout=BLOCK_MS / 1000 + 5,
             tls_verify=RedisExtension.of(self.app).tls_verify,
         )
@@ -259,6 +266,7 @@ class Hub(ServingExtension):
                 await self._read_once()
                 delay = 0.1
             except (RedisError, OSError) as exc:
+                self._failed = True
                 log.warning("event log read failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
@@ -276,6 +284,9 @@ class Hub(ServingExtension):
         if self.last_id is None or self.last_revocation_id is None:
             await self._find_ends()
         assert self.last_id is not None and self.last_revocation_id is not None
+        if self._failed:
+            await self._check_log()
+            self._failed = False
         batches = await self._redis.xread(
             {keys.EVENTS: self.last_id, keys.REVOCATIONS: self.last_revocation_id},
             count=READ_COUNT,
@@ -289,6 +300,26 @@ class Hub(ServingExtension):
                 else:
                     self.last_id = raw_id
                     self.publish(LogEntry.from_stream(raw_id, fields))
+
+    async def _check_log(self) -> None:
+        """After a failed read: if the entry last read is gone, the Redis now read lost
+        entries (a failover to a replica that had not received them, or a restart
+        without them). Every socket was sent some of them: each gets a resync."""
+        assert self._redis is not None and self.last_id is not None
+        if self.last_id == "0-0":
+            return
+        if await self._redis.xrange(keys.EVENTS, min=self.last_id, max=self.last_id):
+            return
+        newest = await newest_id(self._redis)
+        log.warning(
+            "the event log lost its entries after %s (Redis failed over or restarted "
+            "without them): resyncing %d socket(s)",
+            newest,
+            len(self.subscribers),
+        )
+        self.last_id = newest
+        for subscriber in self.subscribers:
+            subscriber.resync()
 
     def revoke(self, revocation: Revocation) -> None:
         """Close, with 4401, each socket opened by a session that has ended."""

@@ -231,6 +231,10 @@ async def replayable(redis: Redis, since: str) -> bool:
     newest = parse_id(await newest_id(redis))
     if wanted > newest:
         return False  # an id from another (or a lost) log
+    if since != "0-0" and not await redis.xrange(keys.EVENTS, min=since, max=since):
+        # never in this log, or lost with a Redis failover before newer events were
+        # written (their ids are later): what the client saw after it is void
+        return False
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xlen(keys.EVENTS)
         pipe.hget(keys.COUNTERS, "events_published")

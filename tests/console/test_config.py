@@ -12,8 +12,10 @@ from console.config import (
     BusinessHours,
     ConfigError,
     HoursClause,
+    RedisSentinels,
     Settings,
     database_url,
+    redis_sentinels,
     redis_tls_verify,
 )
 from simulator.testing import ACCOUNT_SID, API_KEY, API_SECRET, AUTH_TOKEN
@@ -335,3 +337,79 @@ def test_break_reasons_and_dispositions_are_comma_separated_choices():
         Settings.from_env({**ENV, "DISPOSITIONS": " , ", "BREAK_REASONS": "x" * 101})
     assert "DISPOSITIONS must be comma-separated names" in str(raised.value)
     assert "BREAK_REASONS must be comma-separated names" in str(raised.value)
+
+
+# --- REDIS_SENTINELS / REDIS_SENTINEL_MASTER / REDIS_SENTINEL_PASSWORD
+
+
+SENTINEL_ENV = {
+    "REDIS_SENTINELS": " 10.0.0.1:26379, [fd00::2]:26380,sentinel-3.internal:26379 ",
+    "REDIS_SENTINEL_MASTER": "warmline",
+}
+
+
+def test_sentinels_and_their_master_name_where_redis_is() -> None:
+    settings = Settings.from_env({**ENV, **SENTINEL_ENV, "REDIS_SENTINEL_PASSWORD": "pw"})
+    sentinels = settings.redis_sentinels
+    assert sentinels == RedisSentinels(
+        (("10.0.0.1", 26379), ("fd00::2", 26380), ("sentinel-3.internal", 26379)), "warmline", "pw"
+    )
+    assert settings.redis_url is None and settings.redis_target == sentinels
+    assert sentinels.describe() == (
+        "Redis master warmline via sentinels "
+        "10.0.0.1:26379,[fd00::2]:26380,sentinel-3.internal:26379"
+    )
+    assert "pw" not in repr(settings)
+    assert redis_sentinels({**SENTINEL_ENV, "REDIS_SENTINEL_PASSWORD": "pw"}) == sentinels
+    assert redis_sentinels({}) is None
+    assert Settings.from_env(ENV).redis_sentinels is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (
+            {"REDIS_SENTINELS": "10.0.0.1:26379"},
+            "REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both or neither",
+        ),
+        (
+            {"REDIS_SENTINEL_MASTER": "warmline"},
+            "REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both or neither",
+        ),
+        (
+            {**SENTINEL_ENV, "REDIS_URL": "redis://redis:6379/0"},
+            "set REDIS_URL or REDIS_SENTINELS with REDIS_SENTINEL_MASTER, not both",
+        ),
+        (
+            {**SENTINEL_ENV, "REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2"},
+            "REDIS_SENTINELS must be comma-separated host:port addresses like "
+            "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379, got '10.0.0.2'",
+        ),
+        (
+            {**SENTINEL_ENV, "REDIS_SENTINELS": "redis://10.0.0.1:26379"},
+            "REDIS_SENTINELS must be comma-separated host:port addresses like "
+            "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379, got 'redis://10.0.0.1:26379'",
+        ),
+        (
+            {**SENTINEL_ENV, "REDIS_SENTINELS": "10.0.0.1:70000"},
+            "REDIS_SENTINELS must be comma-separated host:port addresses like "
+            "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379, got '10.0.0.1:70000'",
+        ),
+        (
+            {**SENTINEL_ENV, "REDIS_SENTINELS": " , "},
+            "REDIS_SENTINELS must list host:port addresses like "
+            "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379",
+        ),
+        (
+            {"REDIS_SENTINEL_PASSWORD": "pw"},
+            "REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS and REDIS_SENTINEL_MASTER are not",
+        ),
+    ],
+)
+def test_a_bad_sentinel_setting_is_one_problem_line(extra: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**ENV, **extra})
+    assert caught.value.problems == [problem]
+    with pytest.raises(ConfigError) as alone:
+        redis_sentinels(extra)
+    assert alone.value.problems == [problem]

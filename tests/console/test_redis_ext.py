@@ -16,14 +16,18 @@ import pytest
 import redis.exceptions
 
 import console.redis_ext
+from console.config import RedisSentinels
 from console.domain import keys
+from console.domain.users import add_user
 from console.realtime.hub import Hub
-from console.redis_ext import RedisExtension, connect
+from console.redis_ext import BlockingSentinelConnectionPool, RedisExtension, connect
 from simulator.testing import call_sid
 from tests.conftest import make_settings
 from tests.support.flow_helpers import AppVoice, login, set_available
+from tests.support.sentinel import MASTER, PASSWORD, SentinelSet, start_sentinel_set
 from warmline import cli
 from warmline.app import create_app
+from warmline.diagnosis import redis_state
 from warmline.embedded_redis import find_redis_server, free_port
 
 
@@ -232,4 +236,104 @@ def test_warmline_user_reports_a_bad_redis_tls_verify_in_one_line(monkeypatch, c
     assert cli.main(["user", "list"]) == 2
     assert capsys.readouterr().err == (
         "warmline: REDIS_TLS_VERIFY must be true or false, got 'maybe'\n"
+    )
+
+
+# --- Sentinel: REDIS_SENTINELS / REDIS_SENTINEL_MASTER against a real primary, replica and
+# three Sentinels (the failover itself: tests/system/test_failover_sentinel.py)
+
+
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    redis_set = start_sentinel_set(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield redis_set
+    finally:
+        redis_set.stop()
+
+
+async def test_a_sentinel_client_finds_the_master_and_its_pool_is_bounded_and_blocking(
+    sentinels, monkeypatch
+):
+    client = connect(sentinels.target, max_connections=2)
+    try:
+        assert await client.set("sentinel-probe", "1") is True
+        pool = client.connection_pool
+        assert isinstance(pool, BlockingSentinelConnectionPool)
+        assert (pool.max_connections, pool.master_address) == (2, sentinels.master_address())
+        held = [await pool.get_connection() for _ in range(2)]
+        waiting = asyncio.create_task(client.get("sentinel-probe"))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # it waits for a connection instead of failing
+        await pool.release(held.pop())
+        assert await waiting == "1"
+        monkeypatch.setattr(console.redis_ext, "POOL_WAIT_SECONDS", 0.2)
+        short = connect(sentinels.target, max_connections=2)
+        try:
+            held_short = [await short.connection_pool.get_connection() for _ in range(2)]
+            with pytest.raises(redis.exceptions.ConnectionError, match="No connection available"):
+                await short.ping()
+            for connection in held_short:
+                await short.connection_pool.release(connection)
+        finally:
+            await short.aclose()
+        for connection in held:
+            await pool.release(connection)
+    finally:
+        await client.aclose()
+
+
+async def test_what_check_and_serve_say_names_the_master_and_its_sentinels(sentinels):
+    assert (await redis_state(sentinels.target, tls_verify=True))[0] is None
+    unknown = RedisSentinels(sentinels.target.addresses[:1], "nobody", PASSWORD)
+    host, port = unknown.addresses[0]
+    line, _ = await redis_state(unknown, tls_verify=True)
+    assert line == (
+        f"cannot reach Redis master nobody via sentinels {host}:{port}: "
+        "no sentinel names a master by that name that is up"
+    )
+    # one Sentinel down, the next one answers; but the data node wants its password
+    closed = RedisSentinels((("127.0.0.1", free_port()), unknown.addresses[0]), MASTER)
+    line, _ = await redis_state(closed, tls_verify=True)
+    assert line.startswith(
+        f"cannot reach Redis master {MASTER} via sentinels "
+        f"127.0.0.1:{closed.addresses[0][1]},{host}:{port}: the password was refused ("
+    )
+    nobody = RedisSentinels((("127.0.0.1", free_port()),), MASTER)
+    line, _ = await redis_state(nobody, tls_verify=True)
+    assert line == (
+        f"cannot reach Redis master {MASTER} via sentinels 127.0.0.1:{nobody.addresses[0][1]}: "
+        "1 sentinel(s) did not answer and no other named a master up"
+    )
+
+
+async def test_the_app_and_its_hub_reach_redis_through_the_sentinels(sentinels):
+    app = create_app(make_settings(redis_sentinels=sentinels.target))
+    async with app.test_app(), app.test_client() as client:
+        response = await client.get("/healthz")
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        assert RedisExtension.of(app).target == sentinels.target
+        hub_pool = Hub.of(app)._redis.connection_pool
+        assert isinstance(hub_pool, BlockingSentinelConnectionPool)
+        assert await Hub.of(app)._redis.ping() is True
+
+
+def test_warmline_user_goes_through_the_sentinels(sentinels, monkeypatch, capsys):
+    async def seed() -> None:
+        client = connect(sentinels.target)
+        try:
+            await add_user(client, "sentinel_sam", "supervisor", "correct horse battery")
+        finally:
+            await client.aclose()
+
+    asyncio.run(seed())
+    for name, value in sentinels.env().items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["user", "list"]) == 0
+    assert "sentinel_sam" in capsys.readouterr().out
+
+    monkeypatch.delenv("REDIS_SENTINEL_MASTER")
+    assert cli.main(["user", "list"]) == 2
+    assert capsys.readouterr().err == (
+        "warmline: REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both or neither\n"
     )

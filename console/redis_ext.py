@@ -199,12 +199,9 @@ class RedisExtension(ServingExtension):
         return target
 
     async def start(self) -> None:
-        from console.telephony.reconcile import MARKER  # it imports this module
-
         self._client = connect(
             self.target, max_connections=self.max_connections, tls_verify=self.tls_verify
         )
-        watch_failovers(self._client, MARKER)
 
     async def stop(self) -> None:
         if self._client is not None:

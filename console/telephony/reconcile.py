@@ -72,7 +72,7 @@ from console.domain.unit import Unit
 from console.extension import ServingExtension, cancel, settings_of
 from console.ids import NAME, USERNAME
 from console.network_errors import redis_reason
-from console.redis_ext import RedisExtension
+from console.redis_ext import RedisExtension, watch_failovers
 from console.telephony.gateway import GatewayError, TwilioGateway
 from console.telephony.runner import Runner, request
 
@@ -518,6 +518,7 @@ class AutoReconcile(ServingExtension):
         # The claim is taken before serving (one bounded Redis command) so requests
         # never see the marker appear; the REST work runs in the background.
         self._stop.clear()
+        watch_failovers(self.redis, MARKER)  # a new Sentinel master: reconcile again
         token = None
         try:
             async with asyncio.timeout(START_BUDGET_SECONDS):

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from console.domain import audit, users
 from console.domain.users import Role, User, UserError, UserExists
 from console.ids import USERNAME_RULE
+from console.network_errors import redis_reason
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -83,7 +84,7 @@ async def run(args: argparse.Namespace, redis: Redis) -> int:
     except UserError as error:
         return _fail(str(error), USAGE_ERROR)
     except RedisError as error:
-        return _fail(f"cannot reach Redis: {error}", FAILURE)
+        return _fail(f"cannot reach Redis: {redis_reason(error)}", FAILURE)
     return 0
 
 

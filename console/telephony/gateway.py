@@ -284,6 +284,13 @@ class TwilioGateway(Extension):
             "conference list", self.client.conferences.list_async(status=status)
         )
 
+    async def conference_status(self, conference_sid: str) -> str:
+        """The status Twilio gives one conference (``init``, ``in-progress``, ``completed``)."""
+        conference = await self._call(
+            "conference fetch", self.client.conferences(conference_sid).fetch_async()
+        )
+        return str(conference.status)
+
     async def participants(self, conference_sid: str) -> list[Any]:
         return await self._call(
             "participant list", self.client.conferences(conference_sid).participants.list_async()

@@ -82,6 +82,8 @@ SYNTHETIC_SEQ = -1_000_000
 """Sequence number of a reconstructed conference-start; joins follow it, all below 0."""
 
 MARKER = keys.PREFIX + "reconciled"
+# The end reason of a conference reconcile found completed at Twilio and live here.
+ENDED_ON_TWILIO = "ended-while-redis-lost-it"
 """String: ``done:<ms>`` once this Redis has been reconciled with Twilio (no expiry),
 ``running:<token>`` (expiring) while a process is at it. Absent: Redis is empty."""
 
@@ -163,6 +165,7 @@ class ReconcileReport:
 
     listed: int = 0
     rebuilt: list[Rebuilt] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)  # live here, completed at Twilio
     unchanged: int = 0
     problems: list[str] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
@@ -172,6 +175,8 @@ class ReconcileReport:
             f"reconciled {self.listed} live conference(s) on Twilio: "
             f"{len(self.rebuilt)} rebuilt, {self.unchanged} already known"
         )
+        if self.ended:
+            text += f"; {len(self.ended)} ended on Twilio, ended here"
         if self.problems:
             text += f", {len(self.problems)} skipped (see above)"
         return text
@@ -210,7 +215,52 @@ async def reconcile(redis: Redis, gateway: TwilioGateway, settings: Settings) ->
             report.unchanged += 1
         else:
             report.rebuilt.append(rebuilt)
+    await _end_stale(redis, gateway, settings, {str(c.friendly_name) for c in listed}, report)
     return report
+
+
+async def _end_stale(
+    redis: Redis,
+    gateway: TwilioGateway,
+    settings: Settings,
+    listed: set[str],
+    report: ReconcileReport,
+) -> None:
+    """End the conferences Redis holds in progress that Twilio no longer lists: their
+    end was lost (a Redis failover drops what the old master had not replicated), and
+    their agents would stay ``busy``. Each is fetched by its SID first: only one Twilio
+    says is ``completed`` is ended, never one that has not started there yet."""
+    for name in sorted(set(await redis.smembers(keys.LIVE)) - listed):
+        raw = await redis.get(keys.conference(name))
+        if raw is None:
+            continue
+        view = derive(ConferenceRecord.from_json(raw))
+        if view.status != "in-progress" or not view.sid:
+            continue
+        try:
+            status = await gateway.conference_status(view.sid)
+        except GatewayError as exc:
+            report.problems.append(f"skipped {name}: {exc}")
+            continue
+        if status != "completed":
+            continue
+        ended, effects = await run_unit(redis, settings, functools.partial(_end, name=name))
+        report.effects += effects
+        if ended:
+            report.ended.append(name)
+
+
+async def _end(unit: Unit, *, name: str) -> bool:
+    """End ``name`` as Twilio's lost ``conference-end`` would have: settling releases its
+    agents and closes its transfers as after any end."""
+    record = await unit.conference(name)
+    if record is None:
+        return False
+    view = derive(record)
+    if view.status != "in-progress" or not view.sid:
+        return False
+    record.end_here(unit.now, view.sid, ENDED_ON_TWILIO)
+    return True
 
 
 async def _needs_facts(redis: Redis, name: str) -> bool:
@@ -472,6 +522,8 @@ async def run_command(settings: Settings, redis: Redis) -> int:
         await gateway.close()
     for rebuilt in report.rebuilt:
         print(rebuilt.line())
+    for name in report.ended:
+        print(f"ended {name}: Twilio had ended it")
     for line in report.problems + [f"warning: {f}" for f in failed]:
         print(line)
     print(report.summary())
@@ -569,6 +621,8 @@ class AutoReconcile(ServingExtension):
         self.last_report = report
         for rebuilt in report.rebuilt:
             log.warning("reconcile: %s", rebuilt.line())
-        if report.rebuilt or report.problems:
+        for name in report.ended:
+            log.warning("reconcile: ended %s: Twilio had ended it", name)
+        if report.rebuilt or report.ended or report.problems:
             log.warning("%s", report.summary())
         return report

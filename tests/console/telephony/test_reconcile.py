@@ -35,7 +35,17 @@ from tests.conftest import (
     AUTH_TOKEN,
     PUBLIC_BASE_URL,
 )
-from tests.support.flow_helpers import PASSWORD, agent_status, dials_to, events, state
+from tests.support.flow_helpers import (
+    PASSWORD,
+    agent_answers,
+    agent_status,
+    customer_waits,
+    dials_to,
+    events,
+    login,
+    set_available,
+    state,
+)
 from warmline.app import create_app
 
 CALLER_ID = "+15550001111"
@@ -425,3 +435,30 @@ async def test_cli_reconcile_says_what_cannot_be_reached_in_one_line(redis_serve
     expected = "cannot reach Twilio" if down == "twilio" else "cannot reach Redis"
     assert line.startswith(f"warmline: {expected}"), line
     assert AUTH_TOKEN not in err
+
+
+async def test_a_conference_twilio_ended_while_redis_lost_the_end_is_ended_and_frees_its_agent(
+    app, redis, twilio, voice
+):
+    """A failover dropped the conference-end the old master had taken: Redis still holds
+    the call in progress and its agent busy. Reconcile asks Twilio, which says completed."""
+    await startup_reconciled(app)
+    client = await login(app, redis, "alice")
+    await set_available(client)
+    name = await customer_waits(voice)
+    await agent_answers(voice, name, "alice")
+    assert agent_status(await state(client), "alice") == "busy"
+    twilio.set_conference_status(voice.conferences[name].sid, "completed")  # end lost
+    waiting = await customer_waits(voice)  # another call, still live at Twilio: untouched
+    twilio.set_conference_status(voice.conferences[waiting].sid, "init")
+
+    report = await run(app, redis)
+
+    assert report.ended == [name] and not report.rebuilt
+    assert "1 ended on Twilio" in report.summary()
+    record = ConferenceRecord.from_json(await redis.get(keys.conference(name)))
+    assert derive(record).status == "ended"
+    assert not await redis.sismember(keys.LIVE, name)
+    assert await redis.sismember(keys.LIVE, waiting)
+    assert agent_status(await state(client), "alice") != "busy"
+    assert (await run(app, redis)).ended == []  # a second run changes nothing

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("fanout", "webhooks", "flows")
+BENCHMARKS = ("fanout", "webhooks", "flows", "fold")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,20 @@ between the picture before and after a change.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from console.domain.records import (
     CALL_UNANSWERED,
+    Callback,
     ConferenceRecord,
     Dial,
     DialKind,
+    Folded,
+    FoldedParticipant,
     Transfer,
     TransferStatus,
 )
@@ -139,24 +145,133 @@ class ConferenceView:
 
 
 def derive(record: ConferenceRecord) -> ConferenceView:
-    """Fold the record's facts into the live picture."""
+    """Fold the record's facts into the live picture: its folded callbacks (if any),
+    then the callbacks above them, in SequenceNumber order."""
+    state = copy_folded(record.folded) if record.folded else Folded(through=FOLD_START)
+    fold(state, sorted(record.callbacks.values(), key=_seq), record.name)
+    return resolve(state, record)
+
+
+FOLD_START = -(2**63)  # the ``through`` of a fold of no callbacks
+
+
+def _seq(callback: Callback) -> int:
+    return callback.seq
+
+
+def copy_folded(state: Folded) -> Folded:
+    """A copy to fold further without touching ``state`` (the record's)."""
+    participants = {c: copy.copy(p) for c, p in state.participants.items()}
+    return dataclasses.replace(
+        state,
+        participants=participants,
+        joined=dict(state.joined),
+        left=dict(state.left),
+        left_ending=list(state.left_ending),
+        customer_left=dict(state.customer_left),
+    )
+
+
+def fold(state: Folded, callbacks: Iterable[Callback], name: str) -> None:
+    """Fold ``callbacks`` (in SequenceNumber order, all above what ``state`` holds) into
+    ``state``. Uses nothing of the record but its ``name``, so a fold kept in the
+    record stays true whatever the record learns later (``resolve`` reads the rest)."""
+    for cb in callbacks:
+        _apply_callback(state, cb, name)
+
+
+def _apply_callback(state: Folded, cb: Callback, name: str) -> None:
+    state.sid = state.sid or cb.conference_sid
+    event = cb.event
+    if event == "conference-start":
+        if state.status != "ended":
+            state.status = "in-progress"
+        state.started_at = state.started_at or cb.at
+    elif event == "conference-end":
+        state.status = "ended"
+        state.ended_at = cb.at
+        state.end_reason = cb.reason
+        for call_sid in state.participants:
+            state.left.setdefault(call_sid, cb.seq)
+        state.participants.clear()
+        if state.ended is None:
+            state.ended = cb.seq
+    elif event == "participant-join":
+        if cb.call_sid == name or cb.label == CUSTOMER_LABEL:
+            state.customer_joined = True
+        if not cb.call_sid or cb.call_sid in state.left or state.status == "ended":
+            return
+        state.joined.setdefault(cb.call_sid, cb.seq)
+        state.participants[cb.call_sid] = FoldedParticipant(
+            call_sid=cb.call_sid,
+            label=cb.label,
+            muted=bool(cb.muted),
+            hold=bool(cb.hold),
+            coaching=bool(cb.coaching),
+            end_on_exit=cb.end_on_exit,
+            joined_at=cb.at,
+            unmuted_since=None if cb.muted else cb.at,
+        )
+    elif event == "participant-leave" and cb.call_sid:
+        state.left.setdefault(cb.call_sid, cb.seq)
+        gone = state.participants.pop(cb.call_sid, None)
+        ending = cb.end_on_exit or (gone and gone.end_on_exit and cb.end_on_exit is None)
+        if ending and cb.call_sid not in state.left_ending:
+            state.left_ending.append(cb.call_sid)
+        if _is_customer(name, cb.call_sid, cb.label):
+            state.customer_left.setdefault(cb.call_sid, cb.seq)
+    elif cb.call_sid in state.participants:
+        _update_flags(state.participants[cb.call_sid], cb)
+
+
+def _update_flags(participant: FoldedParticipant, cb: Callback) -> None:
+    """participant-mute/-unmute/-hold/-unhold/-modify carry the full flag set."""
+    if cb.event == "participant-mute":
+        participant.muted = True
+    elif cb.event == "participant-unmute":
+        participant.muted = False
+    elif cb.event == "participant-hold":
+        participant.hold = True
+    elif cb.event == "participant-unhold":
+        participant.hold = False
+    if cb.event == "participant-modify":
+        for flag in ("muted", "hold", "coaching"):
+            value = getattr(cb, flag)
+            if value is not None:
+                setattr(participant, flag, value)
+    if cb.end_on_exit is not None:
+        participant.end_on_exit = cb.end_on_exit
+    if participant.muted:
+        participant.unmuted_since = None
+    elif participant.unmuted_since is None:
+        participant.unmuted_since = cb.at
+
+
+def resolve(state: Folded, record: ConferenceRecord) -> ConferenceView:
+    """The picture from a fold of the record's callbacks and the rest of the record:
+    who each participant is (their dial), whether a customer leg's leaving was the
+    customer's going, the transfers. ``state`` is handed over, not copied."""
+    marks = Milestones(
+        joined=state.joined,
+        left=state.left,
+        left_ending=set(state.left_ending),
+        customer_gone=_customer_gone(state, record),
+    )
     view = ConferenceView(
         name=record.name,
-        sid=None,
-        status="waiting",
+        sid=state.sid,
+        status=state.status,
         created_at=record.created_at,
         from_number=record.from_number,
-        started_at=None,
-        ended_at=None,
-        end_reason=None,
-        participants={},
-        milestones=Milestones(),
+        started_at=state.started_at,
+        ended_at=state.ended_at,
+        end_reason=state.end_reason,
+        participants={c: _participant(record, p) for c, p in state.participants.items()},
+        milestones=marks,
         transfers={},
         callback=record.callback.id if record.callback else None,
         left_for=record.left_for or (MOVED_OUT if record.moved_out else None),
     )
-    for callback in sorted(record.callbacks.values(), key=lambda c: c.seq):
-        _apply_callback(view, record, callback)
     for transfer in record.transfers.values():
         view.transfers[transfer.id] = transfer_outcome(record, view, transfer)
     for participant in view.participants.values():
@@ -167,80 +282,37 @@ def derive(record: ConferenceRecord) -> ConferenceView:
     return view
 
 
-def _apply_callback(view: ConferenceView, record: ConferenceRecord, cb: Any) -> None:
-    view.sid = view.sid or cb.conference_sid
-    marks = view.milestones
-    event = cb.event
-    if event == "conference-start":
-        if view.status != "ended":
-            view.status = "in-progress"
-        view.started_at = view.started_at or cb.at
-    elif event == "conference-end":
-        view.status = "ended"
-        view.ended_at = cb.at
-        view.end_reason = cb.reason
-        for call_sid in view.participants:
-            marks.left.setdefault(call_sid, cb.seq)
-        view.participants.clear()
-        if marks.customer_gone is None:
-            marks.customer_gone = cb.seq
-    elif event == "participant-join" and cb.call_sid:
-        if cb.call_sid in marks.left or view.status == "ended":
-            return
-        marks.joined.setdefault(cb.call_sid, cb.seq)
-        view.participants[cb.call_sid] = _participant(record, cb)
-    elif event == "participant-leave" and cb.call_sid:
-        marks.left.setdefault(cb.call_sid, cb.seq)
-        gone = view.participants.pop(cb.call_sid, None)
-        if cb.end_on_exit or (gone and gone.end_on_exit and cb.end_on_exit is None):
-            marks.left_ending.add(cb.call_sid)
-        customer = _is_customer(record, cb.call_sid, cb.label)
-        if customer and marks.customer_gone is None and _customer_left(record, marks, cb.call_sid):
-            marks.customer_gone = cb.seq
-    elif cb.call_sid in view.participants:
-        _update_flags(view.participants[cb.call_sid], cb)
+def _customer_gone(state: Folded, record: ConferenceRecord) -> int | None:
+    """The first SequenceNumber at which the customer was gone: the conference ended,
+    or a customer leg left that was the customer's (see ``_customer_left``)."""
+    gone = [] if state.ended is None else [state.ended]
+    gone += [
+        seq
+        for call_sid, seq in state.customer_left.items()
+        if _customer_left(record, state.joined, call_sid)
+    ]
+    return min(gone, default=None)
 
 
-def _update_flags(participant: Participant, cb: Any) -> None:
-    """participant-mute/-unmute/-hold/-unhold/-modify carry the full flag set."""
-    if cb.event == "participant-mute":
-        participant.muted = True
-    elif cb.event == "participant-unmute":
-        participant.muted = False
-    elif cb.event == "participant-hold":
-        participant.hold = True
-    elif cb.event == "participant-unhold":
-        participant.hold = False
-    for name in ("muted", "hold", "coaching"):
-        value = getattr(cb, name)
-        if value is not None and cb.event == "participant-modify":
-            setattr(participant, name, value)
-    if cb.end_on_exit is not None:
-        participant.end_on_exit = cb.end_on_exit
-    if participant.muted:
-        participant.unmuted_since = None
-    elif participant.unmuted_since is None:
-        participant.unmuted_since = cb.at
+def _is_customer(name: str, call_sid: str | None, label: str | None) -> bool:
+    return label == CUSTOMER_LABEL or call_sid == name
 
 
-def _is_customer(record: ConferenceRecord, call_sid: str | None, label: str | None) -> bool:
-    return label == CUSTOMER_LABEL or call_sid == record.name
-
-
-def _customer_left(record: ConferenceRecord, marks: Milestones, call_sid: str) -> bool:
+def _customer_left(record: ConferenceRecord, joined: dict[str, int], call_sid: str) -> bool:
     """A customer leg's leaving is the customer's: always for a caller; for a
     callback's number (SPEC §9) only once a person was on the line. A dial that never
     joined (no answer) or a machine the app hung up leaves the callback going on: the
-    agent may dial again."""
+    agent may dial again. (A leg that left never joins again, so ``joined`` is as it
+    was when it left.)"""
     if record.callback is None:
         return True
     dial = record.dial_for_call(call_sid)
-    return call_sid in marks.joined and not (dial is not None and dial.machine)
+    return call_sid in joined and not (dial is not None and dial.machine)
 
 
-def _participant(record: ConferenceRecord, cb: Any) -> Participant:
-    dial = record.dial_for_call(cb.call_sid, cb.label)
-    if _is_customer(record, cb.call_sid, cb.label):
+def _participant(record: ConferenceRecord, folded: FoldedParticipant) -> Participant:
+    dial = record.dial_for_call(folded.call_sid, folded.label)
+    if _is_customer(record.name, folded.call_sid, folded.label):
         role, agent, number = "customer", None, record.from_number
     elif dial is not None and dial.kind == DialKind.EXTERNAL:
         role, agent, number = "external", None, dial.number
@@ -250,17 +322,17 @@ def _participant(record: ConferenceRecord, cb: Any) -> Participant:
     else:
         role, agent, number = "agent", None, None
     return Participant(
-        call_sid=cb.call_sid,
+        call_sid=folded.call_sid,
         role=role,
         agent=agent,
         from_number=number,
-        muted=bool(cb.muted),
-        hold=bool(cb.hold),
-        coaching=bool(cb.coaching),
-        end_on_exit=cb.end_on_exit,
-        joined_at=cb.at,
+        muted=folded.muted,
+        hold=folded.hold,
+        coaching=folded.coaching,
+        end_on_exit=folded.end_on_exit,
+        joined_at=folded.joined_at,
         dial=dial.id if dial else None,
-        unmuted_since=None if cb.muted else cb.at,
+        unmuted_since=folded.unmuted_since,
     )
 
 

@@ -10,6 +10,7 @@ from console.domain import callbacks, dialable, expected_wait, hours
 from console.domain.derive import CUSTOMER_LABEL, ConferenceView, derive, dial_active
 from console.domain.effects import HangUp
 from console.domain.events import Event
+from console.domain.folding import callback_key as callback_key  # reconcile's
 from console.domain.records import (
     CALL_ENDED,
     CALL_PROGRESS,
@@ -185,11 +186,6 @@ def _diverted(unit: Unit) -> Arrival | None:
     return None
 
 
-def callback_key(callback: Callback) -> str:
-    """One key per distinct callback, so a duplicate delivery is recognised."""
-    return f"{callback.seq}:{callback.event}:{callback.call_sid or ''}"
-
-
 async def apply_conference_callback(unit: Unit, name: str, callback: Callback) -> bool:
     """Record a conference status callback; False when it was a duplicate.
 
@@ -200,11 +196,7 @@ async def apply_conference_callback(unit: Unit, name: str, callback: Callback) -
         if unit.call_ended(name):
             return False  # a replay for a call long over: nothing comes back
         record = unit.create_conference(name, None)
-    key = callback_key(callback)
-    if key in record.callbacks:
-        return False
-    record.callbacks[key] = callback
-    return True
+    return await unit.add_callback(record, callback)
 
 
 async def apply_call_status(
@@ -324,6 +316,8 @@ async def forget_participant_request(
 
 def customer_joined(record: ConferenceRecord) -> bool:
     """Twilio reported the customer joining their conference (at any time)."""
+    if record.folded is not None and record.folded.customer_joined:
+        return True
     return any(
         c.event == "participant-join" and (c.call_sid == record.name or c.label == CUSTOMER_LABEL)
         for c in record.callbacks.values()

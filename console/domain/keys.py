@@ -69,6 +69,12 @@ def conference(name: str) -> str:
     return f"{PREFIX}conf:{name}"
 
 
+def folded_callbacks(name: str) -> str:
+    """List: conference ``name``'s callbacks already folded into its record (JSON), in
+    the order they arrived (console.domain.folding); read only for a late callback."""
+    return f"{PREFIX}conf:{name}:folded"
+
+
 def ended_call(name: str) -> str:
     """String (TTL ``unit.ENDED_CALL_RETENTION_SECONDS``): the ended-at ms of a customer's
     call, written when its conference ends and outliving its record, so a replay of the

@@ -5,6 +5,11 @@ callback by SequenceNumber, every call it dialed with the latest call-status by
 SequenceNumber, every transfer requested) and nothing derived from their order of
 arrival; ``console.domain.derive`` computes the live picture from those facts. That is
 what makes late, duplicated and reordered callbacks end in one state.
+
+A long call's older callbacks are kept folded (``Folded``, console/domain/folding.py):
+the record holds the fold of every callback up to a SequenceNumber and the callbacks
+above it; the folded ones themselves are in a list of their own, read only when a
+callback arrives below that SequenceNumber.
 """
 
 from __future__ import annotations
@@ -257,12 +262,53 @@ class CallbackInfo(_Record):
 
 
 @dataclass
+class FoldedParticipant(_Record):
+    """A participant as the folded callbacks left it, before the record names its role
+    (console/domain/derive.py ``resolve``: from the dials, which may change later)."""
+
+    call_sid: str
+    label: str | None
+    muted: bool
+    hold: bool
+    coaching: bool
+    end_on_exit: bool | None
+    joined_at: int
+    unmuted_since: int | None = None
+
+
+@dataclass
+class Folded(_Record):
+    """The conference callbacks with SequenceNumber <= ``through``, folded in
+    SequenceNumber order (console/domain/derive.py ``fold``), and nothing that depends
+    on the rest of the record. The callbacks themselves are the first ``count`` of the
+    conference's folded list (console/domain/folding.py)."""
+
+    through: int
+    count: int = 0
+    sid: str | None = None
+    status: str = "waiting"
+    started_at: int | None = None
+    ended_at: int | None = None
+    end_reason: str | None = None
+    participants: dict[str, FoldedParticipant] = field(default_factory=dict)
+    joined: dict[str, int] = field(default_factory=dict)  # call_sid -> first join seq
+    left: dict[str, int] = field(default_factory=dict)  # call_sid -> first leave seq
+    left_ending: list[str] = field(default_factory=list)  # left with endConferenceOnExit
+    ended: int | None = None  # the first conference-end's seq
+    # call_sid -> seq of its first leave as the customer's leg (label or CallSid): whether
+    # it was the customer's going depends on the dials (derive ``resolve``).
+    customer_left: dict[str, int] = field(default_factory=dict)
+    customer_joined: bool = False  # a participant-join of the customer's leg was folded
+
+
+@dataclass
 class ConferenceRecord(_Record):
     """Everything known about one customer's conference (named by the customer's CallSid)."""
 
     name: str
     created_at: int
     from_number: str | None = None
+    # "seq:event:call" -> callback: all of them, or those above ``folded.through``.
     callbacks: dict[str, Callback] = field(default_factory=dict)
     dials: dict[str, Dial] = field(default_factory=dict)
     transfers: dict[str, Transfer] = field(default_factory=dict)
@@ -280,6 +326,8 @@ class ConferenceRecord(_Record):
     # (``callback-requested``) or a message (``voicemail``). Not an abandon.
     left_for: str | None = None
     help: dict[str, HelpRequest] = field(default_factory=dict)  # by id (SPEC §10)
+    # The callbacks up to a SequenceNumber, folded; ``callbacks`` holds those above it.
+    folded: Folded | None = None
 
     def end_here(self, at: int, conference_sid: str, reason: str) -> None:
         """Record a conference end the app decided (Twilio will report none)."""

@@ -121,6 +121,7 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
     try:
         result = await change(unit)
         await settle(unit)
+        await unit.fold_callbacks()
     except Exception:
         if not start.from_copy:
             raise

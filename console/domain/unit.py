@@ -18,12 +18,19 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from console.config import Settings
-from console.domain import keys
+from console.domain import folding, keys
 from console.domain.derive import ConferenceView, derive
 from console.domain.effects import Effect
 from console.domain.events import Event, append_events, log_cap
 from console.domain.projections import project
-from console.domain.records import Agent, AgentStatus, CallbackInfo, ConferenceRecord, Queued
+from console.domain.records import (
+    Agent,
+    AgentStatus,
+    Callback,
+    CallbackInfo,
+    ConferenceRecord,
+    Queued,
+)
 from console.domain.unit_state import ENDED, After, Start, StateCopy
 from console.domain.waiting_line import (
     EAGER_QUEUE_UPDATES,
@@ -94,6 +101,9 @@ class Unit:
         self._written: dict[str, str] = {}  # conferences the commit writes, for the copy
         self._agents_written: dict[str, str] = {}
         self.wrote: set[str] = set()  # "agents", "queue": the versions the commit moves
+        # Conferences' folded callbacks (console/domain/folding.py): read, and to append.
+        self._histories: dict[str, list[Callback]] = {}
+        self._appended: dict[str, list[Callback]] = {}
         for name, raw in start.conferences.items():
             self._remember(name, raw)
 
@@ -154,6 +164,40 @@ class Unit:
         before = ConferenceRecord.from_json(raw) if known else None
         self._before[name] = Loaded(raw, before, derive(before) if before else None)
         self._conferences[name] = record
+
+    async def add_callback(self, record: ConferenceRecord, callback: Callback) -> bool:
+        """Record a conference callback; False when it was a duplicate. One at or below
+        the record's folded callbacks reads them (console/domain/folding.py)."""
+        if not folding.needs_history(record, callback):
+            return folding.add(record, callback, None)
+        added = folding.add(record, callback, await self._history(record.name))
+        if added:
+            self._appended.setdefault(record.name, []).append(callback)
+        return added
+
+    async def _history(self, name: str) -> list[Callback]:
+        """Conference ``name``'s folded callbacks, as many as its record first seen
+        counts (the list may hold more: a record lost, then made again)."""
+        if name not in self._histories:
+            before = self.before(name).record
+            count = before.folded.count if before and before.folded else 0
+            raws = (
+                await self.redis.lrange(keys.folded_callbacks(name), 0, count - 1) if count else []
+            )
+            self._histories[name] = [Callback.from_json(raw) for raw in raws]
+        return self._histories[name]
+
+    async def fold_callbacks(self) -> None:
+        """Before the commit: fold the older callbacks of long tails, and place any
+        callback written straight into ``callbacks`` below the folded ones."""
+        for name, record in self._conferences.items():
+            if record is None:
+                continue
+            appended = self._appended.setdefault(name, [])
+            lowest = min((c.seq for c in record.callbacks.values()), default=None)
+            if lowest is not None and folding.below(record, lowest):
+                appended += folding.settle_below(record, await self._history(name))
+            appended += folding.advance(record)
 
     def create_conference(self, name: str, from_number: str | None) -> ConferenceRecord:
         record = ConferenceRecord(name=name, created_at=self.now, from_number=from_number)
@@ -378,8 +422,11 @@ class Unit:
             key = keys.conference(name)
             self._written[name] = raw
             pipe.set(key, raw)
+            self._write_history(name, record)
             if self._status.get(name) == "ended":
                 pipe.expire(key, ENDED_RETENTION_SECONDS)
+                if record.folded is not None:
+                    pipe.expire(keys.folded_callbacks(name), ENDED_RETENTION_SECONDS)
                 pipe.srem(keys.LIVE, name)
                 pipe.set(keys.ended_call(name), self.now, ex=ENDED_CALL_RETENTION_SECONDS)
             else:
@@ -400,6 +447,21 @@ class Unit:
             project(pipe, self.events, self.now, self.settings.center_zone)
             changed = True
         return changed
+
+    def _write_history(self, name: str, record: ConferenceRecord) -> None:
+        """Append the callbacks folded by this unit to the conference's list, cut first
+        to the length its record counted (nothing, for a record made by this unit)."""
+        appended = self._appended.get(name)
+        if not appended:
+            return
+        key = keys.folded_callbacks(name)
+        before = self.before(name).record
+        count = before.folded.count if before and before.folded else 0
+        if count:
+            self.pipe.ltrim(key, 0, count - 1)
+        else:
+            self.pipe.delete(key)
+        self.pipe.rpush(key, *(callback.to_json() for callback in appended))
 
     def writes(self) -> list[tuple[Any, ...]]:
         """The commands ``write`` collected, as sent."""

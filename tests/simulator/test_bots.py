@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,22 +15,13 @@ from simulator.bots import BotPlan, Bots
 from simulator.parties import Phone
 from tests.support.browser import demo_world
 from tests.support.flow_helpers import events
+from tests.support.waiting import until
 from warmline.demo import DEMO_PASSWORD, bot_names, create_demo_users
 
 pytestmark = pytest.mark.timeout(90)
 
 TIME_SCALE = 0.1  # the simulator's (and bots') seconds: a 20 s talk lasts 2 s
 QUIET = BotPlan(talk=(10.0, 20.0), transfer_share=0.0, break_share=0.0)
-
-
-async def until(check: Callable[[], Awaitable[Any]], seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 def bot_tasks() -> list[asyncio.Task[Any]]:

@@ -19,7 +19,8 @@ from twilio.rest import Client
 from simulator import Simulator
 from simulator.testing import ACCOUNT_SID, AUTH_TOKEN
 from simulator.twiml import MAX_RECORD_LOOPS
-from tests.simulator.test_simulator import SCALE, until
+from tests.simulator.test_simulator import SCALE
+from tests.support.waiting import until
 
 VOICE = "/conference/connect/client"
 EVENTS = "start end join leave"

@@ -5,10 +5,8 @@ parses)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from console.domain.users import add_user
 from simulator import Chaos, LoadPlan, Simulator
 from simulator.testing import ACCOUNT_SID, AUTH_TOKEN
 from tests.support.servers import AppServer, app_server
+from tests.support.waiting import until
 from warmline.embedded_redis import EmbeddedRedis
 
 PASSWORD = "correct horse battery"
@@ -79,13 +78,6 @@ async def world(
             yield sim, app
     finally:
         await sim.stop()
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def agent_status(state: dict[str, Any], name: str) -> str:

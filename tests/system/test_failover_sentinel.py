@@ -44,7 +44,8 @@ from tests.support.flow_helpers import (
 )
 from tests.support.sentinel import MASTER, SentinelSet, start_sentinel_set
 from tests.support.servers import AppServer, app_server
-from tests.system.test_faults_servers import HttpAnswer, Quiet, get_json, log_after, until
+from tests.support.waiting import until
+from tests.system.test_faults_servers import HttpAnswer, Quiet, get_json, log_after
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -6,7 +6,6 @@ tests/console/domain/test_transfers.py's ``test_rest_failure_fails_transfer_visi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from tests.support.flow_helpers import (
     set_available,
     state,
 )
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,13 +65,6 @@ def each_dial_posted_once(twilio: TwilioDouble) -> list[str]:
     posted = [dial_id(r) for r in twilio.calls_created()]
     assert len(posted) == len(set(posted)), posted
     return posted
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 12.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from tests.console.web.test_ws_servers import newest, set_status, user_session
 from tests.support.browser import crash
 from tests.support.flow_helpers import agent_answers, customer_waits, dials_to, leg_leaves
 from tests.support.servers import AppServer, app_server, server_env, spawn_serve, wait_healthy
+from tests.support.waiting import until
 from warmline.embedded_redis import free_port, start_redis
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,13 +119,6 @@ async def follow(
 
 async def log_after(redis: Redis, since: str) -> list[str]:
     return [entry_id for entry_id, _ in await redis.xrange(keys.EVENTS, min=f"({since}")]
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def get_json(session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.waiting import until
 from warmline.demo import DEMO_PASSWORD
 from warmline.embedded_redis import free_port
 
@@ -41,16 +42,6 @@ async def banner(process: subprocess.Popen[bytes], log: Path) -> dict[str, str]:
         assert process.poll() is None, text
         await asyncio.sleep(0.1)
     raise AssertionError(await asyncio.to_thread(log.read_text))
-
-
-async def until(check, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.2)
 
 
 async def test_demo_routes_a_simulated_call_to_an_agent_and_stops_cleanly(tmp_path):

@@ -8,8 +8,6 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -21,16 +19,10 @@ from console.domain import history_log, keys
 from simulator.testing import TwilioDouble
 from tests.support.flow_helpers import customer_waits, hang_up_customer
 from tests.support.servers import app_server, server_env
+from tests.support.waiting import until
 from tests.system.test_faults_servers import twilio_voice
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 def writers_of(serve_pid: int) -> list[psutil.Process]:

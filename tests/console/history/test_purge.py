@@ -22,8 +22,8 @@ from console.postgres_ext import make_pool
 from console.telephony.gateway import TwilioGateway
 from simulator.testing import TwilioDouble
 from tests.conftest import ACCOUNT_SID, make_settings
-from tests.console.history.test_writer import until
 from tests.support.history_seed import Call, Leg, answered, insert_calls
+from tests.support.waiting import until
 from warmline.app import create_app
 
 C = 1_700_000_000_000  # the cutoff of the direct tests

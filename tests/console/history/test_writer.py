@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -36,17 +36,11 @@ from tests.support.flow_helpers import (
     login,
     set_available,
 )
+from tests.support.waiting import until
 from warmline.app import create_app
 from warmline.embedded_redis import free_port
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 class TcpProxy:

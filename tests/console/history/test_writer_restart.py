@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import psutil
 import psycopg
 import pytest
 from redis.asyncio import Redis
@@ -24,28 +21,15 @@ from simulator.testing import TwilioDouble
 from tests.support.flow_helpers import customer_waits, hang_up_customer
 from tests.support.postgres import crash_postgres, remove_cluster, start_durable_postgres
 from tests.support.servers import app_server
+from tests.support.waiting import until
 from tests.system.test_faults_servers import twilio_voice
+from tests.warmline.test_history_process import writers_of
 
 pytestmark = pytest.mark.timeout(180)
 
 CALLS_BEFORE = 3  # calls stored before the crash: the writer is running
 CALLS_DOWN = 4  # calls made while PostgreSQL is down: webhooks go on without it
 CALLS_AFTER = 3  # calls made after the restart, while the writer catches up
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
-def writers_of(serve_pid: int) -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process(serve_pid).children(recursive=True)
-        if "warmline.history_process" in " ".join(child.cmdline())
-    ]
 
 
 def query(url: str, sql: str) -> list[str]:

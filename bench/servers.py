@@ -110,7 +110,12 @@ async def start_server(
         args = [sys.executable, "-m", "bench.serve", "bench.hello_app:app"]
     else:
         args = [sys.executable, "-m", "bench.serve", "bench.broadcast_app:app"]
-    log = log_dir / f"{kind}-{port}.log"
+    return await started(kind, port, args, env, log_dir / f"{kind}-{port}.log")
+
+
+async def started(kind: str, port: int, args: list[str], env: dict[str, str], log: Path) -> Server:
+    """Spawn ``args`` (a server on ``port``) and wait until /healthz answers; the time
+    that took is its ``healthy_s``. A server that never does is stopped."""
     spawned = time.monotonic()
     server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
     try:

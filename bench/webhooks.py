@@ -49,7 +49,7 @@ from redis.asyncio import Redis
 
 from bench.load import Conference, WarmlineProducer, call_sid
 from bench.measure import busy_seconds, cpu_seconds, settle, start_py_spy
-from bench.servers import START_TIMEOUT_SECONDS, Server, server_env, spawn, start_server
+from bench.servers import Server, server_env, start_server, started
 from bench.webhook_load import voice_params
 from console.domain import history_log, keys
 from console.domain.users import add_user
@@ -58,7 +58,6 @@ from console.urls import VOICE_PATH
 from simulator.testing import ACCOUNT_SID, AUTH_TOKEN, TwilioDouble
 from warmline.embedded_postgres import EmbeddedPostgres, start_postgres
 from warmline.embedded_redis import EmbeddedRedis, free_port, start_redis
-from warmline.localserver import wait_healthy
 
 MB = 1024 * 1024
 IDLE_SECONDS = 1.0  # after /healthz answers, before idle memory is read
@@ -389,17 +388,8 @@ class Bench:
             assert self.database_url is not None
             env["DATABASE_URL"] = self.database_url
         kind = "history" if history else "nohistory"
-        log = self.workdir / f"{kind}-{port}.log"
         args = [sys.executable, "-m", "bench.serve", "warmline.asgi:quart_app"]
-        spawned = time.monotonic()
-        server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
-        try:
-            await wait_healthy(server, START_TIMEOUT_SECONDS)
-        except BaseException:
-            server.stop()
-            raise
-        server.healthy_s = time.monotonic() - spawned
-        return server
+        return await started(kind, port, args, env, self.workdir / f"{kind}-{port}.log")
 
     async def start_module(self, kind: str, workers: int) -> Server:
         """A baseline of ``BENCH_APPS`` under ``bench.serve`` (Warmline's Hypercorn
@@ -408,17 +398,8 @@ class Bench:
         port = free_port()
         env = server_env(self.redis.url, self.double.base_url, port, WEB_CONCURRENCY=str(workers))
         env.pop("DATABASE_URL", None)
-        log = self.workdir / f"{kind}-{port}.log"
         args = [sys.executable, "-m", "bench.serve", BENCH_APPS[kind]]
-        spawned = time.monotonic()
-        server = Server(kind, f"http://127.0.0.1:{port}", spawn(args, env, log), log)
-        try:
-            await wait_healthy(server, START_TIMEOUT_SECONDS)
-        except BaseException:
-            server.stop()
-            raise
-        server.healthy_s = time.monotonic() - spawned
-        return server
+        return await started(kind, port, args, env, self.workdir / f"{kind}-{port}.log")
 
     async def history_lag(self) -> int | None:
         """Events the writers have not stored yet (given and unacknowledged, or not

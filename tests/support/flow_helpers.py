@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from console.domain import keys
 from console.domain.users import add_user
 from console.telephony.runner import Runner
-from simulator.testing import RecordedRequest, TwilioDouble, TwilioVoice, conference_of
+from simulator.testing import Delivery, RecordedRequest, TwilioDouble, TwilioVoice, conference_of
 
 PASSWORD = "correct horse battery"
 
@@ -96,9 +96,10 @@ async def customer_waits(voice: TwilioVoice) -> str:
     return name
 
 
-async def customer_joins(voice: TwilioVoice, name: str) -> None:
-    """Twilio reports the caller ``name`` joining their conference, as its TwiML says."""
-    await voice.event(
+def customer_join(voice: TwilioVoice, name: str) -> Delivery:
+    """Twilio's callback for the caller ``name`` joining their conference, as its TwiML
+    says (to send, or to send again)."""
+    return voice.conference_event(
         name,
         "participant-join",
         name,
@@ -106,6 +107,12 @@ async def customer_joins(voice: TwilioVoice, name: str) -> None:
         StartConferenceOnEnter=False,
         ParticipantLabel="customer",
     )
+
+
+async def customer_joins(voice: TwilioVoice, name: str) -> None:
+    """Twilio reports the caller ``name`` joining their conference; the app takes it."""
+    response = await voice.send(customer_join(voice, name))
+    assert response.status_code == 204, await response.get_data(as_text=True)
 
 
 async def agent_answers(voice: TwilioVoice, name: str, username: str, start: bool = True) -> Leg:

@@ -38,6 +38,7 @@ from simulator.testing import (
 from tests.console.web.test_ws_servers import newest, set_status, user_session
 from tests.support.flow_helpers import (
     agent_answers,
+    customer_join,
     customer_waits,
     dials_to,
     hang_up_customer,
@@ -118,14 +119,7 @@ async def caller(voice: Voice) -> str:
     answer = await voice.send(voice.incoming(sid))
     assert answer.status_code == 200, answer.text
     assert conference_of(ElementTree.fromstring(answer.text)).text == sid
-    join = voice.conference_event(
-        sid,
-        "participant-join",
-        sid,
-        ParticipantLabel="customer",
-        EndConferenceOnExit=True,
-        StartConferenceOnEnter=False,
-    )
+    join = customer_join(voice, sid)
     await delivered(voice, join)
     return sid
 

@@ -24,7 +24,13 @@ from console.domain import keys
 from simulator.testing import Delivery, TwilioDouble, TwilioVoice, call_sid, conference_of
 from tests.console.web.test_ws_servers import newest, set_status, user_session
 from tests.support.browser import crash
-from tests.support.flow_helpers import agent_answers, customer_waits, dials_to, leg_leaves
+from tests.support.flow_helpers import (
+    agent_answers,
+    customer_join,
+    customer_waits,
+    dials_to,
+    leg_leaves,
+)
 from tests.support.servers import AppServer, app_server, server_env, spawn_serve, wait_healthy
 from tests.support.waiting import until
 from warmline.embedded_redis import free_port, start_redis
@@ -167,14 +173,7 @@ async def test_redis_outage_end_to_end(twilio: TwilioDouble, tmp_path: Path) -> 
             # hold music and the loop, without their place in line: Redis is away
             assert wait.status_code == 200 and "<Play" in wait.text, wait.text
             assert "in line" not in wait.text and "<Redirect" in wait.text
-            join = voice.conference_event(
-                sid,
-                "participant-join",
-                sid,
-                ParticipantLabel="customer",
-                EndConferenceOnExit=True,
-                StartConferenceOnEnter=False,
-            )
+            join = customer_join(voice, sid)
             refused = await voice.send(join)
             assert refused.status_code == 503  # Twilio is asked to retry
             status, health = await get_json(anonymous, "/healthz")

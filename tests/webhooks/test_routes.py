@@ -9,7 +9,7 @@ import pytest
 from console.domain import keys
 from simulator.testing import Delivery, call_sid, conference_sid, sign
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL
-from tests.support.flow_helpers import AppVoice
+from tests.support.flow_helpers import AppVoice, customer_joins
 from warmline.app import create_app
 from warmline.embedded_redis import free_port
 
@@ -198,12 +198,5 @@ async def test_callback_for_a_call_recorded_while_redis_was_down_queues_the_cust
     voice, redis, app
 ):
     sid = call_sid()  # the Voice URL never reached Redis for this call
-    await voice.event(
-        sid,
-        "participant-join",
-        sid,
-        ParticipantLabel="customer",
-        EndConferenceOnExit=True,
-        StartConferenceOnEnter=False,
-    )
+    await customer_joins(voice, sid)
     assert await redis.lrange(keys.QUEUE, 0, -1) == [sid]

@@ -37,22 +37,13 @@ from tests.support.flow_helpers import (
     set_available,
     state,
 )
+from webhooks.params import CONFERENCE_EVENTS
 
 NAME = "CA" + "c" * 32  # the customer's CallSid, the conference's name
 ALICE, BOB, SUPERVISOR, NUMBER = ("CA" + x * 32 for x in "abse")
 CALLS = [NAME, ALICE, BOB, SUPERVISOR, NUMBER, None]
 LABELS = [None, "customer", "DLa", "DLb", "DLs", "DLn"]
-EVENTS = [
-    "conference-start",
-    "conference-end",
-    "participant-join",
-    "participant-leave",
-    "participant-mute",
-    "participant-unmute",
-    "participant-hold",
-    "participant-unhold",
-    "participant-modify",
-]
+EVENTS = sorted(CONFERENCE_EVENTS)
 RECONCILED = -1_000_000  # reconcile's rebuilt facts fold before Twilio's (reconcile.py)
 
 EXAMPLES = settings(

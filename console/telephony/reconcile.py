@@ -226,16 +226,17 @@ async def _end_stale(
     listed: set[str],
     report: ReconcileReport,
 ) -> None:
-    """End the conferences Redis holds in progress that Twilio no longer lists: their
-    end was lost (a Redis failover drops what the old master had not replicated), and
-    their agents would stay ``busy``. Each is fetched by its SID first: only one Twilio
-    says is ``completed`` is ended, never one that has not started there yet."""
+    """End the conferences Redis holds live that Twilio no longer lists: their end was
+    lost (a Redis failover drops what the old master had not replicated), and their
+    agents would stay ``busy``, their caller in line. Each is fetched by its SID first
+    (known once Twilio reported the conference): only one Twilio says is ``completed``
+    is ended."""
     for name in sorted(set(await redis.smembers(keys.LIVE)) - listed):
         raw = await redis.get(keys.conference(name))
         if raw is None:
             continue
         view = derive(ConferenceRecord.from_json(raw))
-        if view.status != "in-progress" or not view.sid:
+        if view.status == "ended" or not view.sid:
             continue
         try:
             status = await gateway.conference_status(view.sid)
@@ -257,7 +258,7 @@ async def _end(unit: Unit, *, name: str) -> bool:
     if record is None:
         return False
     view = derive(record)
-    if view.status != "in-progress" or not view.sid:
+    if view.status == "ended" or not view.sid:
         return False
     record.end_here(unit.now, view.sid, ENDED_ON_TWILIO)
     return True

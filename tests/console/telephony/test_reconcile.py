@@ -451,11 +451,15 @@ async def test_a_conference_twilio_ended_while_redis_lost_the_end_is_ended_and_f
     twilio.set_conference_status(voice.conferences[name].sid, "completed")  # end lost
     waiting = await customer_waits(voice)  # another call, still live at Twilio: untouched
     twilio.set_conference_status(voice.conferences[waiting].sid, "init")
+    gone = await customer_waits(voice)  # a caller who hung up while waiting: end lost too
+    twilio.set_conference_status(voice.conferences[gone].sid, "completed")
+    assert await redis.lrange(keys.QUEUE, 0, -1) == [waiting, gone]
 
     report = await run(app, redis)
 
-    assert report.ended == [name] and not report.rebuilt
-    assert "1 ended on Twilio" in report.summary()
+    assert sorted(report.ended) == sorted([name, gone]) and not report.rebuilt
+    assert "2 ended on Twilio" in report.summary()
+    assert await redis.lrange(keys.QUEUE, 0, -1) == [waiting]
     record = ConferenceRecord.from_json(await redis.get(keys.conference(name)))
     assert derive(record).status == "ended"
     assert not await redis.sismember(keys.LIVE, name)

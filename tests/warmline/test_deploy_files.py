@@ -34,6 +34,11 @@ def app_json() -> dict:
     return json.loads((ROOT / "app.json").read_text())
 
 
+def app_json_values() -> dict[str, str]:
+    """The variables app.json sets itself (``value``), as the Deploy button does."""
+    return {name: entry["value"] for name, entry in app_json()["env"].items() if "value" in entry}
+
+
 def procfile() -> dict[str, str]:
     lines = (ROOT / "Procfile").read_text().splitlines()
     return dict(line.split(": ", 1) for line in lines if line.strip())
@@ -72,7 +77,7 @@ def test_app_json_asks_for_every_required_variable_and_generates_the_secret() ->
 
 def test_app_json_values_pass_the_configuration_check() -> None:
     """What the Deploy button sets, with the form filled in, is a valid configuration."""
-    values = {k: e["value"] for k, e in app_json()["env"].items() if "value" in e}
+    values = app_json_values()
     Settings.from_env({**FILLED_IN, **values})
     with pytest.raises(ConfigError):  # the check itself is not vacuous
         Settings.from_env({**FILLED_IN, **values, "REDIS_MAX_CONNECTIONS": "one"})

@@ -6,7 +6,6 @@ connections within the client limit of the Redis plan app.json asks for."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.console.web.test_ws_servers import set_status, user_session
 from tests.support.flow_helpers import agent_answers, customer_joins, customer_waits
 from tests.support.servers import app_server
 from tests.system.test_faults_servers import twilio_voice
+from tests.warmline.test_deploy_files import app_json, app_json_values
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -41,9 +41,8 @@ async def app_clients(redis: Redis, own: set[int]) -> int:
 async def test_a_basic_dyno_serves_calls_within_the_redis_plans_client_limit(
     redis_server, redis: Redis, twilio: TwilioDouble, tmp_path: Path
 ) -> None:
-    manifest = json.loads((ROOT / "app.json").read_text())
-    values = {name: entry["value"] for name, entry in manifest["env"].items() if "value" in entry}
-    assert "heroku-redis:premium-0" in [addon["plan"] for addon in manifest["addons"]]
+    values = app_json_values()
+    assert "heroku-redis:premium-0" in [addon["plan"] for addon in app_json()["addons"]]
     own = {int(client["id"]) for client in await redis.client_list()}  # the test's own
     async with app_server(
         redis_server.url,
@@ -91,11 +90,7 @@ async def test_a_basic_dyno_serves_calls_within_the_redis_plans_client_limit(
 
 def test_app_json_sizes_the_pools_within_the_plans_client_limit() -> None:
     """Every worker's pool full, plus its event reader, plus the history writer."""
-    values = {
-        k: e["value"]
-        for k, e in json.loads((ROOT / "app.json").read_text())["env"].items()
-        if "value" in e
-    }
+    values = app_json_values()
     workers = int(BUILDPACK_WEB_CONCURRENCY)
     most = workers * (int(values["REDIS_MAX_CONNECTIONS"]) + 1) + WRITER_CONNECTIONS
     assert most <= PLAN_CLIENT_LIMIT - ONE_OFF_HEADROOM, most

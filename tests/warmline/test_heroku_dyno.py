@@ -26,7 +26,6 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 BUILDPACK_WEB_CONCURRENCY = "2"  # Heroku's Python buildpack on Eco, Basic and Standard-1X
 PLAN_CLIENT_LIMIT = 40  # heroku-redis:premium-0
 ONE_OFF_HEADROOM = 4  # `heroku run warmline ...` and the release phase beside the dyno

@@ -32,7 +32,6 @@ from console.realtime.hub import (
     StreamId,
     Subscriber,
     get_hub,
-    newest_id,
     parse_id,
 )
 from console.realtime.presence import Presence
@@ -225,21 +224,14 @@ def _is_ping(message: Any) -> bool:
 
 async def replayable(redis: Redis, since: str) -> bool:
     """True when every event after ``since`` is still in the log. The log is trimmed
-    from its old end; when it never was (as many entries kept as ever published),
-    any id up to the newest qualifies, else only ids from the oldest kept on."""
-    wanted = parse_id(since)
-    newest = parse_id(await newest_id(redis))
-    if wanted > newest:
-        return False  # an id from another (or a lost) log
-    if since != "0-0" and not await redis.xrange(keys.EVENTS, min=since, max=since):
-        # never in this log, or lost with a Redis failover before newer events were
-        # written (their ids are later): what the client saw after it is void
-        return False
+    from its old end, so that holds exactly when ``since`` itself is still in it (not
+    trimmed away, not from another log, not lost with a Redis failover before newer
+    events were written); ``0-0`` qualifies only while the log was never trimmed (as
+    many entries kept as ever published)."""
+    if parse_id(since) != (0, 0):
+        return bool(await redis.xrange(keys.EVENTS, min=since, max=since))
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xlen(keys.EVENTS)
         pipe.hget(keys.COUNTERS, "events_published")
-        pipe.xrange(keys.EVENTS, count=1)
-        length, published, oldest = await pipe.execute()
-    if length == int(published or 0):
-        return True
-    return bool(oldest) and wanted >= parse_id(oldest[0][0])
+        length, published = await pipe.execute()
+    return length == int(published or 0)

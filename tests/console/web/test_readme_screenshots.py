@@ -320,10 +320,11 @@ async def test_readme_pictures(
             )
 
             # Three callers wait: nobody is free.
-            for number in WAITING:
+            for waiting, number in enumerate(WAITING, start=1):
                 await sim.call_in(number)
+                # each queued before the next calls: the line's order is the calls' order
+                await expect(page.locator("#queue-count")).to_have_text(str(waiting))
                 await pause(6)
-            await expect(page.locator("#queue-count")).to_have_text(str(len(WAITING)))
 
             sam = await open_page(browser, app, "sam")
             floor = sam.page

@@ -19,6 +19,7 @@ from redis.asyncio.client import Pipeline
 
 from console.config import Settings
 from console.domain import keys
+from console.domain.positions import SUBSTITUTE, Positions
 
 EVERYONE = "*"
 AGENTS_ONLY = "agents:"
@@ -70,11 +71,35 @@ def log_cap(settings: Settings) -> int:
     return settings.event_log_maxlen * factor
 
 
-def append_events(pipe: Pipeline, events: list[Event], maxlen: int) -> None:
+# KEYS: the log, the line. ARGV: maxlen, the 'token offset' pairs, the entry's fields
+# and values: an XADD whose joining callers' positions are known at EXEC time
+# (console/domain/positions.py).
+_XADD_POSITIONED = (
+    SUBSTITUTE
+    + """
+local fields = {}
+for i = 3, #ARGV do
+    fields[#fields + 1] = positioned(ARGV[i], ARGV[2], KEYS[2])
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+"""
+)
+
+
+def append_events(
+    pipe: Pipeline, events: list[Event], maxlen: int, positions: Positions | None = None
+) -> None:
     """Queue XADDs on a MULTI pipeline, so they commit with the state they announce;
-    ``maxlen`` is ``log_cap``'s."""
+    ``maxlen`` is ``log_cap``'s; ``positions``: the tokens of callers whose place in
+    line is worked out at EXEC time."""
     for event in events:
-        pipe.xadd(keys.EVENTS, event.fields(), maxlen=maxlen, approximate=True)
+        fields = event.fields()
+        pairs = positions.pairs(fields["data"]) if positions else ""
+        if pairs:
+            flat = [x for pair in fields.items() for x in pair]
+            pipe.eval(_XADD_POSITIONED, 2, keys.EVENTS, keys.QUEUE, maxlen, pairs, *flat)
+        else:
+            pipe.xadd(keys.EVENTS, fields, maxlen=maxlen, approximate=True)
     if events:
         pipe.hincrby(keys.COUNTERS, "events_published", len(events))
 

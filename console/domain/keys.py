@@ -23,6 +23,10 @@ VERSION = PREFIX + "version"
 """Hash: ``agents``, ``queue`` -> a random token, new with every unit of work's commit
 that writes them (console/domain/unit_state.py)."""
 
+LINE_VERSION = PREFIX + "line-version"
+"""String: a random token, new with every commit that changes the line other than by
+callers joining its back (console/domain/unit_state.py, console/domain/positions.py)."""
+
 UNIT_CONFLICTS = PREFIX + "unit-conflicts"
 """Counter: commits refused because what their unit started from had changed."""
 

@@ -15,12 +15,15 @@ from redis.asyncio.client import Pipeline
 
 from console.domain import figures, timeline
 from console.domain.events import Event
+from console.domain.positions import Positions
 
 
-def project(pipe: Pipeline, events: list[Event], now: int, zone: tzinfo) -> None:
+def project(
+    pipe: Pipeline, events: list[Event], now: int, zone: tzinfo, positions: Positions | None = None
+) -> None:
     """Queue the read-model writes for ``events`` on the unit's MULTI pipeline; the
     figures' days are days in ``zone`` (CENTER_TIMEZONE). ``now`` is unused: entries
     and counters take their times from the events, so a retried unit or a late
     callback lands where the event says it belongs."""
-    timeline.project(pipe, events)
+    timeline.project(pipe, events, positions)
     figures.project(pipe, events, zone)

@@ -384,8 +384,9 @@ class Queued(_Record):
     callback: str | None = None  # a callback's id
     moved_at: int = 0  # moved out to the longest-wait choice then (SPEC §9); 0: not
 
-    def public(self, position: int) -> dict[str, Any]:
-        """The queued shape of events and snapshots (docs/websocket.md)."""
+    def public(self, position: int | str) -> dict[str, Any]:
+        """The queued shape of events and snapshots (docs/websocket.md); ``position``:
+        a token for one known at EXEC time (console/domain/positions.py)."""
         shape = {
             "call_sid": self.call_sid,
             "from": self.from_number,

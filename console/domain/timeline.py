@@ -54,6 +54,7 @@ from redis.asyncio.client import Pipeline
 
 from console.domain import keys
 from console.domain.events import Event
+from console.domain.positions import SUBSTITUTE, Positions
 
 ENDED_TTL_SECONDS = 24 * 3600
 LIVE_TTL_SECONDS = 7 * 24 * 3600
@@ -62,10 +63,18 @@ CUSTOMER = "customer"
 SUPERVISORS = "supervisors"
 AGENTS = "agents"
 
-# KEYS[1]: the timeline. ARGV[1]: TTL to set now ("0": the call has not ended in this
-# batch), ARGV[2]: the live safety TTL, ARGV[3..]: entries to append.
-_APPEND = """
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+# KEYS[1]: the timeline, KEYS[2]: the line. ARGV[1]: TTL to set now ("0": the call has
+# not ended in this batch), ARGV[2]: the live safety TTL, ARGV[3]: 'token offset' pairs
+# of callers whose place in line is known at EXEC time (console/domain/positions.py),
+# ARGV[4..]: entries to append.
+_APPEND = (
+    SUBSTITUTE
+    + """
+local entries = {}
+for i = 4, #ARGV do
+    entries[#entries + 1] = positioned(ARGV[i], ARGV[3], KEYS[2])
+end
+redis.call('RPUSH', KEYS[1], unpack(entries))
 if ARGV[1] ~= '0' then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 elseif redis.call('TTL', KEYS[1]) < 0 then
@@ -73,6 +82,7 @@ elseif redis.call('TTL', KEYS[1]) < 0 then
 end
 return 0
 """
+)
 
 # Order of entries committed by one unit (stable sort; unlisted types rank 2).
 _BATCH_RANK = {
@@ -113,8 +123,9 @@ def filed_under(kind: str, data: Mapping[str, Any], conference: str | None) -> s
     return call_name(name) if name else None
 
 
-def project(pipe: Pipeline, events: list[Event]) -> None:
-    """Queue the timeline appends for ``events``, one script call per conference."""
+def project(pipe: Pipeline, events: list[Event], positions: Positions | None = None) -> None:
+    """Queue the timeline appends for ``events``, one script call per conference;
+    ``positions``: the tokens of callers whose place in line is known at EXEC time."""
     batches: dict[str, list[dict[str, Any]]] = {}
     ended: set[str] = set()
     for event in events:
@@ -131,7 +142,9 @@ def project(pipe: Pipeline, events: list[Event]) -> None:
         entries.sort(key=lambda e: _BATCH_RANK.get(e["type"], 2))
         ttl = ENDED_TTL_SECONDS if name in ended else 0
         encoded = [json.dumps(e, separators=(",", ":")) for e in entries]
-        pipe.eval(_APPEND, 1, keys.timeline(name), ttl, LIVE_TTL_SECONDS, *encoded)
+        pairs = " ".join(p for e in encoded if (p := positions.pairs(e))) if positions else ""
+        line = (keys.timeline(name), keys.QUEUE)
+        pipe.eval(_APPEND, 2, *line, ttl, LIVE_TTL_SECONDS, pairs, *encoded)
 
 
 def entry_for(event: Event) -> tuple[str, dict[str, Any]] | None:

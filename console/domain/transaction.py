@@ -27,6 +27,7 @@ from console.domain.events import now_ms
 from console.domain.settle import settle
 from console.domain.unit import Unit
 from console.domain.unit_state import (
+    Committed,
     LostRace,
     Start,
     check,
@@ -134,16 +135,18 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
     seen = unit.first_seen()
     try:
         if unit.write():
-            outcome = await commit(redis, start, seen, unit.writes(), unit.wrote)
+            outcome = await commit(
+                redis, start, seen, unit.writes(), unit.wrote, unit.joins_commute
+            )
         elif start.from_copy:
-            outcome = await check(redis, start, seen) or start.versions
+            outcome = await check(redis, start, seen) or Committed(start.versions)
         else:
-            outcome = start.versions  # read just now, nothing to write: done
+            outcome = Committed(start.versions)  # read just now, nothing to write: done
     except LostRace:
         copy.outdated(None)
         return "a commit came between its check and its EXEC"
     if isinstance(outcome, Start):
         copy.outdated(outcome)
         return outcome
-    copy.committed(start, outcome, unit.after())
+    copy.committed(start, outcome.versions, unit.after(outcome.line))
     return _Done(result)

@@ -22,6 +22,7 @@ from console.domain import folding, keys
 from console.domain.derive import ConferenceView, derive
 from console.domain.effects import Effect
 from console.domain.events import Event, append_events, log_cap
+from console.domain.positions import Positions
 from console.domain.projections import project
 from console.domain.records import (
     Agent,
@@ -98,6 +99,13 @@ class Unit:
         self._status: dict[str, str] = {}  # conference -> status after settling
         self._line: LineChange | None = None  # how announce() found the line changed
         self._line_known = False
+        # Set by a change that looked at the line only to put new callers at its back
+        # (an incoming call); then, once announced, ``joins_commute`` when that was all
+        # the unit did to the line: its commit lets other processes' joins come first
+        # (console/domain/positions.py).
+        self.line_unread = False
+        self.joins_commute = False
+        self._positions: Positions | None = None
         self._written: dict[str, str] = {}  # conferences the commit writes, for the copy
         self._agents_written: dict[str, str] = {}
         self.wrote: set[str] = set()  # "agents", "queue": the versions the commit moves
@@ -350,11 +358,26 @@ class Unit:
         line = self._line = line_change(self._queue_before, self.queue)
         self._line_known = True
         update = self._queue_update(line)
+        if self.line_unread and update is False and line is not None and self._only_new(line):
+            self.joins_commute = True
+            self._positions = Positions()
         if update:  # the whole line goes out: every caller's record is needed
             await self.queued.fetch(self.redis, self.queue)
         elif line is not None:  # who joined (set here, so no trip)
             await self.queued.fetch(self.redis, [name for _, name in line.joined(self.queue)])
         self._announce_queue(update, line)
+
+    def _only_new(self, line: LineChange) -> bool:
+        """The line's change is callers joining its back, each with a conference this
+        unit created (a rival join of the same caller creates it too, and one of the
+        two commits fails its check), and only their queued records are written."""
+        if line.rewrite or line.left or line.front:
+            return False
+        joined = set(line.back)
+        created = all(
+            self.before(n).raw is None and self._conferences.get(n) is not None for n in joined
+        )
+        return created and self.queued.changed() <= joined
 
     def _announce_agents(self) -> None:
         for name, agent in self.agents.items():
@@ -394,8 +417,12 @@ class Unit:
                 if arrived_at is not None:
                     data["arrived_at"] = arrived_at
                 self.events.append(Event("call.dequeued", data, self.now))
-        for position, name in line.joined(self.queue):
-            self.events.append(Event("call.queued", self.queued[name].public(position), self.now))
+        joined = line.joined(self.queue)
+        for position, name in joined:
+            place: int | str = position
+            if self._positions is not None:  # known at EXEC time: others may join first
+                place = self._positions.token(len(self.queue) - position)
+            self.events.append(Event("call.queued", self.queued[name].public(place), self.now))
 
     def announce_held_back_queue(self) -> None:
         """Send the queue.updated a busy line held back, once its interval is over (the
@@ -443,8 +470,9 @@ class Unit:
             pipe.hset(keys.HELP, mapping=self._new_help)
             changed = True
         if self.events:
-            append_events(pipe, self.events, log_cap(self.settings))
-            project(pipe, self.events, self.now, self.settings.center_zone)
+            positions = self._positions
+            append_events(pipe, self.events, log_cap(self.settings), positions)
+            project(pipe, self.events, self.now, self.settings.center_zone, positions)
             changed = True
         return changed
 
@@ -467,13 +495,15 @@ class Unit:
         """The commands ``write`` collected, as sent."""
         return [args for args, _options in self.pipe.command_stack]
 
-    def after(self) -> After:
-        """What Redis holds once this unit committed, for the process's copy."""
+    def after(self, line: list[str] | None = None) -> After:
+        """What Redis holds once this unit committed, for the process's copy; ``line``:
+        the line as the commit found it, when other callers may have joined first."""
         conferences = {
             name: self._written.get(name) or self.before(name).raw for name in self._conferences
         }
         agents = {**self._agents_raw, **self._agents_written}
-        return After(agents, self.queue, self._queue_announced, conferences)
+        queue = self.queue if line is None else line
+        return After(agents, queue, self._queue_announced, conferences)
 
     def _write_agents(self) -> bool:
         updates = {

@@ -11,6 +11,12 @@ commit time:
   out) by their *versions*, two fields of ``wl:version`` that a commit sets to new
   random tokens when it writes that part (a unit changes the agents or the queue far
   less often than it reads them, so other processes' commits rarely outdate them);
+- or, for a unit whose only change to the line is callers joining its back (an
+  incoming call: ``Unit.commutes``), the line's *order* version instead of the
+  queue's: ``keys.LINE_VERSION``, which every change to the line moves except such
+  joins. Other processes' callers joining meanwhile then do not outdate it: the
+  joins commute, and their positions are worked out at EXEC time
+  (console/domain/positions.py);
 - each conference by its contents (a SHA-1 of the JSON, '' for absent): a conference
   the copy has never seen is taken for new, and must still be absent. A conference
   whose record has expired but whose call ended reads as ``ENDED`` (its
@@ -63,29 +69,42 @@ ENDED = "ended"
 
 # (HGET, not HMGET, for the versions: an HMGET is a read of callers' records mid-unit,
 # which the tests and the webhook benchmark count.)
-# KEYS: versions, poison, conflicts, agents, queue, queue announced, conferences...,
-# then each conference's ended-call marker. ARGV: the agents' and the queue's versions
-# expected ('' for a plain read), then the digest expected of each conference. Answers
-# {1} when the expectation holds, else {0, agents version, queue version, agents, queue
-# names, queue announced, conferences...}, a conference being its JSON, else ENDED when
-# its marker exists, else false. The poison is the process's own key, watched by its
-# commits only, so that a failed check aborts no other process's EXEC.
+# KEYS: versions, poison, conflicts, agents, queue, queue announced, line version,
+# conferences..., then each conference's ended-call marker. ARGV: the agents' and the
+# queue's versions expected ('' for a plain read; the queue's '' for a unit whose joins
+# commute), the line version, the line's length and last name as the unit saw them
+# (joins that commute: the line only grew since, and from what the unit saw), then the
+# digest expected of each conference. Answers {1} when the expectation holds, else {0,
+# agents version, queue version, line version, agents, queue names, queue announced,
+# conferences...}, a conference being its JSON, else ENDED when its marker exists, else
+# false. The poison is the process's own key, watched by its commits only, so that a
+# failed check aborts no other process's EXEC.
 _READ_OR_CHECK = """
 local agents_version = redis.call('HGET', KEYS[1], 'agents') or '0'
 local queue_version = redis.call('HGET', KEYS[1], 'queue') or '0'
-local count = (#KEYS - 6) / 2
+local count = (#KEYS - 7) / 2
 local function conference(i)
     local raw = redis.call('GET', KEYS[i])
     if raw then return raw end
     if redis.call('EXISTS', KEYS[i + count]) == 1 then return 'ended' end
     return false
 end
+local function line_version() return redis.call('GET', KEYS[7]) or '0' end
+local function grew_from(length, last)
+    if line_version() ~= ARGV[3] or redis.call('LLEN', KEYS[5]) < length then return false end
+    return length == 0 or redis.call('LINDEX', KEYS[5], length - 1) == last
+end
 if ARGV[1] ~= '' then
-    local holds = agents_version == ARGV[1] and queue_version == ARGV[2]
-    for i = 7, 6 + count do
+    local holds = agents_version == ARGV[1]
+    if ARGV[2] ~= '' then
+        holds = holds and queue_version == ARGV[2]
+    else
+        holds = holds and grew_from(tonumber(ARGV[4]), ARGV[5])
+    end
+    for i = 8, 7 + count do
         if not holds then break end
         local raw = conference(i)
-        holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 4]
+        holds = (raw and redis.sha1hex(raw) or '') == ARGV[i - 2]
     end
     if holds then return {1} end
     redis.call('SET', KEYS[2], '1', 'PX', 60000)
@@ -95,11 +114,12 @@ local out = {
     0,
     agents_version,
     queue_version,
+    line_version(),
     redis.call('HGETALL', KEYS[4]),
     redis.call('LRANGE', KEYS[5], 0, -1),
     redis.call('HGETALL', KEYS[6]),
 }
-for i = 7, 6 + count do
+for i = 8, 7 + count do
     out[i] = conference(i)
 end
 return out
@@ -115,6 +135,7 @@ def digest(raw: str | None) -> str:
 class Versions:
     agents: str
     queue: str
+    line: str = "0"  # keys.LINE_VERSION: moved by every change to the line but joins
 
 
 @dataclass
@@ -153,15 +174,15 @@ def _pairs(flat: list[str]) -> dict[str, str]:
 def _script_keys(redis: Redis, names: list[str]) -> list[str]:
     poison = state_copy(redis).poison
     fixed = [keys.VERSION, poison, keys.UNIT_CONFLICTS]
-    fixed += [keys.AGENTS, keys.QUEUE, keys.QUEUE_ANNOUNCED]
+    fixed += [keys.AGENTS, keys.QUEUE, keys.QUEUE_ANNOUNCED, keys.LINE_VERSION]
     return fixed + [keys.conference(n) for n in names] + [keys.ended_call(n) for n in names]
 
 
 def _start(reply: list[Any], names: list[str]) -> Start:
     """A Start from the script's state reply (``{0, versions..., state...}``)."""
-    _, agents_version, queue_version, agents, queue, announced, *raws = reply
+    _, agents_version, queue_version, line_version, agents, queue, announced, *raws = reply
     return Start(
-        versions=Versions(str(agents_version), str(queue_version)),
+        versions=Versions(str(agents_version), str(queue_version), str(line_version)),
         agents=_pairs(agents),
         queue=list(queue),
         announced=_pairs(announced),
@@ -290,14 +311,22 @@ def _script(redis: Redis) -> AsyncScript:
 async def read_start(redis: Redis, names: tuple[str, ...]) -> Start:
     """The state and its versions, read in one script."""
     listed = list(names)
-    reply = await _script(redis)(keys=_script_keys(redis, listed), args=["", ""])
+    reply = await _script(redis)(keys=_script_keys(redis, listed), args=["", "", "", "", ""])
     return _start(reply, listed)
 
 
-def _expected(start: Start, names: list[str], raws: dict[str, str | None]) -> list[str]:
-    """The check's ARGV: the versions, then each conference's digest as first seen."""
+def _expected(
+    start: Start, names: list[str], raws: dict[str, str | None], commutes: bool = False
+) -> list[str]:
+    """The check's ARGV: the versions (the line's order and length instead of the
+    queue's version when the unit's joins commute), then each conference's digest as
+    first seen."""
     digests = [start.digests.get(n) or digest(raws[n]) for n in names]
-    return [start.versions.agents, start.versions.queue, *digests]
+    versions = start.versions
+    if not commutes:
+        return [versions.agents, versions.queue, versions.line, "", "", *digests]
+    last = start.queue[-1] if start.queue else ""
+    return [versions.agents, "", versions.line, str(len(start.queue)), last, *digests]
 
 
 async def check(redis: Redis, start: Start, raws: dict[str, str | None]) -> Start | None:
@@ -309,34 +338,56 @@ async def check(redis: Redis, start: Start, raws: dict[str, str | None]) -> Star
     return None if reply[0] == 1 else _start(reply, names)
 
 
+@dataclass(frozen=True)
+class Committed:
+    """A commit's new versions, and for a unit whose joins commute the line as it
+    stood after them (``line``: None when the unit's view of it was exact)."""
+
+    versions: Versions
+    line: list[str] | None = None
+
+
 async def commit(
     redis: Redis,
     start: Start,
     raws: dict[str, str | None],
     writes: list[tuple[Any, ...]],
     wrote: set[str],
-) -> Versions | Start:
+    commutes: bool = False,
+) -> Committed | Start:
     """Send the check and the writes in one trip (see the module docstring). ``raws``:
     each conference as the unit first saw it; ``wrote``: "agents" and/or "queue"
-    when the unit wrote them. Returns the new versions, or the current state when
-    the check failed; raises LostRace when the check held but a commit came before
-    the EXEC."""
+    when the unit wrote them; ``commutes``: its only change to the line is callers
+    joining its back. Returns the new versions, or the current state when the check
+    failed; raises LostRace when the check held but a commit came before the EXEC."""
     names = list(raws)
     script_keys = _script_keys(redis, names)
     moved = {family: secrets.token_hex(8) for family in ("agents", "queue") if family in wrote}
+    line = start.versions.line
+    if "queue" in wrote and not commutes:
+        line = secrets.token_hex(8)
     versions = Versions(
-        moved.get("agents", start.versions.agents), moved.get("queue", start.versions.queue)
+        moved.get("agents", start.versions.agents), moved.get("queue", start.versions.queue), line
     )
-    watched = [keys.AGENTS, keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED, *script_keys[6:]]
+    # Joins that commute watch not the line but its order (the line version: a change
+    # to who waits or to when queue.updated went out moves it).
+    line_keys = [keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED]
+    watched = [keys.AGENTS, *([keys.LINE_VERSION] if commutes else line_keys), *script_keys[7:]]
+    expected = _expected(start, names, raws, commutes)
     # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
     commands: list[tuple[Any, ...]] = [
         ("WATCH", state_copy(redis).poison, *watched),
-        ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, *_expected(start, names, raws)),
+        ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, *expected),
         ("MULTI",),
     ]
     if moved:
         commands.append(("HSET", keys.VERSION, *(x for pair in moved.items() for x in pair)))
-    commands += [*writes, ("EXEC",)]
+    if line != start.versions.line:
+        commands.append(("SET", keys.LINE_VERSION, line))
+    commands += writes
+    if commutes:  # the line from where the unit saw it end: others' joins, then its own
+        commands.append(("LRANGE", keys.QUEUE, len(start.queue), -1))
+    commands.append(("EXEC",))
     replies = await _send(redis, commands)
     checked, executed = replies[1], replies[-1]
     if isinstance(checked, Exception):
@@ -351,7 +402,7 @@ async def commit(
     failed = next((r for r in executed if isinstance(r, Exception)), None)
     if failed is not None:
         raise failed
-    return versions
+    return Committed(versions, [*start.queue, *executed[-1]] if commutes else None)
 
 
 async def _send(redis: Redis, commands: list[tuple[Any, ...]]) -> list[Any]:

@@ -103,6 +103,11 @@ class QueueInfo(MutableMapping[str, Queued]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def changed(self) -> set[str]:
+        """The names whose records ``write`` would write or delete."""
+        upserts = {n for n, r in self._parsed.items() if r.to_json() != self._before.get(n)}
+        return upserts | {n for n in self._removed if n in self._before or n not in self._fetched}
+
     def write(self, pipe: Pipeline) -> bool:
         """Queue the records that changed; False when none did."""
         upserts = {}

@@ -125,6 +125,8 @@ class Phase:
     statuses: dict[str, int] = field(default_factory=dict)  # every answer, warm-up included
     unit_attempts: float = 0.0  # closed loop, per request (WATCH calls ÷ answers)
     redis_trips: float = 0.0  # closed loop, per request: the units' round trips
+    unit_attempts_half: float = 0.0  # the same at half the max rate (issue 21's load)
+    redis_trips_half: float = 0.0
     redis_calls: dict[str, float] = field(default_factory=dict)  # per request, closed loop
     queue_end: int = 0  # Voice URL: customers waiting at the end of the closed window
     history_lag: int | None = None  # history on: events not stored at the window's end
@@ -229,6 +231,17 @@ async def quiet(server: Server, limit_s: float = 15.0) -> float:
         if cpu_seconds(server.processes()) - before < 0.0125:
             break
     return time.monotonic() - began
+
+
+def unit_costs(commands: dict[str, int], answered: int) -> tuple[float, float]:
+    """Units' attempts and Redis round trips per request, from a window's command counts.
+    A unit that writes sends one WATCH per attempt (console/domain/unit_state.py): more
+    than one a request means stale copies or conflicts made units run again. Each of a
+    unit's round trips carries exactly one of WATCH (the commit), EVALSHA (a read of the
+    state or a lone check), MGET or HMGET (a conference or callers' records read
+    mid-unit); GET and EVAL run inside the commit's check, so they are not counted."""
+    trips = sum(commands.get(c, 0) for c in ("watch", "evalsha", "mget", "hmget"))
+    return commands.get("watch", 0) / answered, trips / answered
 
 
 async def command_calls(client: Redis) -> dict[str, int]:
@@ -336,15 +349,7 @@ class Bench:
         phase.loadgen_cores = closed["cpu_s"] / closed["wall_s"]
         phase.loadgen_us = closed["cpu_s"] / answered * 1e6
         phase.others_cores = meter.others_cores
-        # A unit of work that writes sends one WATCH per attempt (console/domain/unit_state.py):
-        # more than one a request means stale copies or conflicts made units run again.
-        phase.unit_attempts = meter.commands.get("watch", 0) / answered
-        # Each of a unit's round trips carries exactly one of these: the commit (WATCH),
-        # a read of the state or a lone check (EVALSHA), a conference or callers'
-        # records read mid-unit (MGET, HMGET). Commands inside scripts count too, so
-        # GET and EVAL are not counted: the commit's check makes both.
-        trips = sum(meter.commands.get(c, 0) for c in ("watch", "evalsha", "mget", "hmget"))
-        phase.redis_trips = trips / answered
+        phase.unit_attempts, phase.redis_trips = unit_costs(meter.commands, answered)
         phase.redis_calls = {k: v / answered for k, v in sorted(meter.commands.items())}
         if route == "voice":
             phase.queue_end = await self.client.llen(keys.QUEUE)
@@ -373,6 +378,9 @@ class Bench:
         phase.dispatch_lag_max_ms = half["dispatch_lag_ms"]["max"]
         phase.slowest = half["slowest"]
         phase.server_cpu_ms_half = meter.server_s / max(1, half["answered"]) * 1000
+        phase.unit_attempts_half, phase.redis_trips_half = unit_costs(
+            meter.commands, max(1, half["answered"])
+        )
         phase.loadgen_cores_half = half["cpu_s"] / half["wall_s"]
         return phase
 
@@ -444,6 +452,7 @@ class Bench:
         back (console/domain/unit_state.py)."""
         patterns = [keys.conference("*"), keys.timeline("*"), "floor:*"]
         doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS, keys.VERSION]
+        doomed.append(keys.LINE_VERSION)
         for pattern in patterns:
             doomed.extend([key async for key in self.client.scan_iter(pattern, count=1000)])
         for start in range(0, len(doomed), 1000):
@@ -714,6 +723,8 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                     "redis_cpu_ms": median([p.redis_cpu_ms for p in phases]),
                     "unit_attempts": median([p.unit_attempts for p in phases]),
                     "redis_trips": median([p.redis_trips for p in phases]),
+                    "unit_attempts_half": median([p.unit_attempts_half for p in phases]),
+                    "redis_trips_half": median([p.redis_trips_half for p in phases]),
                     "loadgen_cores": median([p.loadgen_cores for p in phases]),
                     "loadgen_cores_half": median([p.loadgen_cores_half for p in phases]),
                     "loadgen_us": median([p.loadgen_us for p in phases]),
@@ -750,8 +761,8 @@ def table(
     header = (
         "| route (server) | workers | max req/s | x hello | x floor | ½-max rate req/s "
         "| p50 / p99 ms at ½ max | p99 ms at max | server CPU ms/req | Redis CPU ms/req "
-        "| unit attempts/req "
-        "| Redis round trips/req "
+        "| unit attempts/req (max / ½) "
+        "| Redis round trips/req (max / ½) "
         "| load gen CPU "
         "cores (max / ½) | others' CPU cores | non-2xx | start-up s | idle RSS MB master "
         "/ each worker |"
@@ -775,7 +786,9 @@ def table(
             f"| {floor} "
             f"| {row['half_rate']:,.0f} | {row['p50_ms']:.1f} / {row['p99_ms']:.1f} "
             f"| {row['closed_p99_ms']:.1f} | {row['server_cpu_ms']:.2f} "
-            f"| {row['redis_cpu_ms']:.2f} | {row['unit_attempts']:.2f} | {row['redis_trips']:.2f} "
+            f"| {row['redis_cpu_ms']:.2f} "
+            f"| {row['unit_attempts']:.2f} / {row['unit_attempts_half']:.2f} "
+            f"| {row['redis_trips']:.2f} / {row['redis_trips_half']:.2f} "
             f"| {row['loadgen_cores']:.2f} / "
             f"{row['loadgen_cores_half']:.2f} | {row['others_cores']:.2f} | {row['non_2xx']} "
             f"| {row['startup_s']:.2f} | {master} / {row['worker_rss_mb']:.0f} |"

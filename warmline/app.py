@@ -13,6 +13,7 @@ from console.extension import SETTINGS_KEY, get_settings
 from console.history.retention import DailyPurge
 from console.history.writer import HistoryWriter
 from console.postgres_ext import PostgresExtension
+from console.realtime.commit_feed import CommitFeed
 from console.realtime.hub import Hub
 from console.realtime.presence import Presence
 from console.redis_ext import RedisExtension
@@ -128,6 +129,7 @@ def create_app(
         PostgresExtension(app, url=database_url)
     Hub(app)
     Presence(app)
+    CommitFeed(app)
     Metrics(app)
     AutoReconcile(app)  # after Redis and the gateway: it uses both at start-up
     _register_blueprints(app)

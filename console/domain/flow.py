@@ -66,7 +66,6 @@ async def enqueue_call(unit: Unit, call_sid: str, from_number: str | None) -> Ar
         return diverted
     unit.create_conference(call_sid, from_number)
     unit.enqueue(call_sid, from_number)
-    unit.line_unread = True  # so far: other callers may join before this one commits
     if await _offers_callback(unit, from_number):
         return Arrival.OFFERED
     return Arrival.QUEUED
@@ -81,7 +80,6 @@ async def _offers_callback(unit: Unit, from_number: str | None) -> bool:
     if dialable.callback_number(from_number, settings.caller_id) is None:
         return False
     position = len(unit.queue)
-    unit.line_unread = False  # the offer depends on the caller's place
     statuses = [agent.status for agent in unit.agents.values()]
     if not expected_wait.must_wait(position, statuses):
         return False

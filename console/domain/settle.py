@@ -145,7 +145,7 @@ class Settler:
         """Nobody is with (or coming to) a customer still on the line: queue them again,
         at the front, so a transfer never ends with a customer in silence."""
         name = self.record.name
-        if view.customer_gone or view.status == "ended" or name in self.unit.queue:
+        if view.customer_gone or view.status == "ended":
             return
         if view.milestones.left_ending:
             return  # someone with endConferenceOnExit left: Twilio is ending it
@@ -154,6 +154,8 @@ class Settler:
         if view.with_customer():
             return
         if dials_under_way(self.record, view):
+            return
+        if self.unit.in_line(name):  # last: looking at the line may make the commit check it
             return
         callback = self.record.callback
         if callback is None:

@@ -135,11 +135,13 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
     seen = unit.first_seen()
     try:
         if unit.write():
+            writes, line = unit.writes(), unit.line_check()
             outcome = await commit(
-                redis, start, seen, unit.writes(), unit.wrote, unit.joins_commute
+                redis, start, seen, writes, unit.wrote, line, unit.written, unit.agents_written
             )
         elif start.from_copy:
-            outcome = await check(redis, start, seen) or Committed(start.versions)
+            held = await check(redis, start, seen, unit.line_check())
+            outcome = held or Committed(start.versions)
         else:
             outcome = Committed(start.versions)  # read just now, nothing to write: done
     except LostRace:

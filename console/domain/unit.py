@@ -32,7 +32,15 @@ from console.domain.records import (
     ConferenceRecord,
     Queued,
 )
-from console.domain.unit_state import ENDED, After, Start, StateCopy
+from console.domain.unit_state import (
+    ENDED,
+    LINE_FULL,
+    LINE_JOINS,
+    LINE_UNREAD,
+    After,
+    Start,
+    StateCopy,
+)
 from console.domain.waiting_line import (
     EAGER_QUEUE_UPDATES,
     QUEUE_UPDATE_INTERVAL_MS,
@@ -83,9 +91,9 @@ class Unit:
         self._agents_raw = start.agents
         self._agents_before = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
         self.agents = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
-        self.queue = list(start.queue)
+        self._queue = list(start.queue)
         self._queue_before = list(start.queue)
-        self.queued = QueueInfo()
+        self._queued = QueueInfo()
         self._queue_announced = dict(start.announced)
         self._announced_before = start.announced
         self._flush_queue = False
@@ -99,21 +107,54 @@ class Unit:
         self._status: dict[str, str] = {}  # conference -> status after settling
         self._line: LineChange | None = None  # how announce() found the line changed
         self._line_known = False
-        # Set by a change that looked at the line only to put new callers at its back
-        # (an incoming call); then, once announced, ``joins_commute`` when that was all
-        # the unit did to the line: its commit lets other processes' joins come first
+        # Whether anything this unit decided depended on the line (``queue``, ``queued``
+        # looked at): if not, its commit does not check the line (console/domain/
+        # unit_state.py), and when all it did to the line was new callers joining its
+        # back, ``joins_commute``: other processes' joins may come first
         # (console/domain/positions.py).
-        self.line_unread = False
+        self.line_read = False
         self.joins_commute = False
         self._positions: Positions | None = None
-        self._written: dict[str, str] = {}  # conferences the commit writes, for the copy
-        self._agents_written: dict[str, str] = {}
+        self.written: dict[str, str] = {}  # conferences the commit writes, for the copies
+        self.agents_written: dict[str, str] = {}
         self.wrote: set[str] = set()  # "agents", "queue": the versions the commit moves
         # Conferences' folded callbacks (console/domain/folding.py): read, and to append.
         self._histories: dict[str, list[Callback]] = {}
         self._appended: dict[str, list[Callback]] = {}
         for name, raw in start.conferences.items():
             self._remember(name, raw)
+
+    @property
+    def queue(self) -> list[str]:
+        """The line's names, head first (looking at it makes the commit check it)."""
+        self.line_read = True
+        return self._queue
+
+    @property
+    def queued(self) -> QueueInfo:
+        """Callers' records in the line (looking at them makes the commit check it)."""
+        self.line_read = True
+        return self._queued
+
+    def in_line(self, name: str) -> bool:
+        """Whether conference ``name`` waits in the line. Looking makes the commit check
+        the line, except for a conference this unit created: no other process can have
+        queued it without creating it too, and then one of the two commits fails its
+        check of the conference."""
+        if not self._created(name):
+            self.line_read = True
+        return name in self._queue
+
+    def _created(self, name: str) -> bool:
+        return self.before(name).raw is None and self._conferences.get(name) is not None
+
+    def line_check(self) -> str:
+        """How the commit checks the line (console/domain/unit_state.py): in full, by
+        its order alone (joins that commute), or not at all (not looked at, not
+        changed). Known once ``write`` ran."""
+        if self.joins_commute:
+            return LINE_JOINS
+        return LINE_FULL if self.line_read or "queue" in self.wrote else LINE_UNREAD
 
     async def conference(self, name: str) -> ConferenceRecord | None:
         """Load one conference aggregate; cached for the unit."""
@@ -223,15 +264,15 @@ class Unit:
     ) -> None:
         """Put conference ``name`` in the line (at the back, or the front); ``entry``:
         its queued record when it is not a plain call (a callback, SPEC §9)."""
-        if name in self.queue:
+        if self.in_line(name):
             return
-        self.queued[name] = entry or Queued(
+        self._queued[name] = entry or Queued(
             call_sid=name, from_number=from_number, queued_at=self.now
         )
         if front:
-            self.queue.insert(0, name)
+            self._queue.insert(0, name)
         else:
-            self.queue.append(name)
+            self._queue.append(name)
 
     def replace_in_line(
         self, name: str, successor: str, entry: Queued, reason: str, arrived_at: int | None = None
@@ -355,16 +396,16 @@ class Unit:
         settling is done: nothing changes them afterwards, so the line's change worked
         out here is also the one ``write`` writes."""
         self._announce_agents()
-        line = self._line = line_change(self._queue_before, self.queue)
+        line = self._line = line_change(self._queue_before, self._queue)
         self._line_known = True
         update = self._queue_update(line)
-        if self.line_unread and update is False and line is not None and self._only_new(line):
+        if not self.line_read and update is False and line is not None and self._only_new(line):
             self.joins_commute = True
             self._positions = Positions()
         if update:  # the whole line goes out: every caller's record is needed
-            await self.queued.fetch(self.redis, self.queue)
+            await self._queued.fetch(self.redis, self._queue)
         elif line is not None:  # who joined (set here, so no trip)
-            await self.queued.fetch(self.redis, [name for _, name in line.joined(self.queue)])
+            await self._queued.fetch(self.redis, [name for _, name in line.joined(self._queue)])
         self._announce_queue(update, line)
 
     def _only_new(self, line: LineChange) -> bool:
@@ -374,10 +415,7 @@ class Unit:
         if line.rewrite or line.left or line.front:
             return False
         joined = set(line.back)
-        created = all(
-            self.before(n).raw is None and self._conferences.get(n) is not None for n in joined
-        )
-        return created and self.queued.changed() <= joined
+        return all(map(self._created, joined)) and self._queued.changed() <= joined
 
     def _announce_agents(self) -> None:
         for name, agent in self.agents.items():
@@ -394,7 +432,7 @@ class Unit:
                 return None
             held_back_ok = True
         else:
-            held_back_ok = len(self.queue) > EAGER_QUEUE_UPDATES
+            held_back_ok = len(self._queue) > EAGER_QUEUE_UPDATES
         last = int(self._queue_announced.get("at", 0))
         return not (held_back_ok and self.now - last < QUEUE_UPDATE_INTERVAL_MS)
 
@@ -417,20 +455,22 @@ class Unit:
                 if arrived_at is not None:
                     data["arrived_at"] = arrived_at
                 self.events.append(Event("call.dequeued", data, self.now))
-        joined = line.joined(self.queue)
+        joined = line.joined(self._queue)
         for position, name in joined:
             place: int | str = position
             if self._positions is not None:  # known at EXEC time: others may join first
-                place = self._positions.token(len(self.queue) - position)
-            self.events.append(Event("call.queued", self.queued[name].public(place), self.now))
+                place = self._positions.token(len(self._queue) - position)
+            self.events.append(Event("call.queued", self._queued[name].public(place), self.now))
 
     def announce_held_back_queue(self) -> None:
         """Send the queue.updated a busy line held back, once its interval is over (the
         sweeper asks every unit it runs)."""
         self._flush_queue = True
+        self.line_read = True  # whether one is held back is the line's state
 
     def public_queue(self) -> list[dict[str, object]]:
-        return [self.queued[n].public(i) for i, n in enumerate(self.queue, 1) if n in self.queued]
+        queued = self._queued
+        return [queued[n].public(i) for i, n in enumerate(self._queue, 1) if n in queued]
 
     # -- committing -----------------------------------------------------------
 
@@ -447,7 +487,7 @@ class Unit:
                 continue
             changed = True
             key = keys.conference(name)
-            self._written[name] = raw
+            self.written[name] = raw
             pipe.set(key, raw)
             self._write_history(name, record)
             if self._status.get(name) == "ended":
@@ -499,10 +539,10 @@ class Unit:
         """What Redis holds once this unit committed, for the process's copy; ``line``:
         the line as the commit found it, when other callers may have joined first."""
         conferences = {
-            name: self._written.get(name) or self.before(name).raw for name in self._conferences
+            name: self.written.get(name) or self.before(name).raw for name in self._conferences
         }
-        agents = {**self._agents_raw, **self._agents_written}
-        queue = self.queue if line is None else line
+        agents = {**self._agents_raw, **self.agents_written}
+        queue = self._queue if line is None else line
         return After(agents, queue, self._queue_announced, conferences)
 
     def _write_agents(self) -> bool:
@@ -513,16 +553,16 @@ class Unit:
         }
         if updates:
             self.pipe.hset(keys.AGENTS, mapping=updates)
-        self._agents_written = updates
+        self.agents_written = updates
         return bool(updates)
 
     def _write_queue(self) -> bool:
         # Announcing comes after the last change to the line: its change is the one to write.
-        line = self._line if self._line_known else line_change(self._queue_before, self.queue)
+        line = self._line if self._line_known else line_change(self._queue_before, self._queue)
         changed = line is not None
         if line is not None:
-            write_change(self.pipe, line, self.queue)
-        changed = self.queued.write(self.pipe) or changed
+            write_change(self.pipe, line, self._queue)
+        changed = self._queued.write(self.pipe) or changed
         if self._queue_announced != self._announced_before:
             self.pipe.hset(keys.QUEUE_ANNOUNCED, mapping=self._queue_announced)
             changed = True

@@ -12,11 +12,13 @@ commit time:
   random tokens when it writes that part (a unit changes the agents or the queue far
   less often than it reads them, so other processes' commits rarely outdate them);
 - or, for a unit whose only change to the line is callers joining its back (an
-  incoming call: ``Unit.commutes``), the line's *order* version instead of the
+  incoming call: ``Unit.joins_commute``), the line's *order* version instead of the
   queue's: ``keys.LINE_VERSION``, which every change to the line moves except such
-  joins. Other processes' callers joining meanwhile then do not outdate it: the
-  joins commute, and their positions are worked out at EXEC time
-  (console/domain/positions.py);
+  joins, and the line's length and last caller as the unit saw them. Other
+  processes' callers joining meanwhile then do not outdate it: the joins commute,
+  and their positions are worked out at EXEC time (console/domain/positions.py);
+  and a unit that neither looked at the line nor changed it (most callbacks of a
+  call in progress: ``Unit.line_check``) does not check the line at all;
 - each conference by its contents (a SHA-1 of the JSON, '' for absent): a conference
   the copy has never seen is taken for new, and must still be absent. A conference
   whose record has expired but whose call ended reads as ``ENDED`` (its
@@ -29,12 +31,16 @@ The unit commits in one pipelined send:
     EVAL    the check; when it fails it sets the poison key, a watched key, which
             makes the EXEC below abort, counts the conflict in wl:unit-conflicts,
             and answers the current state
-    MULTI, the new versions, the unit's writes, EXEC
+    MULTI, the new versions, the unit's writes, a PUBLISH of the conferences it
+            wrote (``keys.COMMITS``), EXEC
 
 so the EXEC runs only if the state was as the unit saw it when the check ran and
 stayed so until the EXEC. A copy that keeps failing its check (other processes are
 busy with the same agents or conferences) makes the next units read first: the
-state and its versions in one script, then the commit as above, two trips.
+state and its versions in one script, then the commit as above, two trips. Each
+process hears the others' published conferences (console/realtime/commit_feed.py), so
+a callback about a conference another process took last still starts from a current
+copy.
 
 The invariant the copy rests on: the agents and the queue are written only by units'
 commits, which move their versions. Versions are random tokens, not counters, so a
@@ -46,7 +52,9 @@ expiry needs no version.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import secrets
 import weakref
 from collections import OrderedDict
@@ -58,6 +66,10 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from console.domain import keys
+
+# How a commit checks the line (Unit.line_check): its version (anything the unit saw of
+# it), its order (callers joining its back, which commute), or not at all.
+LINE_FULL, LINE_JOINS, LINE_UNREAD = "full", "joins", "unread"
 
 COPY_CONFERENCES = 4096  # conferences kept in a process's copy, least recently used dropped
 MAX_DISTRUST = 64  # after repeated stale copies, units read first for up to this many units
@@ -72,9 +84,10 @@ ENDED = "ended"
 # KEYS: versions, poison, conflicts, agents, queue, queue announced, line version,
 # conferences..., then each conference's ended-call marker. ARGV: the agents' and the
 # queue's versions expected ('' for a plain read; the queue's '' for a unit whose joins
-# commute), the line version, the line's length and last name as the unit saw them
-# (joins that commute: the line only grew since, and from what the unit saw), then the
-# digest expected of each conference. Answers {1} when the expectation holds, else {0,
+# commute or that left the line alone), the line version ('' when the line is not
+# checked), the line's length and last name as the unit saw them (joins that commute:
+# the line only grew since, and from what the unit saw), then the digest expected of
+# each conference. Answers {1} when the expectation holds, else {0,
 # agents version, queue version, line version, agents, queue names, queue announced,
 # conferences...}, a conference being its JSON, else ENDED when its marker exists, else
 # false. The poison is the process's own key, watched by its commits only, so that a
@@ -98,7 +111,7 @@ if ARGV[1] ~= '' then
     local holds = agents_version == ARGV[1]
     if ARGV[2] ~= '' then
         holds = holds and queue_version == ARGV[2]
-    else
+    elseif ARGV[3] ~= '' then
         holds = holds and grew_from(tonumber(ARGV[4]), ARGV[5])
     end
     for i = 8, 7 + count do
@@ -280,6 +293,34 @@ class StateCopy:
         self.agents, self.queue, self.announced = after.agents, after.queue, after.announced
         self._store(after.conferences)
 
+    def told(
+        self, conferences: dict[str, str], agents: dict[str, str], moved: tuple[str, str] | None
+    ) -> str:
+        """What a commit publishes of what it wrote: this copy's poison key (whose copy
+        it came from); the agents' versions before and after and the agents written
+        (JSON), or two empty lines; then each conference's name and JSON. A line each:
+        compact JSON holds no newline."""
+        head = [f"{moved[0]} {moved[1]}", json.dumps(agents)] if moved else ["", ""]
+        pairs = (x for pair in conferences.items() for x in pair)
+        return "\n".join([self.poison, *head, *pairs])
+
+    def heard(self, message: str) -> None:
+        """Take what another process's commit wrote (``told``): its conferences, and
+        its agents when this copy holds the agents it changed. A message that arrives
+        late may leave the copy stale, which a unit's check then finds: it costs a
+        round trip, never a wrong commit."""
+        if message.startswith(self.poison + "\n"):
+            return  # this copy's own commit
+        _, moved, agents, *lines = message.split("\n")
+        if len(lines) % 2:
+            return
+        if moved and self.versions is not None:
+            before, after = moved.split(" ")
+            if self.versions.agents == before:
+                self.agents = {**self.agents, **json.loads(agents)}
+                self.versions = dataclasses.replace(self.versions, agents=after)
+        self._store(dict(zip(lines[::2], lines[1::2], strict=True)))
+
     def _store(self, conferences: dict[str, str | None]) -> None:
         for name, raw in conferences.items():
             self._conferences[name] = (raw, digest(raw))
@@ -316,24 +357,28 @@ async def read_start(redis: Redis, names: tuple[str, ...]) -> Start:
 
 
 def _expected(
-    start: Start, names: list[str], raws: dict[str, str | None], commutes: bool = False
+    start: Start, names: list[str], raws: dict[str, str | None], line: str = LINE_FULL
 ) -> list[str]:
-    """The check's ARGV: the versions (the line's order and length instead of the
-    queue's version when the unit's joins commute), then each conference's digest as
-    first seen."""
+    """The check's ARGV: the versions as ``line`` says to check the line (see
+    LINE_FULL), then each conference's digest as first seen."""
     digests = [start.digests.get(n) or digest(raws[n]) for n in names]
     versions = start.versions
-    if not commutes:
+    if line == LINE_FULL:
         return [versions.agents, versions.queue, versions.line, "", "", *digests]
+    if line == LINE_UNREAD:
+        return [versions.agents, "", "", "", "", *digests]
     last = start.queue[-1] if start.queue else ""
     return [versions.agents, "", versions.line, str(len(start.queue)), last, *digests]
 
 
-async def check(redis: Redis, start: Start, raws: dict[str, str | None]) -> Start | None:
+async def check(
+    redis: Redis, start: Start, raws: dict[str, str | None], line: str = LINE_FULL
+) -> Start | None:
     """For a unit with nothing to write: None when what it started from still holds,
-    else the current state. ``raws``: each conference as the unit first saw it."""
+    else the current state. ``raws``: each conference as the unit first saw it;
+    ``line``: how to check the line (LINE_FULL...)."""
     names = list(raws)
-    args = _expected(start, names, raws)
+    args = _expected(start, names, raws, line)
     reply = await _script(redis)(keys=_script_keys(redis, names), args=args)
     return None if reply[0] == 1 else _start(reply, names)
 
@@ -353,27 +398,35 @@ async def commit(
     raws: dict[str, str | None],
     writes: list[tuple[Any, ...]],
     wrote: set[str],
-    commutes: bool = False,
+    line: str = LINE_FULL,
+    conferences: dict[str, str] | None = None,
+    agents: dict[str, str] | None = None,
 ) -> Committed | Start:
     """Send the check and the writes in one trip (see the module docstring). ``raws``:
     each conference as the unit first saw it; ``wrote``: "agents" and/or "queue"
-    when the unit wrote them; ``commutes``: its only change to the line is callers
-    joining its back. Returns the new versions, or the current state when the check
+    when the unit wrote them; ``line``: how to check the line (LINE_FULL...);
+    ``conferences`` and ``agents``: those it wrote, told to other processes
+    (``keys.COMMITS``). Returns the new versions, or the current state when the check
     failed; raises LostRace when the check held but a commit came before the EXEC."""
     names = list(raws)
     script_keys = _script_keys(redis, names)
     moved = {family: secrets.token_hex(8) for family in ("agents", "queue") if family in wrote}
-    line = start.versions.line
+    commutes = line == LINE_JOINS
+    order = start.versions.line
     if "queue" in wrote and not commutes:
-        line = secrets.token_hex(8)
+        order = secrets.token_hex(8)
     versions = Versions(
-        moved.get("agents", start.versions.agents), moved.get("queue", start.versions.queue), line
+        moved.get("agents", start.versions.agents), moved.get("queue", start.versions.queue), order
     )
     # Joins that commute watch not the line but its order (the line version: a change
     # to who waits or to when queue.updated went out moves it).
-    line_keys = [keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED]
-    watched = [keys.AGENTS, *([keys.LINE_VERSION] if commutes else line_keys), *script_keys[7:]]
-    expected = _expected(start, names, raws, commutes)
+    line_keys = {
+        LINE_FULL: [keys.QUEUE, keys.QUEUE_INFO, keys.QUEUE_ANNOUNCED],
+        LINE_JOINS: [keys.LINE_VERSION],
+        LINE_UNREAD: [],
+    }[line]
+    watched = [keys.AGENTS, *line_keys, *script_keys[7:]]
+    expected = _expected(start, names, raws, line)
     # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
     commands: list[tuple[Any, ...]] = [
         ("WATCH", state_copy(redis).poison, *watched),
@@ -382,9 +435,13 @@ async def commit(
     ]
     if moved:
         commands.append(("HSET", keys.VERSION, *(x for pair in moved.items() for x in pair)))
-    if line != start.versions.line:
-        commands.append(("SET", keys.LINE_VERSION, line))
+    if order != start.versions.line:
+        commands.append(("SET", keys.LINE_VERSION, order))
     commands += writes
+    if conferences or "agents" in moved:
+        before_after = (start.versions.agents, versions.agents) if "agents" in moved else None
+        told = state_copy(redis).told(conferences or {}, agents or {}, before_after)
+        commands.append(("PUBLISH", keys.COMMITS, told))
     if commutes:  # the line from where the unit saw it end: others' joins, then its own
         commands.append(("LRANGE", keys.QUEUE, len(start.queue), -1))
     commands.append(("EXEC",))

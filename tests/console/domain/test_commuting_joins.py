@@ -94,7 +94,9 @@ async def test_joins_through_two_processes_commute_and_learn_their_place(
         ]
 
         # A departure changes the line's order: a process that has not seen it must
-        # start over, and its caller still gets the right place.
+        # start over, and its caller still gets the right place. (First a join on the
+        # first process: its sweep found its copy stale, so its next unit reads.)
+        await customer_waits(voices[0])
         await hang_up_customer(voices[1], line[3], "participant-with-end-conference-on-exit-left")
         conflicts, _ = await counted(redis)
         newcomer = await customer_waits(voices[0])

@@ -1,0 +1,77 @@
+"""This process's ear on the other processes' commits: the conferences each unit of
+work wrote (``keys.COMMITS``) go into this process's copy of the state, so that the
+next callback about one of them starts from what Redis holds and commits in one
+round trip (console/domain/unit_state.py), whichever process took the last one.
+
+Nothing depends on hearing every message: a copy that missed one (a reconnect, a
+message still on its way) is found stale by the commit's check, which costs a
+round trip, never a wrong commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from quart import Quart
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from console.domain import keys
+from console.domain.unit_state import state_copy
+from console.extension import ServingExtension
+from console.redis_ext import RedisExtension, connect
+
+log = logging.getLogger(__name__)
+
+WAIT_SECONDS = 30.0  # one read's wait for a message; the socket's timeout is longer
+RETRY_SECONDS = 1.0
+STOP_WAIT_SECONDS = 1.0
+
+
+class CommitFeed(ServingExtension):
+    """Follows ``keys.COMMITS`` into the copy of the app's Redis client."""
+
+    key = "commit-feed"
+
+    def __init__(self, app: Quart | None = None) -> None:
+        self._redis: Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.heard = 0
+        if app is not None:
+            self.init_app(app)
+
+    async def start(self) -> None:
+        assert self.app is not None
+        redis = RedisExtension.of(self.app)
+        self._redis = connect(
+            redis.target, socket_timeout=WAIT_SECONDS + 5, tls_verify=redis.tls_verify
+        )
+        self._task = asyncio.create_task(self._follow(redis.client), name="warmline-commits")
+
+    async def stop(self) -> None:
+        # As the hub's: redis-py can hold a cancellation back while it reconnects.
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_SECONDS)
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _follow(self, units: Redis) -> None:
+        assert self._redis is not None
+        copy = state_copy(units)
+        while not self._stopping:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(keys.COMMITS)
+                while True:
+                    message = await pubsub.get_message(timeout=WAIT_SECONDS)
+                    if message is not None:
+                        copy.heard(message["data"])
+                        self.heard += 1
+            except (RedisError, OSError) as exc:
+                log.warning("commit feed lost (copies may lag a round trip): %s", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            finally:
+                await pubsub.aclose()

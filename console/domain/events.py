@@ -77,9 +77,9 @@ def log_cap(settings: Settings) -> int:
 _XADD_POSITIONED = (
     SUBSTITUTE
     + """
-local fields = {}
+local found, fields = places(ARGV[2], KEYS[2]), {}
 for i = 3, #ARGV do
-    fields[#fields + 1] = positioned(ARGV[i], ARGV[2], KEYS[2])
+    fields[#fields + 1] = positioned(ARGV[i], found)
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 """

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import secrets
 
-# Lua, run where a script's ARGV[n] lists 'token offset' pairs: the caller named by a
-# token stands ``offset`` places before the line's tail, which is KEYS[q]. A token is
-# replaced with its position as a JSON number (in quotes: a value) or bare (inside a
+# Lua: ``places(pairs, line)`` reads the line's length once (KEYS[n] ``line``) and turns
+# 'token offset' pairs into each token's position: the caller named by a token stands
+# ``offset`` places before the tail. ``positioned(text, found)`` replaces each token in
+# ``text`` with its position as a JSON number (in quotes: a value) or bare (inside a
 # sentence). Tokens are letters and digits, so they match themselves as patterns.
 SUBSTITUTE = """
-local function positioned(text, pairs, line)
-    if pairs == '' then return text end
+local function places(pairs, line)
+    local found = {}
+    if pairs == '' then return found end
     local length = redis.call('LLEN', line)
     for token, offset in string.gmatch(pairs, '(%w+) (%d+)') do
-        local position = tostring(length - tonumber(offset))
-        text = string.gsub(text, '"' .. token .. '"', position)
-        text = string.gsub(text, token, position)
+        found[#found + 1] = {token, tostring(length - tonumber(offset))}
+    end
+    return found
+end
+local function positioned(text, found)
+    for _, place in ipairs(found) do
+        text = string.gsub(text, '"' .. place[1] .. '"', place[2])
+        text = string.gsub(text, place[1], place[2])
     end
     return text
 end

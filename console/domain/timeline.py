@@ -70,9 +70,9 @@ AGENTS = "agents"
 _APPEND = (
     SUBSTITUTE
     + """
-local entries = {}
+local found, entries = places(ARGV[3], KEYS[2]), {}
 for i = 4, #ARGV do
-    entries[#entries + 1] = positioned(ARGV[i], ARGV[3], KEYS[2])
+    entries[#entries + 1] = positioned(ARGV[i], found)
 end
 redis.call('RPUSH', KEYS[1], unpack(entries))
 if ARGV[1] ~= '0' then

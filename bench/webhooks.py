@@ -459,7 +459,7 @@ class Bench:
             await self.client.delete(*doomed[start : start + 1000])
 
     def start_profile(self, server: Server, label: str) -> subprocess.Popen[bytes] | None:
-        if self.profile is None or server.kind in ("hello", "bare", "floor"):
+        if self.profile is None or server.kind in ("hello", "bare"):
             return None
         return start_py_spy(server.workers()[0].pid, self.seconds, self.profile / f"{label}.txt")
 

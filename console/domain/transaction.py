@@ -45,7 +45,11 @@ RAISED_ON_COPY = "raised on the process's copy"
 # One unit at a time per client (per process, in the app): every unit reads the
 # agents and the queue, so two running side by side in one process would mostly make
 # one of them start over. Units of other processes still race; the commit's check
-# decides.
+# decides. A unit whose commit moves no version (it wrote conferences only: most
+# callbacks of a call in progress) gives its turn back once the commit is sent, its
+# conferences in the copy as they will be, so the next unit computes while that
+# round trip is under way (a commit that then fails leaves the copy stale, which the
+# next check finds).
 _turns: weakref.WeakKeyDictionary[Redis, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -54,6 +58,26 @@ def _turn(redis: Redis) -> asyncio.Lock:
     if lock is None:
         lock = _turns[redis] = asyncio.Lock()
     return lock
+
+
+class _Turn:
+    """A unit's turn, which it may give back before its attempt is over."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+        self.given_back = False
+
+    async def __aenter__(self) -> _Turn:
+        await self._lock.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.give_back()
+
+    def give_back(self) -> None:
+        if not self.given_back:
+            self.given_back = True
+            self._lock.release()
 
 
 async def run_unit(
@@ -74,11 +98,11 @@ async def run_unit(
     read_first = False  # the change raised on the copy: what it raises on a read stands
     refused: tuple[Unit, Start | str] | None = None  # the last attempt, for the log
     for attempt in range(MAX_ATTEMPTS):
-        async with _turn(redis):
+        async with _Turn(_turn(redis)) as turn:
             start = fresh or (None if read_first else copy.start(conferences))
             start = start or await read_start(redis, conferences)
             unit = Unit(redis, settings, received_at, start, copy)
-            outcome = await _attempt(unit, change)
+            outcome = await _attempt(unit, change, turn)
         if isinstance(outcome, _Done):
             return outcome.result, unit.effects
         refused = unit, outcome
@@ -115,7 +139,9 @@ class _Done(Generic[T]):
     result: T
 
 
-async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[T] | Start | str:
+async def _attempt(
+    unit: Unit, change: Callable[[Unit], Awaitable[T]], turn: _Turn
+) -> _Done[T] | Start | str:
     """One attempt: done, or the current state to start again from, or why not
     (the next attempt reads the state)."""
     redis, start, copy = unit.redis, unit.start, state_copy(unit.redis)
@@ -136,8 +162,23 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
     try:
         if unit.write():
             writes, line = unit.writes(), unit.line_check()
+            sent = None
+            if start.from_copy and not unit.wrote:  # conferences only: see _turns
+
+                def sent() -> None:
+                    copy.expect(unit.written)
+                    turn.give_back()
+
             outcome = await commit(
-                redis, start, seen, writes, unit.wrote, line, unit.written, unit.agents_written
+                redis,
+                start,
+                seen,
+                writes,
+                unit.wrote,
+                line,
+                unit.written,
+                unit.agents_written,
+                sent,
             )
         elif start.from_copy:
             held = await check(redis, start, seen, unit.line_check())
@@ -150,5 +191,8 @@ async def _attempt(unit: Unit, change: Callable[[Unit], Awaitable[T]]) -> _Done[
     if isinstance(outcome, Start):
         copy.outdated(outcome)
         return outcome
-    copy.committed(start, outcome.versions, unit.after(outcome.line))
+    if turn.given_back:  # later units may have moved the copy on: it holds this one's
+        copy.kept(start)
+    else:
+        copy.committed(start, outcome.versions, unit.after(outcome.line))
     return _Done(result)

@@ -52,15 +52,19 @@ expiry needs no version.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
+import math
 import secrets
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
@@ -285,6 +289,15 @@ class StateCopy:
         self.agents, self.queue, self.announced = start.agents, start.queue, start.announced
         self._store(start.conferences)
 
+    def expect(self, conferences: dict[str, str]) -> None:
+        """Take the conferences a commit just sent writes, before its answer."""
+        self._store(conferences)
+
+    def kept(self, start: Start) -> None:
+        """A unit that started from ``start`` committed what ``expect`` took."""
+        if start.from_copy:
+            self._distrust = 1
+
     def committed(self, start: Start, versions: Versions, after: After) -> None:
         """A unit that started from ``start`` left ``after``, at ``versions``."""
         if start.from_copy:
@@ -401,13 +414,15 @@ async def commit(
     line: str = LINE_FULL,
     conferences: dict[str, str] | None = None,
     agents: dict[str, str] | None = None,
+    sent: Callable[[], None] | None = None,
 ) -> Committed | Start:
     """Send the check and the writes in one trip (see the module docstring). ``raws``:
     each conference as the unit first saw it; ``wrote``: "agents" and/or "queue"
     when the unit wrote them; ``line``: how to check the line (LINE_FULL...);
     ``conferences`` and ``agents``: those it wrote, told to other processes
-    (``keys.COMMITS``). Returns the new versions, or the current state when the check
-    failed; raises LostRace when the check held but a commit came before the EXEC."""
+    (``keys.COMMITS``); ``sent``: called once the commit is sent. Returns the new
+    versions, or the current state when the check failed; raises LostRace when the
+    check held but a commit came before the EXEC."""
     names = list(raws)
     script_keys = _script_keys(redis, names)
     moved = {family: secrets.token_hex(8) for family in ("agents", "queue") if family in wrote}
@@ -445,7 +460,7 @@ async def commit(
     if commutes:  # the line from where the unit saw it end: others' joins, then its own
         commands.append(("LRANGE", keys.QUEUE, len(start.queue), -1))
     commands.append(("EXEC",))
-    replies = await _send(redis, commands)
+    replies = await _send(redis, commands, sent)
     checked, executed = replies[1], replies[-1]
     if isinstance(checked, Exception):
         raise checked
@@ -462,19 +477,39 @@ async def commit(
     return Committed(versions, [*start.queue, *executed[-1]] if commutes else None)
 
 
-async def _send(redis: Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+_PLAIN = frozenset({str, int, bytes})  # what hiredis packs exactly as redis-py would
+
+
+def _packed(connection: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """``commands`` in Redis's protocol: packed by hiredis at once when every argument
+    is plain (redis-py's packer encodes each argument in Python first, most of a
+    commit's own CPU), else by redis-py."""
+    plain = all(type(arg) in _PLAIN for command in commands for arg in command)
+    if plain and not any(" " in command[0] for command in commands):
+        return [hiredis.pack_command(command) for command in commands]
+    return connection.pack_commands(commands)
+
+
+async def _send(
+    redis: Redis, commands: list[tuple[Any, ...]], sent: Callable[[], None] | None = None
+) -> list[Any]:
     """Send ``commands`` in one write and read every reply, errors included (each in
-    its place), on a connection of the client's pool."""
+    its place), on a connection of the client's pool; ``sent`` is called in between."""
     pool = redis.connection_pool
     connection = await pool.get_connection()
     try:
-        await connection.send_packed_command(connection.pack_commands(commands))
+        await connection.send_packed_command(_packed(connection, commands))
+        if sent is not None:
+            sent()
         replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as error:
-                replies.append(error)
+        # One timeout for the whole answer, not one per reply (redis-py's default):
+        # a commit has a reply per command, and each timeout costs more than its reply.
+        async with asyncio.timeout(connection.socket_timeout):
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response(timeout=math.inf))
+                except ResponseError as error:
+                    replies.append(error)
         return replies
     except BaseException:
         # Cancelled or broken mid-way, replies may be left unread (and a WATCH or a

@@ -20,6 +20,14 @@ from tests.conftest import PUBLIC_BASE_URL
 from tests.support.flow_helpers import AppVoice, customer_waits, events, hang_up_customer
 from warmline.app import create_app
 
+
+@pytest.fixture(autouse=True)
+def no_background_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweeps run only when a test asks: one landing mid-burst, on a copy the other
+    process's commits outdated, would count a refused check of its own."""
+    monkeypatch.setattr("console.telephony.runner.SWEEP_SECONDS", 3600.0)
+
+
 BURST = 40
 
 

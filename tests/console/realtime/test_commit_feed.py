@@ -4,6 +4,7 @@ between two processes each commit from the process's copy in one round trip."""
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
 from console.config import DEFAULT_BREAK_REASONS
@@ -21,6 +22,14 @@ from tests.support.flow_helpers import (
 )
 from tests.support.waiting import until
 from warmline.app import create_app
+
+
+@pytest.fixture(autouse=True)
+def no_background_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweeps run only when a test asks: one landing mid-burst, on a copy the other
+    process's commits outdated, would count a refused check of its own."""
+    monkeypatch.setattr("console.telephony.runner.SWEEP_SECONDS", 3600.0)
+
 
 TOGGLES = 12
 BREAK = DEFAULT_BREAK_REASONS[0]

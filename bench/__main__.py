@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("fanout", "webhooks", "flows", "fold")
+BENCHMARKS = ("fanout", "webhooks", "flows", "fold", "units")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,6 +117,17 @@ def connect(
     return Redis.from_pool(pool)
 
 
+async def stop_reader(task: asyncio.Task[Any] | None, client: Redis | None, wait: float) -> None:
+    """Stop a background reader and close its own client. redis-py can hold a
+    cancellation back while it (re)connects: wait for the task ``wait`` seconds at most
+    (the reader's loop also stops by a flag of its own)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.wait({task}, timeout=wait)
+    if client is not None:
+        await client.aclose()
+
+
 def _sentinel_client(
     target: RedisSentinels, max_connections: int, options: dict[str, Any]
 ) -> SentinelRedis:

@@ -77,10 +77,7 @@ def log_cap(settings: Settings) -> int:
 _XADD_POSITIONED = (
     SUBSTITUTE
     + """
-local found, fields = places(ARGV[2], KEYS[2]), {}
-for i = 3, #ARGV do
-    fields[#fields + 1] = positioned(ARGV[i], found)
-end
+local fields = positioned_args(3, ARGV[2], KEYS[2])
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 """
 )

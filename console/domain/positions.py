@@ -17,7 +17,8 @@ import secrets
 # 'token offset' pairs into each token's position: the caller named by a token stands
 # ``offset`` places before the tail. ``positioned(text, found)`` replaces each token in
 # ``text`` with its position as a JSON number (in quotes: a value) or bare (inside a
-# sentence). Tokens are letters and digits, so they match themselves as patterns.
+# sentence); ``positioned_args(first, pairs, line)`` does so to ARGV[first..]. Tokens
+# are letters and digits, so they match themselves as patterns.
 SUBSTITUTE = """
 local function places(pairs, line)
     local found = {}
@@ -34,6 +35,13 @@ local function positioned(text, found)
         text = string.gsub(text, place[1], place[2])
     end
     return text
+end
+local function positioned_args(first, pairs, line)
+    local found, out = places(pairs, line), {}
+    for i = first, #ARGV do
+        out[#out + 1] = positioned(ARGV[i], found)
+    end
+    return out
 end
 """
 

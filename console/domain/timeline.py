@@ -70,11 +70,7 @@ AGENTS = "agents"
 _APPEND = (
     SUBSTITUTE
     + """
-local found, entries = places(ARGV[3], KEYS[2]), {}
-for i = 4, #ARGV do
-    entries[#entries + 1] = positioned(ARGV[i], found)
-end
-redis.call('RPUSH', KEYS[1], unpack(entries))
+redis.call('RPUSH', KEYS[1], unpack(positioned_args(4, ARGV[3], KEYS[2])))
 if ARGV[1] ~= '0' then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 elseif redis.call('TTL', KEYS[1]) < 0 then

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from console.domain import keys
 from console.domain.unit_state import state_copy
 from console.extension import ServingExtension
-from console.redis_ext import RedisExtension, connect
+from console.redis_ext import RedisExtension, connect, stop_reader
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,8 @@ class CommitFeed(ServingExtension):
         self._task = asyncio.create_task(self._follow(redis.client), name="warmline-commits")
 
     async def stop(self) -> None:
-        # As the hub's: redis-py can hold a cancellation back while it reconnects.
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_WAIT_SECONDS)
-        if self._redis is not None:
-            await self._redis.aclose()
+        await stop_reader(self._task, self._redis, STOP_WAIT_SECONDS)
 
     async def _follow(self, units: Redis) -> None:
         assert self._redis is not None

@@ -26,7 +26,7 @@ from console.domain.events import AGENTS_ONLY, EVERYONE
 from console.domain.sessions import Revocation
 from console.extension import ServingExtension
 from console.realtime.ws_frames import DirectWriter, text_frame
-from console.redis_ext import RedisExtension, connect
+from console.redis_ext import RedisExtension, connect, stop_reader
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +222,8 @@ class Hub(ServingExtension):
         self._task = asyncio.create_task(self._read_forever(), name="warmline-hub")
 
     async def stop(self) -> None:
-        # redis-py can hold a cancellation back while it (re)connects: do not wait on it
-        # longer than a moment, and stop the loop by flag as well.
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_WAIT_SECONDS)
-        if self._redis is not None:
-            await self._redis.aclose()
+        await stop_reader(self._task, self._redis, STOP_WAIT_SECONDS)
 
     async def ready(self) -> None:
         """Wait until the reader knows where the log ends: a socket that read its

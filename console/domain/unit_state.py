@@ -485,7 +485,7 @@ def _packed(connection: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     is plain (redis-py's packer encodes each argument in Python first, most of a
     commit's own CPU), else by redis-py."""
     plain = all(type(arg) in _PLAIN for command in commands for arg in command)
-    if plain and not any(" " in command[0] for command in commands):
+    if plain and all(type(command[0]) is str and " " not in command[0] for command in commands):
         return [hiredis.pack_command(command) for command in commands]
     return connection.pack_commands(commands)
 

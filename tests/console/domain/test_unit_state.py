@@ -7,6 +7,8 @@ import asyncio
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from console.domain import keys
@@ -14,6 +16,7 @@ from console.domain.errors import NotFound
 from console.domain.records import ConferenceRecord
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
+from console.domain.unit_state import _packed
 from console.redis_ext import connect
 from simulator.testing import call_sid
 
@@ -249,3 +252,20 @@ async def test_a_refusal_that_holds_is_not_retried_while_other_units_refresh_the
         stop.set()
         await task
     assert tries == 2
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["SET", "XADD", "EVAL", "HSET"]),
+            st.lists(st.one_of(st.text(), st.integers(), st.binary()), max_size=6),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_commit_is_packed_as_redis_py_packs_it(commands: list[tuple[str, list]]) -> None:
+    """hiredis packs a commit's plain arguments in one call: the bytes are redis-py's."""
+    connection = Redis().connection_pool.make_connection()
+    flat = [(name, *args) for name, args in commands]
+    assert b"".join(_packed(connection, flat)) == b"".join(connection.pack_commands(flat))

@@ -91,8 +91,8 @@ class Unit:
         self._agents_raw = start.agents
         self._agents_before = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
         self.agents = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
-        self._queue = list(start.queue)
-        self._queue_before = list(start.queue)
+        self._queue = list(start.queue)  # the unit's own, changed in place
+        self._queue_before = start.queue  # never changed: the copy's, shared
         self._queued = QueueInfo()
         self._queue_announced = dict(start.announced)
         self._announced_before = start.announced

@@ -248,7 +248,7 @@ class StateCopy:
         start = Start(
             self.versions,
             dict(self.agents),
-            list(self.queue),
+            self.queue,  # shared, not copied: nothing changes a line list in place
             dict(self.announced),
             {},
             from_copy=True,

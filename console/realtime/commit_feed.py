@@ -62,9 +62,15 @@ class CommitFeed(ServingExtension):
                 await pubsub.subscribe(keys.COMMITS)
                 while True:
                     message = await pubsub.get_message(timeout=WAIT_SECONDS)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    try:
                         copy.heard(message["data"])
-                        self.heard += 1
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        # Not one of ours (anyone with the Redis may publish): skip it.
+                        log.warning("commit feed: a message not understood: %s", exc)
+                        continue
+                    self.heard += 1
             except (RedisError, OSError) as exc:
                 log.warning("commit feed lost (copies may lag a round trip): %s", exc)
                 await asyncio.sleep(RETRY_SECONDS)

@@ -132,3 +132,29 @@ async def test_agents_changed_elsewhere_reach_the_copy(
             event = "participant-hold" if hold else "participant-unhold"
             await second.event(name, event, name, Hold=hold, ParticipantLabel="customer")
         assert await reads_and_conflicts(redis) == before
+
+
+async def test_a_message_not_understood_leaves_the_feed_following(
+    settings, redis: Redis, redis_server, twilio
+) -> None:
+    """Anyone with the Redis may publish on the channel: a message that is not a
+    commit's is skipped, and the next commit's is still heard."""
+    app = create_app(settings, redis_url=redis_server.url)
+    async with app.test_app(), app.test_client() as client:
+        voice = AppVoice(client, twilio, app, PUBLIC_BASE_URL)
+        feed = CommitFeed.of(app)
+        await until(lambda: _subscribed(redis))
+        for junk in ("no newline at all", "x\ny z w\n{not json}\n"):
+            await redis.publish(keys.COMMITS, junk)
+        heard = feed.heard
+        await redis.publish(keys.COMMITS, "someone-else\n\n\nCFname\n{}")
+        await until(lambda: _more(feed, heard))
+        await customer_waits(voice)  # and the app's own commits still go through
+
+
+async def _subscribed(redis: Redis) -> bool:
+    return (await redis.pubsub_numsub(keys.COMMITS))[0][1] > 0
+
+
+async def _more(feed: CommitFeed, heard: int) -> bool:
+    return feed.heard > heard

@@ -28,8 +28,8 @@ LINE_VERSION = PREFIX + "line-version"
 callers joining its back (console/domain/unit_state.py, console/domain/positions.py)."""
 
 COMMITS = PREFIX + "commits"
-"""Pub/sub channel: the conferences each unit's commit wrote, so that other processes'
-copies of the state stay current (console/domain/unit_state.py)."""
+"""Pub/sub channel: the conferences and agents each unit's commit wrote, so that other
+processes' copies of the state stay current (console/domain/unit_state.py)."""
 
 UNIT_CONFLICTS = PREFIX + "unit-conflicts"
 """Counter: commits refused because what their unit started from had changed."""

@@ -63,14 +63,9 @@ CUSTOMER = "customer"
 SUPERVISORS = "supervisors"
 AGENTS = "agents"
 
-# KEYS[1]: the timeline, KEYS[2]: the line. ARGV[1]: TTL to set now ("0": the call has
-# not ended in this batch), ARGV[2]: the live safety TTL, ARGV[3]: 'token offset' pairs
-# of callers whose place in line is known at EXEC time (console/domain/positions.py),
-# ARGV[4..]: entries to append.
-_APPEND = (
-    SUBSTITUTE
-    + """
-redis.call('RPUSH', KEYS[1], unpack(positioned_args(4, ARGV[3], KEYS[2])))
+# KEYS[1]: the timeline. ARGV[1]: TTL to set now ("0": the call has not ended in this
+# batch), ARGV[2]: the live safety TTL, ARGV[3..]: entries to append.
+_EXPIRE = """
 if ARGV[1] ~= '0' then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 elseif redis.call('TTL', KEYS[1]) < 0 then
@@ -78,7 +73,12 @@ elseif redis.call('TTL', KEYS[1]) < 0 then
 end
 return 0
 """
-)
+_APPEND = "redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))" + _EXPIRE
+# The same with KEYS[2] the line and ARGV[3] the 'token offset' pairs of callers whose
+# place in line is known at EXEC time (console/domain/positions.py), entries from ARGV[4].
+_APPEND_POSITIONED = (
+    SUBSTITUTE + "redis.call('RPUSH', KEYS[1], unpack(positioned_args(4, ARGV[3], KEYS[2])))"
+) + _EXPIRE
 
 # Order of entries committed by one unit (stable sort; unlisted types rank 2).
 _BATCH_RANK = {
@@ -139,8 +139,11 @@ def project(pipe: Pipeline, events: list[Event], positions: Positions | None = N
         ttl = ENDED_TTL_SECONDS if name in ended else 0
         encoded = [json.dumps(e, separators=(",", ":")) for e in entries]
         pairs = " ".join(p for e in encoded if (p := positions.pairs(e))) if positions else ""
-        line = (keys.timeline(name), keys.QUEUE)
-        pipe.eval(_APPEND, 2, *line, ttl, LIVE_TTL_SECONDS, pairs, *encoded)
+        if pairs:
+            line = (keys.timeline(name), keys.QUEUE)
+            pipe.eval(_APPEND_POSITIONED, 2, *line, ttl, LIVE_TTL_SECONDS, pairs, *encoded)
+        else:
+            pipe.eval(_APPEND, 1, keys.timeline(name), ttl, LIVE_TTL_SECONDS, *encoded)
 
 
 def entry_for(event: Event) -> tuple[str, dict[str, Any]] | None:

@@ -49,8 +49,8 @@ RAISED_ON_COPY = "raised on the process's copy"
 # callbacks of a call in progress) gives its turn back once the commit is sent, its
 # conferences in the copy as they will be, so the next unit computes while that round
 # trip is under way (a commit that then fails leaves the copy stale, which the next
-# check finds). Not an incoming call's: tried, it cut the Voice URL's throughput with 4
-# processes from ~700 to ~420 requests a second (bench/RESULTS.md).
+# check finds). Not an incoming call's: with several processes that measured slower
+# (bench/RESULTS.md).
 _turns: weakref.WeakKeyDictionary[Redis, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 

@@ -31,14 +31,14 @@ The unit commits in one pipelined send:
     EVAL    the check; when it fails it sets the poison key, a watched key, which
             makes the EXEC below abort, counts the conflict in wl:unit-conflicts,
             and answers the current state
-    MULTI, the new versions, the unit's writes, a PUBLISH of the conferences it
-            wrote (``keys.COMMITS``), EXEC
+    MULTI, the new versions, the unit's writes, a PUBLISH of the conferences and
+            agents it wrote (``keys.COMMITS``), EXEC
 
 so the EXEC runs only if the state was as the unit saw it when the check ran and
 stayed so until the EXEC. A copy that keeps failing its check (other processes are
 busy with the same agents or conferences) makes the next units read first: the
 state and its versions in one script, then the commit as above, two trips. Each
-process hears the others' published conferences (console/realtime/commit_feed.py), so
+process hears what the others published (console/realtime/commit_feed.py), so
 a callback about a conference another process took last still starts from a current
 copy.
 
@@ -377,7 +377,7 @@ def _expected(
     digests = [start.digests.get(n) or digest(raws[n]) for n in names]
     versions = start.versions
     if line == LINE_FULL:
-        return [versions.agents, versions.queue, versions.line, "", "", *digests]
+        return [versions.agents, versions.queue, "", "", "", *digests]
     if line == LINE_UNREAD:
         return [versions.agents, "", "", "", "", *digests]
     last = start.queue[-1] if start.queue else ""

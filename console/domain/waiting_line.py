@@ -105,11 +105,20 @@ class QueueInfo(MutableMapping[str, Queued]):
 
     def changed(self) -> set[str]:
         """The names whose records ``write`` would write or delete."""
-        upserts = {n for n, r in self._parsed.items() if r.to_json() != self._before.get(n)}
-        return upserts | {n for n in self._removed if n in self._before or n not in self._fetched}
+        upserts, deletes = self._changes()
+        return {*upserts, *deletes}
 
     def write(self, pipe: Pipeline) -> bool:
         """Queue the records that changed; False when none did."""
+        upserts, deletes = self._changes()
+        if upserts:
+            pipe.hset(keys.QUEUE_INFO, mapping=upserts)
+        if deletes:
+            pipe.hdel(keys.QUEUE_INFO, *deletes)
+        return bool(upserts or deletes)
+
+    def _changes(self) -> tuple[dict[str, str], list[str]]:
+        """The records to write (name: JSON) and the names to delete."""
         upserts = {}
         for name, record in self._parsed.items():
             raw = record.to_json()
@@ -118,11 +127,7 @@ class QueueInfo(MutableMapping[str, Queued]):
         # A record removed unseen may or may not be stored: HDEL of a missing field is
         # a no-op.
         deletes = [n for n in self._removed if n in self._before or n not in self._fetched]
-        if upserts:
-            pipe.hset(keys.QUEUE_INFO, mapping=upserts)
-        if deletes:
-            pipe.hdel(keys.QUEUE_INFO, *deletes)
-        return bool(upserts or deletes)
+        return upserts, deletes
 
 
 @dataclass

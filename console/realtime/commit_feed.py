@@ -1,5 +1,5 @@
-"""This process's ear on the other processes' commits: the conferences each unit of
-work wrote (``keys.COMMITS``) go into this process's copy of the state, so that the
+"""This process's ear on the other processes' commits: the conferences and agents each
+unit of work wrote (``keys.COMMITS``) go into this process's copy of the state, so that the
 next callback about one of them starts from what Redis holds and commits in one
 round trip (console/domain/unit_state.py), whichever process took the last one.
 

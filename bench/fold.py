@@ -36,7 +36,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bench.load import Conference, WarmlineProducer, call_sid
-from bench.measure import cpu_seconds, percentile, settle
+from bench.measure import TRIP_COMMANDS, cpu_seconds, percentile, settle
 from bench.servers import Server, start_server
 from console.domain import keys
 from simulator.testing import ACCOUNT_SID, AUTH_TOKEN, TwilioDouble
@@ -44,10 +44,6 @@ from warmline.embedded_redis import start_redis
 
 TARGET_RATIO = 1.10
 SETUP_CONCURRENCY = 8
-# One per round trip of a unit (console/domain/unit_state.py): the commit (WATCH), a
-# read of the state or a lone check (EVALSHA), conferences or callers read mid-unit
-# (MGET, HMGET). Not LRANGE: the read script makes one too.
-TRIP_COMMANDS = ("watch", "evalsha", "mget", "hmget")
 
 
 @dataclass

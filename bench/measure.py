@@ -12,6 +12,11 @@ from pathlib import Path
 
 import psutil
 
+# One per round trip of a unit (console/domain/unit_state.py): the commit (WATCH), a
+# read of the state or a lone check (EVALSHA), conferences or callers read mid-unit
+# (MGET, HMGET). Not LRANGE, GET or EVAL: the read script and the commit make those too.
+TRIP_COMMANDS = ("watch", "evalsha", "mget", "hmget")
+
 
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile; NaN for no values (a table shows it as "-")."""

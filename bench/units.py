@@ -64,13 +64,11 @@ async def agents_series(redis: Any, settings: Settings, counts: list[int], units
     rows = []
     for count in counts:
         await redis.flushall()
-        busy = Agent(username="", status=AgentStatus.BUSY)
-        mapping = {
-            f"agent{i}": Agent(**{**busy.__dict__, "username": f"agent{i}"}).to_json()
-            for i in range(count)
-        }
         for start in range(0, count, 1000):
-            chunk = dict(list(mapping.items())[start : start + 1000])
+            chunk = {
+                f"agent{i}": Agent(username=f"agent{i}", status=AgentStatus.BUSY).to_json()
+                for i in range(start, min(count, start + 1000))
+            }
             await redis.hset(keys.AGENTS, mapping=chunk)
         await join(redis, settings)
         rows.append({"agents": count, **await timed(units, lambda: join(redis, settings))})

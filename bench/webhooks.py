@@ -48,7 +48,7 @@ import psutil
 from redis.asyncio import Redis
 
 from bench.load import Conference, WarmlineProducer, call_sid
-from bench.measure import busy_seconds, cpu_seconds, settle, start_py_spy
+from bench.measure import TRIP_COMMANDS, busy_seconds, cpu_seconds, settle, start_py_spy
 from bench.servers import Server, server_env, start_server, started
 from bench.webhook_load import voice_params
 from console.domain import history_log, keys
@@ -234,13 +234,10 @@ async def quiet(server: Server, limit_s: float = 15.0) -> float:
 
 
 def unit_costs(commands: dict[str, int], answered: int) -> tuple[float, float]:
-    """Units' attempts and Redis round trips per request, from a window's command counts.
-    A unit that writes sends one WATCH per attempt (console/domain/unit_state.py): more
-    than one a request means stale copies or conflicts made units run again. Each of a
-    unit's round trips carries exactly one of WATCH (the commit), EVALSHA (a read of the
-    state or a lone check), MGET or HMGET (a conference or callers' records read
-    mid-unit); GET and EVAL run inside the commit's check, so they are not counted."""
-    trips = sum(commands.get(c, 0) for c in ("watch", "evalsha", "mget", "hmget"))
+    """Units' attempts and Redis round trips (``TRIP_COMMANDS``) per request, from a
+    window's command counts. A unit that writes sends one WATCH per attempt: more than
+    one a request means stale copies or conflicts made units run again."""
+    trips = sum(commands.get(c, 0) for c in TRIP_COMMANDS)
     return commands.get("watch", 0) / answered, trips / answered
 
 
@@ -451,8 +448,8 @@ class Bench:
         too: a server's copy of the state must not outlive a change made behind its
         back (console/domain/unit_state.py)."""
         patterns = [keys.conference("*"), keys.timeline("*"), "floor:*"]
-        doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS, keys.VERSION]
-        doomed.append(keys.LINE_VERSION)
+        doomed = [keys.QUEUE, keys.QUEUE_INFO, keys.LIVE, keys.TRANSFERS]
+        doomed += [keys.VERSION, keys.LINE_VERSION]
         for pattern in patterns:
             doomed.extend([key async for key in self.client.scan_iter(pattern, count=1000)])
         for start in range(0, len(doomed), 1000):

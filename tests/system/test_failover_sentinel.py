@@ -286,6 +286,7 @@ async def test_primary_killed_mid_flow_fails_over_and_lost_writes_come_back_from
                     switch_seen(redis_set, subscribed, switched, switch_at)
                 )
                 await asyncio.wait_for(subscribed.wait(), RECEIVE_SECONDS)
+                killed_at = time.monotonic()
                 redis_set.primary.kill()
                 with redis_set.replica.client() as replica:  # not promoted yet: 1 s at least
                     before_promotion = await asyncio.to_thread(replica.lrange, keys.QUEUE, 0, -1)
@@ -312,7 +313,9 @@ async def test_primary_killed_mid_flow_fails_over_and_lost_writes_come_back_from
                 accepted_after = [
                     a.at for a in answers if a.status < 300 and "/conference/status" in a.url
                 ]
-                first_accepted = min(t for t in accepted_after if t >= switch_at[0])
+                # The first callback accepted once the primary was gone: the apps may
+                # reach the promoted replica before this test hears +switch-master.
+                first_accepted = min(t for t in accepted_after if t >= killed_at)
                 service_back = max(*back.values(), first_accepted) - switch_at[0]
                 assert service_back <= SERVICE_BACK_BOUND_SECONDS, service_back
 

@@ -1,7 +1,10 @@
 """One reader of the event log per process, fanning entries out to its sockets.
 
 A single blocking XREAD follows the Redis Stream, so each process reads every
-event once however many dashboards it serves. Every socket has a bounded backlog:
+event once however many dashboards it serves, and none while it serves none (a
+process answering only webhooks would read the whole log for nobody): the first
+socket makes it start again from the log's end, before that socket reads its
+snapshot. Every socket has a bounded backlog:
 a socket that cannot keep up is cut off from the live flow and told to resync
 (it then gets a fresh snapshot), so it can neither stall the others nor grow the
 process's memory. The reader outlives Redis restarts: it backs off, reconnects and
@@ -11,7 +14,6 @@ resumes after the last id it read, so nothing committed meanwhile is skipped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -202,6 +204,7 @@ class Hub(ServingExtension):
         self.delivered_direct = 0
         self.resyncs = 0
         self._ready = asyncio.Event()
+        self._wanted = asyncio.Event()  # set while there are subscribers
         self._redis: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -211,14 +214,15 @@ class Hub(ServingExtension):
 
     async def start(self) -> None:
         self._ready = asyncio.Event()  # bound to the serving loop
+        self._wanted = asyncio.Event()
+        if self.subscribers:
+            self._wanted.set()
         assert self.app is not None
         self._redis = connect(
             RedisExtension.of(self.app).target,
             socket_timeout=BLOCK_MS / 1000 + 5,
             tls_verify=RedisExtension.of(self.app).tls_verify,
         )
-        with contextlib.suppress(RedisError, OSError):  # else the reader keeps trying
-            await self._find_ends()
         self._task = asyncio.create_task(self._read_forever(), name="warmline-hub")
 
     async def stop(self) -> None:
@@ -235,10 +239,13 @@ class Hub(ServingExtension):
     ) -> Subscriber:
         subscriber = Subscriber(username, supervisor, backlog, socket_id, session)
         self.subscribers.add(subscriber)
+        self._wanted.set()
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        if not self.subscribers:
+            self._wanted.clear()
 
     def close_all(self) -> None:
         """Close every socket of this process (it is shutting down)."""
@@ -256,6 +263,9 @@ class Hub(ServingExtension):
     async def _read_forever(self) -> None:
         delay = 0.1
         while not self._stopping:
+            if not self._wanted.is_set():
+                await self._park()
+                continue
             try:
                 await self._read_once()
                 delay = 0.1
@@ -264,6 +274,14 @@ class Hub(ServingExtension):
                 log.warning("event log read failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _park(self) -> None:
+        """No socket to serve: stop reading until one subscribes, then start again
+        from the log's end (``ready`` waits for that)."""
+        self._ready.clear()
+        self.last_id = self.last_revocation_id = None
+        self._failed = False
+        await self._wanted.wait()
 
     async def _find_ends(self) -> None:
         """Start reading both streams after their newest entries."""

@@ -12,6 +12,7 @@ import pytest
 from quart.testing import WebsocketResponseError
 
 from console.domain import keys
+from console.realtime.hub import Hub
 from tests.support.flow_helpers import (
     agent_answers,
     customer_waits,
@@ -20,6 +21,7 @@ from tests.support.flow_helpers import (
     login,
     set_available,
 )
+from tests.support.waiting import until
 
 RECEIVE_SECONDS = 5.0
 
@@ -185,6 +187,41 @@ async def test_since_replays_exactly_the_missed_events_an_agent_may_see(app, red
     assert all(m["type"] != "snapshot" for m in replayed)
     assert not any(name in json.dumps(m["data"]) for m in replayed if m["type"].startswith("part"))
     assert dials_to(voice, "alice")
+
+
+async def test_the_log_is_read_only_while_sockets_are_open_and_none_is_missed(app, redis):
+    """A process without sockets does not read the log; the next socket's reader starts
+    from the log's end before that socket reads its snapshot, and a socket coming back
+    with ``since`` gets what was written while nobody read."""
+    hub = Hub.of(app)
+    alice = await login(app, redis, "alice")
+    bob = await login(app, redis, "bob")
+    for status in ("available", "offline", "available"):
+        await bob.post("/api/me/status", json={"status": status})
+    await asyncio.sleep(0.2)
+    assert hub.published == 0  # events were written, nobody was there to read them
+    async with alice.websocket("/ws") as socket:
+        since = (await receive(socket))["id"]
+        await bob.post("/api/me/status", json={"status": "offline"})
+        [live] = await receive_until(socket, await last_event_id(redis))
+        assert (live["type"], live["data"]["status"]) == ("agent.updated", "offline")
+    read = hub.published
+    assert read >= 1
+
+    async def parked() -> bool:
+        return not hub.subscribers and hub.last_id is None
+
+    await until(parked)
+    for status in ("available", "offline"):
+        await bob.post("/api/me/status", json={"status": status})
+    async with alice.websocket(f"/ws?since={since}") as socket:
+        missed = await receive_until(socket, await last_event_id(redis))
+        statuses = [m["data"]["status"] for m in missed if m["type"] == "agent.updated"]
+        assert statuses == ["offline", "available", "offline"]
+        await bob.post("/api/me/status", json={"status": "available"})
+        [live] = await receive_until(socket, await last_event_id(redis))
+        assert live["data"]["status"] == "available"
+    assert hub.published == read + 1  # only the event written while a socket was open
 
 
 async def test_since_older_than_the_retained_log_gets_a_fresh_snapshot(app, redis):

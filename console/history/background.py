@@ -6,12 +6,13 @@ framework: the app is anything with the hooks of ``App``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
+
+CANCEL_AGAIN_SECONDS = 0.5  # a stopping task not ended by then is cancelled again
 
 
 class App(Protocol):
@@ -47,10 +48,15 @@ class BackgroundPart:
         self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Cancel the task until it ends: a cancellation that lands just as a redis-py
+        command completes can be swallowed (redis-py 8.1.0), and the task would go on
+        to its next blocking read instead of ending."""
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
+        if task is not None and not task.cancelled():
+            task.result()  # an error it ended with, as awaiting it would raise
 
     async def clients_open(self) -> None:
         """Wait until the app's clients are open (the part starts before them)."""

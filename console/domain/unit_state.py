@@ -237,6 +237,9 @@ class StateCopy:
         self._distrust = 1  # units to skip after the next stale copy
         self.script: AsyncScript | None = None
         self.poison = keys.unit_poison(secrets.token_hex(8))  # see _READ_OR_CHECK
+        # Whether another process follows keys.COMMITS (console/realtime/commit_feed.py
+        # counts its subscribers): alone, a process's commits tell nobody.
+        self.others_listen = True
 
     def start(self, names: tuple[str, ...]) -> Start | None:
         """A Start from the copy, or None when the unit should read first."""
@@ -453,7 +456,7 @@ async def commit(
     if order != start.versions.line:
         commands.append(("SET", keys.LINE_VERSION, order))
     commands += writes
-    if conferences or "agents" in moved:
+    if (conferences or "agents" in moved) and state_copy(redis).others_listen:
         before_after = (start.versions.agents, versions.agents) if "agents" in moved else None
         told = state_copy(redis).told(conferences or {}, agents or {}, before_after)
         commands.append(("PUBLISH", keys.COMMITS, told))

@@ -18,6 +18,7 @@ from console.telephony.runner import Runner
 from simulator.testing import call_sid
 from tests.conftest import PUBLIC_BASE_URL
 from tests.support.flow_helpers import AppVoice, customer_waits, events, hang_up_customer
+from tests.support.processes import follow_each_other
 from warmline.app import create_app
 
 
@@ -64,6 +65,7 @@ async def test_joins_through_two_processes_commute_and_learn_their_place(
     one = create_app(settings, redis_url=redis_server.url)
     two = create_app(settings, redis_url=redis_server.url)
     async with one.test_app(), two.test_app(), one.test_client() as c1, two.test_client() as c2:
+        await follow_each_other(one, two)
         voices = [
             AppVoice(c1, twilio, one, PUBLIC_BASE_URL),
             AppVoice(c2, twilio, two, PUBLIC_BASE_URL),

@@ -20,6 +20,7 @@ from tests.support.flow_helpers import (
     login,
     set_available,
 )
+from tests.support.processes import follow_each_other
 from tests.support.waiting import until
 from warmline.app import create_app
 
@@ -48,6 +49,7 @@ async def test_callbacks_alternating_between_processes_start_from_a_current_copy
     one = create_app(settings, redis_url=redis_server.url)
     two = create_app(settings, redis_url=redis_server.url)
     async with one.test_app(), two.test_app(), one.test_client() as c1, two.test_client() as c2:
+        await follow_each_other(one, two)
         apps, voices = (
             [one, two],
             [
@@ -89,6 +91,7 @@ async def test_a_call_in_progress_is_not_outdated_by_callers_joining_elsewhere(
     one = create_app(settings, redis_url=redis_server.url)
     two = create_app(settings, redis_url=redis_server.url)
     async with one.test_app(), two.test_app(), one.test_client() as c1, two.test_client() as c2:
+        await follow_each_other(one, two)
         first = AppVoice(c1, twilio, one, PUBLIC_BASE_URL)
         second = AppVoice(c2, twilio, two, PUBLIC_BASE_URL)
         await set_available(await login(one, redis, "alice"))
@@ -113,6 +116,7 @@ async def test_agents_changed_elsewhere_reach_the_copy(
     one = create_app(settings, redis_url=redis_server.url)
     two = create_app(settings, redis_url=redis_server.url)
     async with one.test_app(), two.test_app(), two.test_client() as c2:
+        await follow_each_other(one, two)
         second = AppVoice(c2, twilio, two, PUBLIC_BASE_URL)
         bob = await login(one, redis, "bob")
         name = await customer_waits(second)
@@ -150,6 +154,37 @@ async def test_a_message_not_understood_leaves_the_feed_following(
         await redis.publish(keys.COMMITS, "someone-else\n\n\nCFname\n{}")
         await until(lambda: _more(feed, heard))
         await customer_waits(voice)  # and the app's own commits still go through
+
+
+async def test_a_process_alone_publishes_nothing_and_starts_when_another_follows(
+    settings, redis: Redis, redis_server, twilio
+) -> None:
+    """The only follower of the channel tells nobody its commits; once a second
+    process follows, both publish again."""
+    one = create_app(settings, redis_url=redis_server.url)
+    async with one.test_app(), one.test_client() as c1:
+        voice = AppVoice(c1, twilio, one, PUBLIC_BASE_URL)
+        copy = state_copy(RedisExtension.of(one).client)
+        await until(lambda: _alone(copy))
+        before = await _publishes(redis)
+        await customer_waits(voice)
+        assert await _publishes(redis) == before
+        two = create_app(settings, redis_url=redis_server.url)
+        async with two.test_app():
+            await follow_each_other(one, two)
+            heard = CommitFeed.of(two).heard
+            await customer_waits(voice)
+            assert await _publishes(redis) > before
+            await until(lambda: _more(CommitFeed.of(two), heard))
+
+
+async def _alone(copy) -> bool:
+    return not copy.others_listen
+
+
+async def _publishes(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
 
 async def _subscribed(redis: Redis) -> bool:

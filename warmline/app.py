@@ -4,12 +4,14 @@ each worker) gets its own settings, Redis client and Twilio gateway."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 
 from quart import Quart, Response
+from quart.sessions import SessionInterface
 from quart_schema import QuartSchema
 
 from console.config import Settings
-from console.extension import SETTINGS_KEY, get_settings
+from console.extension import SETTINGS_KEY
 from console.history.retention import DailyPurge
 from console.history.writer import HistoryWriter
 from console.postgres_ext import PostgresExtension
@@ -37,6 +39,18 @@ TWILIO_MEDIA = "https://sdk.twilio.com"
 # body cannot hold a connection. A route that answers without reading the body ends
 # the connection when it answers (Hypercorn does not wait for the rest).
 BODY_TIMEOUT_SECONDS = 10
+
+
+class NoCookieSessions(SessionInterface):
+    """Logins live in Redis behind Warmline's own cookie (console/web/auth.py), never
+    in Quart's signed cookie session: not opening one spares every request (every
+    webhook) building a signer. Quart's null session refuses any write to it."""
+
+    async def open_session(self, app: Quart, request: object) -> None:
+        return None
+
+    async def save_session(self, app: Quart, session: object, response: object) -> None:
+        return None
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -72,6 +86,7 @@ def create_app(
     )
     app.config[SETTINGS_KEY] = settings
     app.secret_key = settings.secret_key
+    app.session_interface = NoCookieSessions()
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -134,7 +149,7 @@ def create_app(
     AutoReconcile(app)  # after Redis and the gateway: it uses both at start-up
     _register_blueprints(app)
     register_error_handlers(app)
-    app.after_request(_security_headers)
+    app.after_request(security_headers(settings))
     return app
 
 
@@ -176,12 +191,22 @@ def _register_blueprints(app: Quart) -> None:
         app.register_blueprint(blueprint)
 
 
-async def _security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", content_security_policy(get_settings()))
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    if get_settings().secure_cookies:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    return response
+def security_headers(settings: Settings) -> Callable[[Response], Awaitable[Response]]:
+    """The after-request hook setting the security headers every answer carries (a
+    view's own take precedence), worked out once for the app's settings."""
+    defaults = {
+        "Content-Security-Policy": content_security_policy(settings),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
+    }
+    if settings.secure_cookies:
+        defaults["Strict-Transport-Security"] = "max-age=31536000"
+
+    async def add(response: Response) -> Response:
+        headers = response.headers
+        for name, value in defaults.items():
+            headers.setdefault(name, value)
+        return response
+
+    return add

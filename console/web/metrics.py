@@ -17,6 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -45,7 +46,11 @@ HUB_COUNTERS = (
         "delivered_direct",
     ),
     ("warmline_ws_resyncs", "Sockets that fell behind and were resynced.", "resyncs"),
-    ("warmline_events_read", "Events the processes read from the log.", "published"),
+    (
+        "warmline_events_read",
+        "Events the processes read from the log (while they held sockets).",
+        "published",
+    ),
 )
 
 
@@ -115,6 +120,9 @@ class Metrics(ServingExtension):
         else:
             self.registry.register(_HubCollector(app))
         self._publisher: asyncio.Task[None] | None = None
+        # Each label set's child, looked up once (``labels`` locks and hashes per call).
+        self._latencies: dict[str, Any] = {}
+        self._served: dict[tuple[str, int], Any] = {}
         self.init_app(app)
         app.before_request(self._start_timer)
         app.after_request(self._observe)
@@ -145,8 +153,15 @@ class Metrics(ServingExtension):
         if view is not None and getattr(view, "__warmline_webhook__", False):
             route = rule.rule  # type: ignore[union-attr]
             elapsed = time.perf_counter() - g.get("warmline_started", time.perf_counter())
-            self.latency.labels(route).observe(elapsed)
-            self.webhooks.labels(route, str(response.status_code)).inc()
+            latency = self._latencies.get(route)
+            if latency is None:
+                latency = self._latencies[route] = self.latency.labels(route)
+            latency.observe(elapsed)
+            served = self._served.get((route, response.status_code))
+            if served is None:
+                served = self.webhooks.labels(route, str(response.status_code))
+                self._served[(route, response.status_code)] = served
+            served.inc()
         return response
 
     def _process_metrics(self) -> bytes:

@@ -7,11 +7,13 @@ with RECORD_CALLS on, the same recording attributes too.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from twilio.twiml.voice_response import VoiceResponse
 
 from console.config import Settings
+from console.ids import CALL_SID
 from console.intake import CONFERENCE_EVENTS, CUSTOMER_LABEL, Place
 from console.urls import (
     choice_url,
@@ -66,7 +68,29 @@ def _conference(
 def customer_conference(settings: Settings, call_sid: str, notice: bool = True) -> str:
     """The caller waits in their own conference, named by their CallSid, until an
     agent starts it; their leaving ends it. When calls are recorded they hear the
-    notice first (unless they heard it already: ``notice`` False)."""
+    notice first (unless they heard it already: ``notice`` False).
+
+    Every incoming call answers this: built once per deployment for a stand-in
+    CallSid, which each call's replaces (a CallSid is letters and digits, written
+    the same in the XML and in its URLs' queries)."""
+    template = _customer_template(settings, notice) if CALL_SID.fullmatch(call_sid) else None
+    if template is None:
+        return _customer_conference(settings, call_sid, notice)
+    return template.replace(_STAND_IN_SIDS[0], call_sid)
+
+
+_STAND_IN_SIDS = ("CA" + "5ca1ab1e" * 4, "CA" + "0dd5" * 8)
+
+
+@functools.lru_cache(maxsize=16)
+def _customer_template(settings: Settings, notice: bool) -> str | None:
+    """The answer for a stand-in CallSid; None if the settings' own text could be
+    mistaken for it (two stand-ins must give answers that differ only by them)."""
+    first, second = (_customer_conference(settings, sid, notice) for sid in _STAND_IN_SIDS)
+    return first if first.replace(*_STAND_IN_SIDS) == second else None
+
+
+def _customer_conference(settings: Settings, call_sid: str, notice: bool) -> str:
     response = VoiceResponse()
     if settings.record_calls and notice:
         response.say(settings.recording_notice)

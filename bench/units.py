@@ -9,8 +9,9 @@ its copy of the state as in a serving process), two series:
 - line: ``--line`` callers waiting, no agents.
 
 Each unit is an incoming call joining the back of the line (``flow.enqueue_call``,
-the Voice URL's unit). Every unit reads and compares every agent today, so its cost
-grows with the floor.
+the Voice URL's unit). A unit once read and compared every agent, so its cost grew
+with the floor; it now reads only the agents it touches and asks the index beside
+the copy about the rest (console/domain/agent_index.py).
 
 Each point runs ``--units`` units after one warm-up and reports the median and p90
 wall time per unit and the process's CPU per unit.

@@ -192,7 +192,7 @@ def long_waiters(unit: Unit, names: list[str], max_wait_ms: int) -> list[str]:
     """Of the callers at ``names`` (the head of the line, fetched), those who have
     waited ``max_wait_ms`` in their conference and nobody is being rung for: marked
     moved (routing passes them by) for the Calls API to move them out."""
-    engaged = {a.conference for a in unit.agents.values() if a.dial}
+    engaged = unit.engaged()
     moving = []
     for name in names:
         if name not in unit.queued or name in engaged:

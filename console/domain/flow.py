@@ -80,7 +80,7 @@ async def _offers_callback(unit: Unit, from_number: str | None) -> bool:
     if dialable.callback_number(from_number, settings.caller_id) is None:
         return False
     position = len(unit.queue)
-    statuses = [agent.status for agent in unit.agents.values()]
+    statuses = unit.statuses()
     if not expected_wait.must_wait(position, statuses):
         return False
     if settings.callback_offer_seconds == 0:
@@ -180,7 +180,7 @@ def _diverted(unit: Unit) -> Arrival | None:
     ):
         return Arrival.CLOSED
     if settings.nobody_signed_in == "voicemail" and all(
-        agent.status == AgentStatus.OFFLINE for agent in unit.agents.values()
+        status == AgentStatus.OFFLINE for status in unit.statuses()
     ):
         return Arrival.NO_AGENTS
     return None
@@ -327,7 +327,7 @@ def customer_joined(record: ConferenceRecord) -> bool:
 def engaged_conferences(unit: Unit) -> set[str]:
     """The conferences an agent is being dialed into or is in: where an agent could be
     stranded by a customer who never arrives (the sweeper watches them)."""
-    return {a.conference for a in unit.agents.values() if a.dial and a.conference}
+    return {name for name in unit.engaged() if name}
 
 
 async def end_without_customer(unit: Unit, name: str) -> bool:

@@ -69,7 +69,7 @@ async def assign(unit: Unit) -> int:
 
 def waiting_transfers(unit: Unit) -> list[Agent]:
     """The agents whose transfer to "any available agent" waits, oldest first."""
-    waiting = [a for a in unit.agents.values() if a.transfer_waiting and a.conference]
+    waiting = [a for a in unit.transfers_waiting() if a.transfer_waiting and a.conference]
     return sorted(waiting, key=lambda a: (a.transfer_waiting_since, a.username))
 
 

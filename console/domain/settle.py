@@ -48,9 +48,7 @@ async def settle(unit: Unit) -> None:
     can offer someone a call, and have the unit announce its agents and its line."""
     for record in unit.loaded():
         Settler(unit, record).run()
-    if unit.routable() and (
-        any(a.transfer_waiting for a in unit.agents.values()) or await unit.waiting(1)
-    ):
+    if unit.any_routable() and (unit.transfer_waits() or await unit.waiting(1)):
         unit.effects.append(Route())
     await unit.announce()
 

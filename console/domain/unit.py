@@ -3,7 +3,9 @@ change reads, changed in memory, then collected for one commit.
 
 A unit starts from the agents, the queue and the conferences named up front
 (console/domain/unit_state.py: read in one trip, or taken from this process's own
-copy), loads any other conference it needs, and is changed in memory. Once settled
+copy), loads any other conference it needs, and is changed in memory; an agent's
+record is parsed when the unit first reads it, and the questions about all the agents
+are answered from their index (console/domain/agent_index.py). Once settled
 (console/domain/settle.py) it announces what changed among its agents and in the
 waiting line, and ``write`` collects every changed key and the events for the
 commit. console/domain/transaction.py runs a change on a unit and commits it.
@@ -19,6 +21,7 @@ from redis.asyncio.client import Pipeline
 
 from console.config import Settings
 from console.domain import folding, keys
+from console.domain.agent_index import AgentIndex, AgentTable
 from console.domain.derive import ConferenceView, derive
 from console.domain.effects import Effect
 from console.domain.events import Event, append_events, log_cap
@@ -88,9 +91,10 @@ class Unit:
         self.now = now
         self.start = start
         self._copy = copy if start.from_copy else None
+        self._state_copy = copy
         self._agents_raw = start.agents
-        self._agents_before = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
-        self.agents = {n: Agent.from_json(raw) for n, raw in start.agents.items()}
+        self._agent_index = start.agents_index
+        self.agents = AgentTable(start.agents)  # parsed as they are read
         self._queue = list(start.queue)  # the unit's own, changed in place
         self._queue_before = start.queue  # never changed: the copy's, shared
         self._queued = QueueInfo()
@@ -310,11 +314,58 @@ class Unit:
     def register_help(self, help_id: str, conference: str) -> None:
         self._new_help[help_id] = conference
 
+    def agent_index(self) -> AgentIndex:
+        """The facts about every agent as the unit found them (the agents it read
+        may have changed since: ask ``self.agents`` about those)."""
+        if self._agent_index is None:
+            copy = self._state_copy
+            if copy is not None:
+                self._agent_index = copy.agent_index(self._agents_raw)
+            else:
+                self._agent_index = AgentIndex.build(self._agents_raw)
+        return self._agent_index
+
+    def engaged(self) -> set[str | None]:
+        """The conferences an agent is being dialed into or is in."""
+        index, table = self.agent_index(), self.agents
+        engaged = {index.engaged[name] for name in table.others(index.engaged)}
+        return engaged | {a.conference for a in table.parsed.values() if a.dial}
+
+    def statuses(self) -> list[str]:
+        """Every agent's status."""
+        index, table = self.agent_index(), self.agents
+        statuses = [index.statuses[name] for name in table.others(index.statuses)]
+        return statuses + [a.status for a in table.parsed.values()]
+
+    def any_routable(self) -> bool:
+        """Whether ``routable`` would name anyone (without reading any agent)."""
+        index, table, now = self.agent_index(), self.agents, self.now
+        if any(index.free[name] <= now for name in table.others(index.free)):
+            return True
+        return any(self._routable(a) for a in table.parsed.values())
+
+    def transfers_waiting(self) -> list[Agent]:
+        """The agents whose transfer to "any available agent" may wait (read: routing
+        changes them)."""
+        index, table = self.agent_index(), self.agents
+        names = list(table.others(index.transfers))
+        found = [table[name] for name in names]
+        chosen = set(names)
+        found += [a for n, a in table.parsed.items() if n not in chosen and a.transfer_waiting]
+        return found
+
+    def transfer_waits(self) -> bool:
+        """Whether some agent's transfer to "any available agent" waits."""
+        index, table = self.agent_index(), self.agents
+        if any(True for _ in table.others(index.transfers)):
+            return True
+        return any(a.transfer_waiting for a in table.parsed.values())
+
     async def waiting(self, count: int) -> list[str]:
         """Up to ``count`` queued customers nobody is being dialed for, in queue order.
         Routing looks at no more of the line than it has agents for: records are
         fetched a slice at a time."""
-        engaged = {a.conference for a in self.agents.values() if a.dial}
+        engaged = self.engaged()
         found: list[str] = []
         step = max(2 * count, 16)
         for start in range(0, len(self.queue), step):
@@ -326,13 +377,20 @@ class Unit:
         return found[:count]
 
     def routable(self) -> list[Agent]:
-        """Available agents, longest idle first."""
-        ready = [
-            a
-            for a in self.agents.values()
-            if a.status == AgentStatus.AVAILABLE and a.dial is None and a.idle_since <= self.now
-        ]
+        """Available agents, longest idle first (read: routing may change them)."""
+        index, table, now = self.agent_index(), self.agents, self.now
+        free = [name for name in table.others(index.free) if index.free[name] <= now]
+        ready = [table[name] for name in free]  # read now: no longer "others"
+        chosen = set(free)
+        ready += [a for name, a in table.parsed.items() if name not in chosen and self._routable(a)]
         return sorted(ready, key=lambda a: (a.idle_since, a.username))
+
+    def _routable(self, agent: Agent) -> bool:
+        return (
+            agent.status == AgentStatus.AVAILABLE
+            and agent.dial is None
+            and agent.idle_since <= self.now
+        )
 
     def release(
         self, agent: Agent, missed: bool, back_of_line: bool = False, took_call: bool = False
@@ -354,7 +412,9 @@ class Unit:
 
     def end_wrap_ups(self) -> None:
         """Agents whose wrap-up time is over become available (and routable)."""
-        for agent in self.agents.values():
+        index, table = self.agent_index(), self.agents
+        over = [name for name in table.others(index.wrapping) if index.wrapping[name] <= self.now]
+        for agent in [*(table[name] for name in over), *table.parsed.values()]:
             wrapping = agent.status == AgentStatus.WRAP_UP and agent.dial is None
             if wrapping and agent.idle_since <= self.now:
                 self.set_status(agent, AgentStatus.AVAILABLE)
@@ -418,8 +478,8 @@ class Unit:
         return all(map(self._created, joined)) and self._queued.changed() <= joined
 
     def _announce_agents(self) -> None:
-        for name, agent in self.agents.items():
-            before = self._agents_before.get(name)
+        for name, agent in self.agents.parsed.items():  # one not read did not change
+            before = self.agents.before(name)
             if before is None or before.public() != agent.public():
                 self.events.append(Event("agent.updated", agent.public(), self.now))
 
@@ -541,15 +601,18 @@ class Unit:
         conferences = {
             name: self.written.get(name) or self.before(name).raw for name in self._conferences
         }
-        agents = {**self._agents_raw, **self.agents_written}
+        written, index = self.agents_written, self._agent_index
+        agents = {**self._agents_raw, **written} if written else self._agents_raw
+        if written and index is not None:
+            index = index.updated(written)
         queue = self._queue if line is None else line
-        return After(agents, queue, self._queue_announced, conferences)
+        return After(agents, queue, self._queue_announced, conferences, index)
 
     def _write_agents(self) -> bool:
         updates = {
             name: agent.to_json()
-            for name, agent in self.agents.items()
-            if agent != self._agents_before.get(name)
+            for name, agent in self.agents.parsed.items()  # one not read did not change
+            if agent != self.agents.before(name)
         }
         if updates:
             self.pipe.hset(keys.AGENTS, mapping=updates)

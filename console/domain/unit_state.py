@@ -70,6 +70,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from console.domain import keys
+from console.domain.agent_index import AgentIndex
 
 # How a commit checks the line (Unit.line_check): its version (anything the unit saw of
 # it), its order (callers joining its back, which commute), or not at all.
@@ -167,6 +168,7 @@ class Start:
     conferences: dict[str, str | None]
     from_copy: bool = False
     digests: dict[str, str] = field(default_factory=dict)  # of conferences, when known
+    agents_index: AgentIndex | None = None  # of ``agents``, when the copy has it
 
 
 @dataclass
@@ -177,6 +179,7 @@ class After:
     queue: list[str]
     announced: dict[str, str]
     conferences: dict[str, str | None]
+    agents_index: AgentIndex | None = None  # of ``agents``, when known
 
 
 class LostRace(Exception):
@@ -229,7 +232,8 @@ class StateCopy:
 
     def __init__(self) -> None:
         self.versions: Versions | None = None
-        self.agents: dict[str, str] = {}
+        self.agents: dict[str, str] = {}  # replaced, never changed in place
+        self.agents_index: AgentIndex | None = None  # of ``agents``, once built
         self.queue: list[str] = []
         self.announced: dict[str, str] = {}
         self._conferences: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
@@ -250,11 +254,12 @@ class StateCopy:
             return None
         start = Start(
             self.versions,
-            dict(self.agents),
-            self.queue,  # shared, not copied: nothing changes a line list in place
+            self.agents,  # shared, not copied: nothing changes these in place
+            self.queue,
             dict(self.announced),
             {},
             from_copy=True,
+            agents_index=self.agents_index,
         )
         for name in names:  # one the copy never saw is taken for new (an incoming call)
             _, start.conferences[name] = self.conference(name, start.digests)
@@ -282,6 +287,14 @@ class StateCopy:
         else:
             self.replace(fresh)
 
+    def agent_index(self, agents: dict[str, str]) -> AgentIndex:
+        """The index of ``agents``: kept when they are this copy's agents."""
+        if agents is not self.agents:
+            return AgentIndex.build(agents)
+        if self.agents_index is None:
+            self.agents_index = AgentIndex.build(agents)
+        return self.agents_index
+
     def forget(self) -> None:
         """The next unit reads the state (and the copy takes it)."""
         self.versions = None
@@ -290,6 +303,7 @@ class StateCopy:
         """Take what a read found."""
         self.versions = start.versions
         self.agents, self.queue, self.announced = start.agents, start.queue, start.announced
+        self.agents_index = start.agents_index
         self._store(start.conferences)
 
     def expect(self, conferences: dict[str, str]) -> None:
@@ -307,6 +321,7 @@ class StateCopy:
             self._distrust = 1
         self.versions = versions
         self.agents, self.queue, self.announced = after.agents, after.queue, after.announced
+        self.agents_index = after.agents_index
         self._store(after.conferences)
 
     def told(
@@ -333,7 +348,10 @@ class StateCopy:
         if moved and self.versions is not None:
             before, after = moved.split(" ")
             if self.versions.agents == before:
-                self.agents = {**self.agents, **json.loads(agents)}
+                written = json.loads(agents)
+                index = self.agents_index
+                index = index.updated(written) if index is not None else None  # may refuse
+                self.agents, self.agents_index = {**self.agents, **written}, index
                 self.versions = dataclasses.replace(self.versions, agents=after)
         self._store(dict(zip(lines[::2], lines[1::2], strict=True)))
 

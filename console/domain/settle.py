@@ -84,15 +84,16 @@ class Settler:
 
     def run(self) -> None:
         view = derive(self.record)
+        facts = self.record.to_json()
         self._customer_gone(view)
         self._release_agents(view)
         if self.record.callback is not None:
             self._callback(view)
-            view = derive(self.record)
+            view, facts = self._again(view, facts)
         self._serve_customer(view)
         self._manage_participants(view)
-        view = derive(self.record)  # the reactions above changed the facts
-        self.unit.settled(self.record.name, view.status)
+        view, facts = self._again(view, facts)  # the reactions may have changed the facts
+        self.unit.settled(self.record.name, view, facts)
         # Whoever was involved before or after sees the change (an agent sees their
         # own leaving); computed once, not per event.
         self.audience = involved_agents(self.record, view)
@@ -103,6 +104,12 @@ class Settler:
         self._announce_callback()
         if self.record.help:
             help_requests.end_with_call(self.unit, self.record, view)
+
+    def _again(self, view: ConferenceView, facts: str) -> tuple[ConferenceView, str]:
+        """The picture once more if the record changed since ``facts`` (its JSON):
+        derive is a pure function of the record, and far dearer than encoding it."""
+        now = self.record.to_json()
+        return (view, facts) if now == facts else (derive(self.record), now)
 
     def _customer_gone(self, view: ConferenceView) -> None:
         """The customer hung up: leave the queue, stop every ring meant for them."""

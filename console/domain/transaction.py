@@ -167,7 +167,7 @@ async def _attempt(
             if start.from_copy and not unit.wrote:  # conferences only: see _turns
 
                 def sent() -> None:
-                    copy.expect(unit.written)
+                    copy.expect(unit.written, unit.pictures)
                     turn.give_back()
 
             outcome = await commit(

@@ -109,6 +109,8 @@ class Unit:
         self._new_transfers: dict[str, str] = {}
         self._new_help: dict[str, str] = {}  # help request id -> conference
         self._status: dict[str, str] = {}  # conference -> status after settling
+        self._pictures: dict[str, tuple[str, ConferenceView]] = {}  # settled: JSON, view
+        self.pictures: dict[str, ConferenceView] = {}  # of written conferences, for the copy
         self._line: LineChange | None = None  # how announce() found the line changed
         self._line_known = False
         # Whether anything this unit decided depended on the line (``queue``, ``queued``
@@ -215,7 +217,13 @@ class Unit:
         known = raw is not None and raw != ENDED
         record = ConferenceRecord.from_json(raw) if known else None
         before = ConferenceRecord.from_json(raw) if known else None
-        self._before[name] = Loaded(raw, before, derive(before) if before else None)
+        view = None
+        if before is not None:
+            # A picture the copy holds for this very JSON is derive's answer for it.
+            copy = self._state_copy
+            view = copy.picture(name, raw) if copy is not None else None
+            view = view or derive(before)
+        self._before[name] = Loaded(raw, before, view)
         self._conferences[name] = record
 
     async def add_callback(self, record: ConferenceRecord, callback: Callback) -> bool:
@@ -446,10 +454,13 @@ class Unit:
 
     # -- announcing (after settling) -------------------------------------------
 
-    def settled(self, name: str, status: str) -> None:
-        """Settling left conference ``name`` ``status``: an ended one is written to
-        expire and leaves ``keys.LIVE``."""
-        self._status[name] = status
+    def settled(self, name: str, view: ConferenceView, facts: str) -> None:
+        """Settling left conference ``name`` pictured as ``view``, derived from the
+        record whose JSON was ``facts``. An ended one is written to expire and leaves
+        ``keys.LIVE``; if the record is written as ``facts``, the picture goes with it
+        into the copy, and the next unit need not derive it again."""
+        self._status[name] = view.status
+        self._pictures[name] = (facts, view)
 
     async def announce(self) -> None:
         """Announce what changed among the agents and in the waiting line. Called once
@@ -548,6 +559,9 @@ class Unit:
             changed = True
             key = keys.conference(name)
             self.written[name] = raw
+            settled = self._pictures.get(name)
+            if settled is not None and settled[0] == raw:
+                self.pictures[name] = settled[1]
             pipe.set(key, raw)
             self._write_history(name, record)
             if self._status.get(name) == "ended":
@@ -606,7 +620,16 @@ class Unit:
         if written and index is not None:
             index = index.updated(written)
         queue = self._queue if line is None else line
-        return After(agents, queue, self._queue_announced, conferences, index)
+        pictures = {
+            name: view
+            for name in self._conferences
+            if (view := self.pictures.get(name) or self._unchanged_picture(name)) is not None
+        }
+        return After(agents, queue, self._queue_announced, conferences, index, pictures)
+
+    def _unchanged_picture(self, name: str) -> ConferenceView | None:
+        """The picture of a conference the unit read and did not write: still true."""
+        return None if name in self.written else self.before(name).view
 
     def _write_agents(self) -> bool:
         updates = {

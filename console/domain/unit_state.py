@@ -71,6 +71,7 @@ from redis.exceptions import ResponseError
 
 from console.domain import keys
 from console.domain.agent_index import AgentIndex
+from console.domain.derive import ConferenceView
 
 # How a commit checks the line (Unit.line_check): its version (anything the unit saw of
 # it), its order (callers joining its back, which commute), or not at all.
@@ -180,6 +181,7 @@ class After:
     announced: dict[str, str]
     conferences: dict[str, str | None]
     agents_index: AgentIndex | None = None  # of ``agents``, when known
+    pictures: dict[str, ConferenceView] = field(default_factory=dict)  # of ``conferences``
 
 
 class LostRace(Exception):
@@ -237,6 +239,9 @@ class StateCopy:
         self.queue: list[str] = []
         self.announced: dict[str, str] = {}
         self._conferences: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
+        # A conference's picture (derive's answer) for the JSON the copy holds, when a
+        # unit had it: the next unit need not derive it again.
+        self._pictures: dict[str, tuple[str, ConferenceView]] = {}
         self._skip = 0  # units still to start with a read
         self._distrust = 1  # units to skip after the next stale copy
         self.script: AsyncScript | None = None
@@ -306,9 +311,12 @@ class StateCopy:
         self.agents_index = start.agents_index
         self._store(start.conferences)
 
-    def expect(self, conferences: dict[str, str]) -> None:
-        """Take the conferences a commit just sent writes, before its answer."""
-        self._store(conferences)
+    def expect(
+        self, conferences: dict[str, str], pictures: dict[str, ConferenceView] | None = None
+    ) -> None:
+        """Take the conferences a commit just sent writes (and their pictures, when
+        known), before its answer."""
+        self._store(conferences, pictures)
 
     def kept(self, start: Start) -> None:
         """A unit that started from ``start`` committed what ``expect`` took."""
@@ -322,7 +330,7 @@ class StateCopy:
         self.versions = versions
         self.agents, self.queue, self.announced = after.agents, after.queue, after.announced
         self.agents_index = after.agents_index
-        self._store(after.conferences)
+        self._store(after.conferences, after.pictures)
 
     def told(
         self, conferences: dict[str, str], agents: dict[str, str], moved: tuple[str, str] | None
@@ -355,12 +363,27 @@ class StateCopy:
                 self.versions = dataclasses.replace(self.versions, agents=after)
         self._store(dict(zip(lines[::2], lines[1::2], strict=True)))
 
-    def _store(self, conferences: dict[str, str | None]) -> None:
+    def picture(self, name: str, raw: str) -> ConferenceView | None:
+        """Conference ``name``'s picture when the copy has one for exactly ``raw``."""
+        entry = self._pictures.get(name)
+        return entry[1] if entry is not None and entry[0] == raw else None
+
+    def _store(
+        self,
+        conferences: dict[str, str | None],
+        pictures: dict[str, ConferenceView] | None = None,
+    ) -> None:
         for name, raw in conferences.items():
             self._conferences[name] = (raw, digest(raw))
             self._conferences.move_to_end(name)
+            view = pictures.get(name) if pictures and raw is not None else None
+            if view is not None:
+                self._pictures[name] = (raw, view)
+            else:
+                self._pictures.pop(name, None)
         while len(self._conferences) > COPY_CONFERENCES:
-            self._conferences.popitem(last=False)
+            gone, _ = self._conferences.popitem(last=False)
+            self._pictures.pop(gone, None)
 
 
 _copies: weakref.WeakKeyDictionary[Redis, StateCopy] = weakref.WeakKeyDictionary()

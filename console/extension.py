@@ -3,9 +3,7 @@ looking them up by string in Quart's ``app.config`` and ``app.extensions``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from quart import Quart, current_app
 
@@ -63,11 +61,3 @@ class ServingExtension(Extension):
 
     async def stop(self) -> None:
         """Close what ``start`` opened."""
-
-
-async def cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a background task and wait until it has ended."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -11,7 +11,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from quart import Quart, current_app
 
-from console.extension import ServingExtension, cancel
+from console.extension import ServingExtension
+from console.tasks import cancel
 
 # A query waits this long for a connection before failing (the route answers 503).
 POOL_TIMEOUT_SECONDS = 5.0

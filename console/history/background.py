@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-CANCEL_AGAIN_SECONDS = 0.5  # a stopping task not ended by then is cancelled again
+from console.tasks import cancel
 
 
 class App(Protocol):
@@ -48,15 +48,7 @@ class BackgroundPart:
         self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
-        """Cancel the task until it ends: a cancellation that lands just as a redis-py
-        command completes can be swallowed (redis-py 8.1.0), and the task would go on
-        to its next blocking read instead of ending."""
-        task = self._task
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
-        if task is not None and not task.cancelled():
-            task.result()  # an error it ended with, as awaiting it would raise
+        await cancel(self._task)
 
     async def clients_open(self) -> None:
         """Wait until the app's clients are open (the part starts before them)."""

@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 from console.domain import keys
 from console.domain.unit_state import state_copy
-from console.extension import ServingExtension, cancel
+from console.extension import ServingExtension
 from console.redis_ext import RedisExtension, connect, stop_reader
+from console.tasks import cancel
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from redis.exceptions import RedisError
 
 from console.domain.presence import stamp_agents
 from console.domain.sockets import stamp_sockets
-from console.extension import ServingExtension, cancel, settings_of
+from console.extension import ServingExtension, settings_of
 from console.realtime.hub import Hub
 from console.redis_ext import RedisExtension
+from console.tasks import cancel
 
 log = logging.getLogger(__name__)
 

@@ -69,10 +69,11 @@ from console.domain.records import AgentStatus, Callback, ConferenceRecord, Dial
 from console.domain.settle import call_off
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
-from console.extension import ServingExtension, cancel, settings_of
+from console.extension import ServingExtension, settings_of
 from console.ids import NAME, USERNAME
 from console.network_errors import redis_reason
 from console.redis_ext import RedisExtension, watch_failovers
+from console.tasks import cancel
 from console.telephony.gateway import GatewayError, TwilioGateway
 from console.telephony.runner import Runner, request
 

@@ -39,8 +39,9 @@ from console.domain.history_log import trim_log
 from console.domain.records import CALL_ENDED, ConferenceRecord
 from console.domain.transaction import run_unit
 from console.domain.unit import Unit
-from console.extension import ServingExtension, cancel, settings_of
+from console.extension import ServingExtension, settings_of
 from console.redis_ext import RedisExtension
+from console.tasks import cancel
 from console.telephony.gateway import GatewayError, TwilioGateway
 from console.urls import agent_connect_url, call_status_url, long_wait_url
 

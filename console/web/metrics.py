@@ -26,8 +26,9 @@ from prometheus_client.registry import Collector
 from quart import Quart, Response, current_app, g, request
 
 from console.domain.history_log import Backlog
-from console.extension import ServingExtension, cancel
+from console.extension import ServingExtension
 from console.realtime.hub import Hub
+from console.tasks import cancel
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

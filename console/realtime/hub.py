@@ -21,6 +21,7 @@ from typing import Final
 
 from quart import Quart
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from console.domain import keys
@@ -36,6 +37,7 @@ BLOCK_MS = 5_000
 READ_COUNT = 100  # per XREAD; a socket's backlog must hold at least one read
 MAX_BACKOFF_SECONDS = 5.0
 STOP_WAIT_SECONDS = 0.5
+READY_SECONDS = 5.0  # how long a socket waits for the reader to find the log's end
 
 StreamId = tuple[int, int]
 
@@ -231,8 +233,14 @@ class Hub(ServingExtension):
 
     async def ready(self) -> None:
         """Wait until the reader knows where the log ends: a socket that read its
-        snapshot before then could miss events between the two."""
-        await self._ready.wait()
+        snapshot before then could miss events between the two. Raises
+        ConnectionError (a RedisError) when the reader cannot tell within
+        READY_SECONDS: it cannot reach Redis (its first socket woke it meanwhile)."""
+        try:
+            async with asyncio.timeout(READY_SECONDS):
+                await self._ready.wait()
+        except TimeoutError:
+            raise RedisConnectionError("the event log's reader cannot reach Redis") from None
 
     def subscribe(
         self, username: str, supervisor: bool, backlog: int, socket_id: str = "", session: str = ""

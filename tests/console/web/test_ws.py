@@ -267,6 +267,23 @@ async def test_handshake_while_redis_is_down_is_a_clear_503(settings):
         assert await handshake_status(client, "/ws") == 503
 
 
+async def test_a_socket_whose_log_reader_cannot_start_gets_a_clear_503(
+    app, redis, monkeypatch
+):
+    """The log's reader, parked without sockets, is woken by the next one; if it cannot
+    find the log's end (Redis unreachable from it), that socket is refused with 503
+    within a bound instead of waiting for Redis."""
+    import console.realtime.hub
+
+    async def unreachable(self) -> None:
+        raise console.realtime.hub.RedisConnectionError("no route to Redis")
+
+    monkeypatch.setattr(console.realtime.hub, "READY_SECONDS", 0.5)
+    monkeypatch.setattr(Hub, "_find_ends", unreachable)
+    alice = await login(app, redis, "alice")
+    assert await handshake_status(alice, "/ws") == 503
+
+
 async def test_a_websocket_handshake_to_any_other_route_is_a_clean_4xx(app, redis, caplog):
     """Error pages are built for requests and WebSocket handshakes alike: no 500."""
     alice = await login(app, redis, "alice")

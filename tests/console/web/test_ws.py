@@ -267,9 +267,7 @@ async def test_handshake_while_redis_is_down_is_a_clear_503(settings):
         assert await handshake_status(client, "/ws") == 503
 
 
-async def test_a_socket_whose_log_reader_cannot_start_gets_a_clear_503(
-    app, redis, monkeypatch
-):
+async def test_a_socket_whose_log_reader_cannot_start_gets_a_clear_503(app, redis, monkeypatch):
     """The log's reader, parked without sockets, is woken by the next one; if it cannot
     find the log's end (Redis unreachable from it), that socket is refused with 503
     within a bound instead of waiting for Redis."""

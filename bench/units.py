@@ -6,7 +6,9 @@ its copy of the state as in a serving process), two series:
 
 - agents: ``--agents`` agents signed in (busy, so none is routed to), the line
   empty at first;
-- line: ``--line`` callers waiting, no agents.
+- line: ``--line`` callers waiting, no agents;
+- changes: ``--agents`` agents signed in, each unit moving one of them (in turn)
+  between a break and offline: what keeping the agents' index current costs.
 
 Each unit is an incoming call joining the back of the line (``flow.enqueue_call``,
 the Voice URL's unit). A unit once read and compared every agent, so its cost grew
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import tempfile
 import time
@@ -61,18 +64,48 @@ async def join(redis: Any, settings: Settings) -> None:
     await run_unit(redis, settings, lambda u: enqueue_call(u, sid, CALLER), conferences=(sid,))
 
 
+async def store_busy_agents(redis: Any, count: int) -> None:
+    """A fresh state with ``count`` agents signed in and busy."""
+    await redis.flushall()
+    for start in range(0, count, 1000):
+        chunk = {
+            f"agent{i}": Agent(username=f"agent{i}", status=AgentStatus.BUSY).to_json()
+            for i in range(start, min(count, start + 1000))
+        }
+        await redis.hset(keys.AGENTS, mapping=chunk)
+
+
 async def agents_series(redis: Any, settings: Settings, counts: list[int], units: int) -> list:
     rows = []
     for count in counts:
-        await redis.flushall()
-        for start in range(0, count, 1000):
-            chunk = {
-                f"agent{i}": Agent(username=f"agent{i}", status=AgentStatus.BUSY).to_json()
-                for i in range(start, min(count, start + 1000))
-            }
-            await redis.hset(keys.AGENTS, mapping=chunk)
+        await store_busy_agents(redis, count)
         await join(redis, settings)
         rows.append({"agents": count, **await timed(units, lambda: join(redis, settings))})
+    return rows
+
+
+async def change(redis: Any, settings: Settings, name: str, on_break: bool) -> None:
+    """One unit changing agent ``name``'s status (a break, or offline)."""
+
+    async def flip(unit: Any) -> None:
+        status = AgentStatus.BREAK if on_break else AgentStatus.OFFLINE
+        unit.set_status(unit.agent(name), status, "lunch" if on_break else None)
+
+    await run_unit(redis, settings, flip)
+
+
+async def changes_series(redis: Any, settings: Settings, counts: list[int], units: int) -> list:
+    rows = []
+    for count in counts:
+        await store_busy_agents(redis, count)
+        turns = itertools.count()
+
+        async def unit(turns: Any = turns, count: int = count) -> None:
+            turn = next(turns)
+            await change(redis, settings, f"agent{turn % count}", turn // count % 2 == 0)
+
+        await unit()
+        rows.append({"agents": count, **await timed(units, unit)})
     return rows
 
 
@@ -96,10 +129,11 @@ async def run(args: argparse.Namespace) -> tuple[list, list]:
         try:
             agents = await agents_series(redis, settings, args.agents, args.units)
             line = await line_series(redis, settings, args.line, args.units)
+            changes = await changes_series(redis, settings, args.agents, args.units)
         finally:
             await redis.aclose()
             server.stop()
-    return agents, line
+    return agents, line, changes
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -111,7 +145,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    agents, line = asyncio.run(run(args))
+    agents, line, changes = asyncio.run(run(args))
     print("| agents stored | median ms per unit | p90 ms | CPU ms per unit |")
     print("| ---: | ---: | ---: | ---: |")
     for row in agents:
@@ -125,6 +159,14 @@ def main(args: argparse.Namespace) -> int:
     for row in line:
         print(
             f"| {row['line']:,} | {row['median_ms']:.3f} | {row['p90_ms']:.3f} "
+            f"| {row['cpu_ms']:.3f} |"
+        )
+    print()
+    print("| agents stored | median ms per agent change | p90 ms | CPU ms per change |")
+    print("| ---: | ---: | ---: | ---: |")
+    for row in changes:
+        print(
+            f"| {row['agents']:,} | {row['median_ms']:.3f} | {row['p90_ms']:.3f} "
             f"| {row['cpu_ms']:.3f} |"
         )
     return 0

@@ -11,9 +11,8 @@ CANCEL_AGAIN_SECONDS = 0.5  # a stopping task not ended by then is cancelled aga
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
     """Cancel ``task`` until it has ended, then raise what it ended with (as awaiting it
-    would), a cancellation aside. Cancelling once is not enough: one that lands just as
-    a redis-py 8.1.0 command completes can be swallowed, and the task would go on to
-    its next wait instead of ending (an app's shutdown hung on it for minutes)."""
+    would), a cancellation aside. Once is not enough: redis-py 8.1.0 can swallow one
+    that lands as a command completes, and the task goes on to its next wait."""
     while task is not None and not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)

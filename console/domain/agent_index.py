@@ -1,13 +1,8 @@
-"""The agents a unit of work reads, parsed only when it reads them, and the few facts
-about all of them that every unit asks (is anyone free, does a transfer wait, who is
-engaged, who is signed in), kept beside the process's copy of the state.
-
-A unit parsed every agent's record twice and compared them all to find what it
-changed, so its cost grew with the agents signed in (``python -m bench units``).
-Now ``AgentTable`` parses a record on first access and the unit compares and writes
-only those; ``AgentIndex`` answers the questions asked on every unit without parsing
-anyone. The index is built once per agents' state and updated with what each commit
-(or another process's, through the commit feed) wrote.
+"""The agents a unit of work reads, parsed only when it reads them (``AgentTable``),
+and the few facts about all of them that every unit asks (is anyone free, does a
+transfer wait, who is engaged, who is signed in: ``AgentIndex``), kept beside the
+process's copy of the state, so a unit's cost does not grow with the agents signed in.
+The index is built once per agents' state and updated with each commit's writes.
 """
 
 from __future__ import annotations

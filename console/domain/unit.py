@@ -90,8 +90,8 @@ class Unit:
         self.settings = settings
         self.now = now
         self.start = start
-        self._copy = copy if start.from_copy else None
-        self._state_copy = copy
+        self._copy = copy if start.from_copy else None  # conferences come from it
+        self._state_copy = copy  # also after a read: its index and pictures hold by content
         self._agents_raw = start.agents
         self._agent_index = start.agents_index
         self.agents = AgentTable(start.agents)  # parsed as they are read
@@ -620,16 +620,10 @@ class Unit:
         if written and index is not None:
             index = index.updated(written)
         queue = self._queue if line is None else line
-        pictures = {
-            name: view
-            for name in self._conferences
-            if (view := self.pictures.get(name) or self._unchanged_picture(name)) is not None
-        }
+        # The pictures of what it wrote, and of what it read and left: still true.
+        pictures = {name: loaded.view for name, loaded in self._before.items() if loaded.view}
+        pictures = {n: v for n, v in pictures.items() if n not in self.written} | self.pictures
         return After(agents, queue, self._queue_announced, conferences, index, pictures)
-
-    def _unchanged_picture(self, name: str) -> ConferenceView | None:
-        """The picture of a conference the unit read and did not write: still true."""
-        return None if name in self.written else self.before(name).view
 
     def _write_agents(self) -> bool:
         updates = {

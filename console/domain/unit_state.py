@@ -358,7 +358,8 @@ class StateCopy:
             if self.versions.agents == before:
                 written = json.loads(agents)
                 index = self.agents_index
-                index = index.updated(written) if index is not None else None  # may refuse
+                # Raises on a message not ours before anything changes.
+                index = index.updated(written) if index is not None else None
                 self.agents, self.agents_index = {**self.agents, **written}, index
                 self.versions = dataclasses.replace(self.versions, agents=after)
         self._store(dict(zip(lines[::2], lines[1::2], strict=True)))
@@ -467,7 +468,7 @@ async def commit(
     (``keys.COMMITS``); ``sent``: called once the commit is sent. Returns the new
     versions, or the current state when the check failed; raises LostRace when the
     check held but a commit came before the EXEC."""
-    names = list(raws)
+    names, copy = list(raws), state_copy(redis)
     script_keys = _script_keys(redis, names)
     moved = {family: secrets.token_hex(8) for family in ("agents", "queue") if family in wrote}
     commutes = line == LINE_JOINS
@@ -488,7 +489,7 @@ async def commit(
     expected = _expected(start, names, raws, line)
     # EVAL, never EVALSHA, here: a NOSCRIPT would skip the check and let the EXEC run.
     commands: list[tuple[Any, ...]] = [
-        ("WATCH", state_copy(redis).poison, *watched),
+        ("WATCH", copy.poison, *watched),
         ("EVAL", _READ_OR_CHECK, len(script_keys), *script_keys, *expected),
         ("MULTI",),
     ]
@@ -497,9 +498,9 @@ async def commit(
     if order != start.versions.line:
         commands.append(("SET", keys.LINE_VERSION, order))
     commands += writes
-    if (conferences or "agents" in moved) and state_copy(redis).others_listen:
+    if (conferences or "agents" in moved) and copy.others_listen:
         before_after = (start.versions.agents, versions.agents) if "agents" in moved else None
-        told = state_copy(redis).told(conferences or {}, agents or {}, before_after)
+        told = copy.told(conferences or {}, agents or {}, before_after)
         commands.append(("PUBLISH", keys.COMMITS, told))
     if commutes:  # the line from where the unit saw it end: others' joins, then its own
         commands.append(("LRANGE", keys.QUEUE, len(start.queue), -1))

@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 BLOCK_MS = 2_000
-# Caught up, a writer waits this long after the first new event for the rest of its
-# burst: one batch then recomputes each call once, not once per event, which kept the
-# writer's share of a busy worker's loop from slowing status callbacks (bench/RESULTS.md).
+# After a short batch (or the first new event once caught up), a writer waits this long
+# before reading on: one batch then recomputes each call once, not once per event, and
+# the writer wakes a few times a second, not once per event (woken that often, it cost
+# web workers ~20 % more CPU per status callback on shared cores: bench/RESULTS.md).
+# History lags by at most this much more.
 GATHER_SECONDS = 0.25
 CLAIM_IDLE_MS = 60_000  # a batch unacknowledged this long: its writer is presumed dead
 CLAIM_EVERY_SECONDS = 30.0
@@ -80,6 +82,7 @@ class HistoryWriter(BackgroundPart):
         self.stored = 0  # events this writer inserted (first time stored)
         self._claimed_at = 0.0
         self._own_pending = True  # on start, first what this consumer was given before
+        self._short = False  # the last read of new entries filled less than a batch
         if app is not None:
             self.init_app(app)
 
@@ -140,7 +143,10 @@ class HistoryWriter(BackgroundPart):
 
     async def _read_new(self) -> Entries:
         """New entries; first in one MULTI with a look at the log, so a stretch trimmed
-        before the group read it is noticed (and counted) before it is read past."""
+        before the group read it is noticed (and counted) before it is read past.
+        After a short batch, the next one gathers for ``gather_seconds`` first."""
+        if self._short and self.gather_seconds > 0:
+            await asyncio.sleep(self.gather_seconds)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 history_log.queue_position(pipe)
@@ -160,6 +166,7 @@ class HistoryWriter(BackgroundPart):
             if entries and len(entries) < self.batch and self.gather_seconds > 0:
                 await asyncio.sleep(self.gather_seconds)
                 entries += await self._read(">", block=False, count=self.batch - len(entries))
+        self._short = 0 < len(entries) < self.batch
         return entries
 
     async def _claim(self) -> Entries:

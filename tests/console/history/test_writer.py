@@ -418,6 +418,26 @@ async def test_an_entry_it_cannot_store_as_it_is_never_stops_the_writer(redis, p
     assert any("is not an event" in r.getMessage() for r in caplog.records)
 
 
+async def test_after_a_short_batch_the_writer_gathers_before_reading_on(redis, pg, pool):
+    """Under a steady trickle a writer stores a batch per ``gather_seconds``, not one
+    per event: events already waiting when it comes back from a short batch are not
+    read at once, the ones that follow within the gather join them."""
+    await history_log.create_group(redis)
+    writer = writer_for(redis, pool)
+    writer.gather_seconds = 0.5
+    await redis.xadd(keys.EVENTS, _agent_event(0))
+    while not (stored := await writer.step()):  # its own pending, then claims: none
+        pass
+    assert stored == 1  # a short batch
+    await redis.xadd(keys.EVENTS, _agent_event(1))  # waiting before the next step
+    step = asyncio.create_task(writer.step())
+    for n in (2, 3):
+        await asyncio.sleep(0.05)
+        await redis.xadd(keys.EVENTS, _agent_event(n))
+    assert await step == 3
+    assert len(await stored_events(pg)) == 4
+
+
 # -- the event log kept for the history -------------------------------------------------
 
 
@@ -531,7 +551,11 @@ async def test_lag_shows_in_metrics_and_healthz_degrades_past_a_minute(
         assert metrics["warmline_history_lag_seconds"] >= 125
 
         await pg_proxy.open()
-        await until(lambda: _nothing_pending(redis))
+
+        async def both_stored() -> bool:  # a batch of one may wait out the writer's gather
+            return len(await stored_events(pg)) == 2 and await _nothing_pending(redis)
+
+        await until(both_stored)
 
         async def healthy() -> bool:
             return (await (await client.get("/healthz")).get_json())["status"] == "ok"

@@ -13,6 +13,7 @@ import sys
 from hypercorn.config import Config
 from hypercorn.run import run
 
+from warmline.access_log import AccessLogger
 from warmline.cli import worker_class
 from warmline.history_process import writer_process
 from warmline.shutdown import run_in_process
@@ -26,6 +27,7 @@ def main(argv: list[str]) -> int:
     config.graceful_timeout = 10.0
     config.worker_class = worker_class()
     config.accesslog = "-"
+    config.logger_class = AccessLogger
     config.errorlog = "-"
     # As `warmline serve` does: with a database, the history writer in a process of its own.
     with writer_process() if os.environ.get("DATABASE_URL") else contextlib.nullcontext():

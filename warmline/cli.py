@@ -30,6 +30,7 @@ from console.domain.events import now_ms
 from console.history import migrate, purge
 from console.redis_ext import connect
 from warmline import cli_users, logs
+from warmline.access_log import AccessLogger
 from warmline.diagnosis import (
     check,
     database_problem,
@@ -153,6 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.backlog = LISTEN_BACKLOG
     config.worker_class = worker_class()
     config.accesslog = "-"
+    config.logger_class = AccessLogger
     config.errorlog = "-"
     say_unreachable(
         settings,

@@ -1,8 +1,6 @@
-"""Hypercorn's access log, each line's values worked out only as its format asks for
-them. Hypercorn's own atoms copy every request and response header and the whole
-environment into a dict for every request, most of which the line never shows: a few
-per cent of a status callback's CPU (bench/RESULTS.md, session 13). The lines are the
-same; a key the cheap path does not know is taken from Hypercorn's atoms."""
+"""Hypercorn's access log with each value worked out only when the format asks for it:
+Hypercorn's own atoms copy every header and the whole environment per request, for a
+line that shows eight values. Same lines; any other key comes from Hypercorn's atoms."""
 
 from __future__ import annotations
 

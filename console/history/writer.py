@@ -37,9 +37,8 @@ log = logging.getLogger(__name__)
 BATCH = 500
 BLOCK_MS = 2_000
 # After a short batch (or the first new event once caught up), a writer waits this long
-# before reading on: one batch then recomputes each call once, not once per event, and
-# the writer wakes a few times a second, not once per event (woken that often, it cost
-# web workers ~20 % more CPU per status callback on shared cores: bench/RESULTS.md).
+# before reading on: a call's rows are recomputed once a batch, not once an event, and
+# the writer does not wake per event, preempting the web workers on shared cores.
 # History lags by at most this much more.
 GATHER_SECONDS = 0.25
 CLAIM_IDLE_MS = 60_000  # a batch unacknowledged this long: its writer is presumed dead

@@ -172,12 +172,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if config.workers > 1:
                 return run(config)
             from warmline.app import create_app
+            from warmline.heap import freeze_start_up_heap
             from warmline.proxies import served
             from warmline.shutdown import run_in_process
 
             # With Sentinels the app finds them in its settings.
             url = redis_url if isinstance(redis_url, str) else None
             app = create_app(settings, redis_url=url, database_url=db_url)
+            freeze_start_up_heap(app)
             run_in_process(app, config, served(app))
             return 0
     finally:

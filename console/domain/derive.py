@@ -10,10 +10,11 @@ between the picture before and after a change.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from console.domain.records import (
     CALL_UNANSWERED,
@@ -162,7 +163,7 @@ def _seq(callback: Callback) -> int:
 def copy_folded(state: Folded) -> Folded:
     """A copy to fold further without touching ``state`` (the record's)."""
     participants = {c: copy.copy(p) for c, p in state.participants.items()}
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         state,
         participants=participants,
         joined=dict(state.joined),

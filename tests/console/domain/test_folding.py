@@ -11,6 +11,7 @@ import os
 import random
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -277,7 +278,7 @@ async def test_late_and_duplicate_callbacks_through_the_app_end_as_the_whole_fol
         assert record.folded is not None and len(record.callbacks) <= 3
         raws = await redis.lrange(keys.folded_callbacks(name), 0, -1)
         assert len(raws) == record.folded.count
-        whole = dataclasses.replace(record, folded=None)
+        whole = msgspec.structs.replace(record, folded=None)
         whole.callbacks = {
             folding.callback_key(c): c for c in (Callback.from_json(r) for r in raws)
         }

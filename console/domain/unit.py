@@ -380,8 +380,12 @@ class Unit:
             if len(found) >= count:
                 break
             names = [n for n in self.queue[start : start + step] if n not in engaged]
-            await self.queued.fetch(self.redis, names)
-            found += [n for n in names if self.queued[n].not_before <= self.now]
+            queued = self.queued
+            await queued.fetch(self.redis, names)
+            # A name without a record: another process dequeued them since this unit
+            # read the line. Not waiting; the commit's check of the line (looked at)
+            # refuses any decision taken on the old one.
+            found += [n for n in names if n in queued and queued[n].not_before <= self.now]
         return found[:count]
 
     def routable(self) -> list[Agent]:

@@ -15,6 +15,8 @@ from redis.asyncio.client import Pipeline
 
 from console.domain import keys, waiting_line
 from console.domain.records import Queued
+from console.domain.transaction import run_unit
+from console.domain.unit import Unit
 from console.domain.waiting_line import (
     AT_ONE_END,
     EAGER_QUEUE_UPDATES,
@@ -204,3 +206,28 @@ async def test_a_record_looked_at_before_it_is_fetched_is_a_loud_bug(redis: Redi
         pipe.multi()
         assert info.write(pipe)
         await pipe.execute()
+
+
+async def test_a_caller_who_left_after_the_unit_read_the_line_is_not_waiting(
+    app, redis: Redis, voice, settings
+) -> None:
+    """Routing reads the line, then fetches the callers' records it looks at: a caller
+    another process dequeued in between has a name there but no record. They are not
+    waiting (once a KeyError, a 500 to Twilio); the others still are."""
+    first, second = await customer_waits(voice), await customer_waits(voice)
+    left = False
+
+    async def leave(other: Unit) -> None:
+        other.dequeue(first, "hung-up")
+
+    async def look(unit: Unit) -> list[str]:
+        nonlocal left
+        if not left and first in unit.queue:
+            left = True
+            await Runner.of(app).unit(leave)  # the app's client: another process's unit
+        return await unit.waiting(2)
+
+    # The test's own client has no copy yet: its unit reads the line from Redis first.
+    found, _ = await run_unit(redis, settings, look)
+    assert left and found == [second]
+    assert await redis.lrange(keys.QUEUE, 0, -1) == [second]
